@@ -1,0 +1,162 @@
+// Package broker connects Switchboard to NATS: it starts an embedded
+// nats-server with JetStream when asked to, connects clients, and creates the
+// streams and KV buckets every service relies on.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EmbeddedOptions configure an embedded nats-server.
+type EmbeddedOptions struct {
+	// DataDir holds the JetStream store (DataDir/nats).
+	DataDir string
+	// ListenAddr is host:port for NATS clients; empty means in-process
+	// connections only. Port 0 or -1 picks a random port.
+	ListenAddr string
+	// Name identifies the server in logs.
+	Name string
+	// Logger receives the server's log lines; nil keeps the server quiet.
+	Logger *slog.Logger
+}
+
+// Embedded is a running in-process nats-server.
+type Embedded struct {
+	Server *server.Server
+}
+
+// StartEmbedded starts a nats-server with JetStream and waits until it accepts
+// connections.
+func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("broker: embedded server needs a data dir")
+	}
+	name := opts.Name
+	if name == "" {
+		name = "switchboard"
+	}
+	so := &server.Options{
+		ServerName: name,
+		JetStream:  true,
+		StoreDir:   filepath.Join(opts.DataDir, "nats"),
+		// Without NoSigs the server traps SIGINT and calls os.Exit itself.
+		NoSigs:    true,
+		NoLog:     opts.Logger == nil,
+		MaxPayload: 8 << 20,
+	}
+	if opts.ListenAddr == "" {
+		so.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(opts.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: nats listen address %q: %w", opts.ListenAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("broker: nats listen port %q: %w", port, err)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		so.Host, so.Port = host, p
+	}
+	ns, err := server.NewServer(so)
+	if err != nil {
+		return nil, fmt.Errorf("broker: new server: %w", err)
+	}
+	if opts.Logger != nil {
+		ns.SetLoggerV2(slogAdapter{opts.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("broker: embedded nats-server not ready after 30s")
+	}
+	return &Embedded{Server: ns}, nil
+}
+
+// ClientURL is the URL external clients connect to; empty when the server
+// only accepts in-process connections.
+func (e *Embedded) ClientURL() string {
+	if e.Server.Addr() == nil {
+		return ""
+	}
+	return e.Server.ClientURL()
+}
+
+// Connect opens an in-process client connection.
+func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(e.Server), nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("broker: in-process connect: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and waits for it.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}
+
+// Connect connects to an external NATS server or cluster, retrying in the
+// background while it is unreachable.
+func Connect(url, name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(500*time.Millisecond),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("broker: connect %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// Drain drains nc and waits until it is closed or ctx ends.
+func Drain(ctx context.Context, nc *nats.Conn) {
+	if nc == nil || nc.IsClosed() {
+		return
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		nc.Close()
+	}
+}
+
+// JetStream returns a JetStream handle for nc.
+func JetStream(nc *nats.Conn) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, fmt.Errorf("broker: jetstream: %w", err)
+	}
+	return js, nil
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }

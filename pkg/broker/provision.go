@@ -1,0 +1,111 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+)
+
+// Limits are the stream and bucket settings that depend on the deployment,
+// not on the code: replicas (1 on one node, 3 on a cluster) and retention.
+type Limits struct {
+	Replicas        int
+	TriggersMaxAge  time.Duration
+	RunEventsMaxAge time.Duration
+	DeadMaxAge      time.Duration
+	// DuplicateWindow is how long Nats-Msg-Id dedupe remembers an id.
+	DuplicateWindow time.Duration
+	IdempotencyTTL  time.Duration
+}
+
+// DefaultLimits suit a single node.
+func DefaultLimits() Limits {
+	return Limits{
+		Replicas:        1,
+		TriggersMaxAge:  7 * 24 * time.Hour,
+		RunEventsMaxAge: 30 * 24 * time.Hour,
+		DeadMaxAge:      30 * 24 * time.Hour,
+		DuplicateWindow: 10 * time.Minute,
+		IdempotencyTTL:  24 * time.Hour,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.Replicas <= 0 {
+		l.Replicas = d.Replicas
+	}
+	if l.TriggersMaxAge <= 0 {
+		l.TriggersMaxAge = d.TriggersMaxAge
+	}
+	if l.RunEventsMaxAge <= 0 {
+		l.RunEventsMaxAge = d.RunEventsMaxAge
+	}
+	if l.DeadMaxAge <= 0 {
+		l.DeadMaxAge = d.DeadMaxAge
+	}
+	if l.DuplicateWindow <= 0 {
+		l.DuplicateWindow = d.DuplicateWindow
+	}
+	if l.IdempotencyTTL <= 0 {
+		l.IdempotencyTTL = d.IdempotencyTTL
+	}
+	return l
+}
+
+// StreamConfigs returns the configuration of every Switchboard stream.
+func StreamConfigs(l Limits) []jetstream.StreamConfig {
+	l = l.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			// Limits retention: trigger events are kept for replay, not removed on ack.
+			Name: subjects.StreamTriggers, Subjects: []string{subjects.TriggersAll},
+			Retention: jetstream.LimitsPolicy, MaxAge: l.TriggersMaxAge, Duplicates: l.DuplicateWindow,
+			Storage: jetstream.FileStorage, Replicas: l.Replicas, AllowDirect: true,
+		},
+		{
+			Name: subjects.StreamRuns, Subjects: []string{subjects.RunsAll},
+			Retention: jetstream.WorkQueuePolicy, Duplicates: l.DuplicateWindow,
+			Storage: jetstream.FileStorage, Replicas: l.Replicas,
+		},
+		{
+			// The last message per run subject is the run's current state;
+			// AllowDirect makes that lookup cheap when a run is redelivered.
+			Name: subjects.StreamRunEvents, Subjects: []string{subjects.RunEventsAll},
+			Retention: jetstream.LimitsPolicy, MaxAge: l.RunEventsMaxAge, Duplicates: l.DuplicateWindow,
+			Storage: jetstream.FileStorage, Replicas: l.Replicas, AllowDirect: true,
+		},
+		{
+			Name: subjects.StreamDead, Subjects: []string{subjects.DeadAll},
+			Retention: jetstream.LimitsPolicy, MaxAge: l.DeadMaxAge, Duplicates: l.DuplicateWindow,
+			Storage: jetstream.FileStorage, Replicas: l.Replicas, AllowDirect: true,
+		},
+	}
+}
+
+// Provision creates or updates every stream and KV bucket. It is idempotent
+// and safe to call from every service at start.
+func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
+	l = l.withDefaults()
+	for _, cfg := range StreamConfigs(l) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("broker: stream %s: %w", cfg.Name, err)
+		}
+	}
+	buckets := []jetstream.KeyValueConfig{
+		{Bucket: subjects.BucketCatalog, History: 5, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			Description: "projects, workflows, app events, users, credentials"},
+		{Bucket: subjects.BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			TTL: l.IdempotencyTTL, Description: "Idempotency-Key records"},
+	}
+	for _, cfg := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("broker: kv %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+// Package envelope encodes and decodes the trigger event envelope
+// (proto/switchboard/v1/envelope.proto) on the wire.
+//
+// Publishers inside Switchboard send protobuf with the header
+// Content-Type: application/protobuf. Any NATS client may instead publish
+// JSON (protojson field names, Content-Type: application/json or no header at
+// all); in that form "payload" may be written as a plain JSON value instead of
+// base64, which is what a person typing `nats pub` expects.
+package envelope
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// Header names and content types used on trigger messages.
+const (
+	HeaderContentType = "Content-Type"
+	ContentTypeProto  = "application/protobuf"
+	ContentTypeJSON   = "application/json"
+	// HeaderCatalogRevision carries the catalog revision the publisher had
+	// seen, so a consumer can wait until its own copy is at least as new.
+	HeaderCatalogRevision = "Sb-Catalog-Rev"
+)
+
+// ErrMalformed is wrapped by every decoding error caused by the message itself.
+var ErrMalformed = errors.New("malformed envelope")
+
+// Marshal encodes ev as protobuf.
+func Marshal(ev *sbv1.TriggerEvent) ([]byte, error) {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: marshal: %w", err)
+	}
+	return b, nil
+}
+
+// NewMsg builds a NATS message carrying ev as protobuf on subject.
+func NewMsg(subject string, ev *sbv1.TriggerEvent) (*nats.Msg, error) {
+	b, err := Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(subject)
+	m.Header.Set(HeaderContentType, ContentTypeProto)
+	m.Data = b
+	return m, nil
+}
+
+// Decode decodes data according to contentType: protobuf for
+// application/protobuf, JSON for application/json. With no content type the
+// format is sniffed: a body starting with '{' is JSON.
+func Decode(data []byte, contentType string) (*sbv1.TriggerEvent, error) {
+	ct := strings.ToLower(strings.TrimSpace(contentType))
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = strings.TrimSpace(ct[:i])
+	}
+	switch {
+	case ct == ContentTypeProto || ct == "application/x-protobuf":
+		ev := &sbv1.TriggerEvent{}
+		if err := proto.Unmarshal(data, ev); err != nil {
+			return nil, fmt.Errorf("%w: protobuf: %v", ErrMalformed, err)
+		}
+		return ev, nil
+	case ct == ContentTypeJSON, ct == "" && looksJSON(data):
+		return DecodeJSON(data)
+	case ct == "":
+		return nil, fmt.Errorf("%w: no Content-Type and the body is not JSON", ErrMalformed)
+	default:
+		return nil, fmt.Errorf("%w: unsupported Content-Type %q", ErrMalformed, contentType)
+	}
+}
+
+func looksJSON(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	return len(t) > 0 && t[0] == '{'
+}
+
+// DecodeJSON decodes the protojson form, accepting a plain JSON value for payload.
+func DecodeJSON(data []byte) (*sbv1.TriggerEvent, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, fmt.Errorf("%w: json: %v", ErrMalformed, err)
+	}
+	if raw, ok := fields["payload"]; ok {
+		t := bytes.TrimSpace(raw)
+		// A JSON string stays as it is: protojson reads it as base64, as the
+		// proto3 JSON mapping defines for bytes. Anything else is the payload itself.
+		if len(t) > 0 && t[0] != '"' && !bytes.Equal(t, []byte("null")) {
+			enc, _ := json.Marshal(base64.StdEncoding.EncodeToString(t))
+			fields["payload"] = enc
+			var err error
+			if data, err = json.Marshal(fields); err != nil {
+				return nil, fmt.Errorf("%w: json: %v", ErrMalformed, err)
+			}
+		}
+	}
+	ev := &sbv1.TriggerEvent{}
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(data, ev); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(ev.Payload) > 0 && !json.Valid(ev.Payload) {
+		return nil, fmt.Errorf("%w: payload is not valid JSON", ErrMalformed)
+	}
+	return ev, nil
+}
+
+// MarshalJSON renders ev as protojson with payload shown as a JSON value
+// (the same form DecodeJSON accepts), for APIs and logs.
+func MarshalJSON(ev *sbv1.TriggerEvent) ([]byte, error) {
+	c := proto.Clone(ev).(*sbv1.TriggerEvent)
+	payload := c.Payload
+	c.Payload = nil
+	b, err := protojson.MarshalOptions{UseProtoNames: false}.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: marshal json: %w", err)
+	}
+	if len(payload) == 0 || !json.Valid(payload) {
+		return b, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("envelope: marshal json: %w", err)
+	}
+	fields["payload"] = payload
+	return json.Marshal(fields)
+}

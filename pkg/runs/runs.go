@@ -1,0 +1,156 @@
+// Package runs defines the records Switchboard writes to the RUN_EVENTS
+// stream — run snapshots and decision records — and the deterministic run id.
+//
+// Every run event is a full snapshot of the run, not a delta: the last message
+// on a run's subject is its current state. That makes resuming a redelivered
+// run one direct get, and keeps every read model a plain upsert.
+package runs
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Status of a run.
+type Status string
+
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+)
+
+// Terminal reports whether no further transition follows.
+func (s Status) Terminal() bool { return s == StatusSucceeded || s == StatusFailed }
+
+// Step statuses.
+const (
+	StepSucceeded = "succeeded"
+	StepFailed    = "failed"
+	StepSkipped   = "skipped"
+)
+
+// Step is the recorded outcome of one step.
+type Step struct {
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	Status     string    `json:"status"`
+	Input      any       `json:"input,omitempty"`
+	Output     any       `json:"output,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Attempts   int       `json:"attempts"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+}
+
+// Run is a snapshot of one run.
+type Run struct {
+	ID         string          `json:"id"`
+	Project    string          `json:"project"`
+	Workflow   string          `json:"workflow"`
+	User       string          `json:"user"`
+	Credential string          `json:"credential,omitempty"`
+	EventID    string          `json:"eventId"`
+	Status     Status          `json:"status"`
+	Error      string          `json:"error,omitempty"`
+	Steps      []Step          `json:"steps"`
+	Trigger    json.RawMessage `json:"trigger,omitempty"`
+	ReplayOf   string          `json:"replayOf,omitempty"`
+	// Seq grows by one with every snapshot of the run; readers keep the highest.
+	Seq        int       `json:"seq"`
+	Deliveries int       `json:"deliveries,omitempty"`
+	CreatedAt  time.Time `json:"createdAt"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// StepByID returns the recorded step with id, if any.
+func (r *Run) StepByID(id string) (*Step, bool) {
+	for i := range r.Steps {
+		if r.Steps[i].ID == id {
+			return &r.Steps[i], true
+		}
+	}
+	return nil, false
+}
+
+// Outcomes of a decision candidate.
+const (
+	OutcomeRan     = "ran"
+	OutcomeSkipped = "skipped"
+)
+
+// Reasons a candidate was skipped (decision records).
+const (
+	ReasonNotEnabled        = "not_enabled"
+	ReasonNoCredential      = "no_credential"
+	ReasonCredentialInvalid = "credential_invalid"
+	ReasonUnknownUser       = "unknown_user"
+	ReasonCredentialUnknown = "credential_not_found"
+	ReasonValidationFailed  = "validation_failed"
+	ReasonDeduplicated      = "deduplicated"
+)
+
+// Candidate is one (workflow, user, credential) the router considered.
+type Candidate struct {
+	Workflow   string `json:"workflow"`
+	User       string `json:"user,omitempty"`
+	Credential string `json:"credential,omitempty"`
+	Outcome    string `json:"outcome"`
+	RunID      string `json:"runId,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// Decision is the record of what the router did with one trigger event.
+type Decision struct {
+	EventID    string          `json:"eventId"`
+	Project    string          `json:"project"`
+	Kind       string          `json:"kind"`
+	Name       string          `json:"name,omitempty"`
+	User       string          `json:"user,omitempty"`
+	Trigger    json.RawMessage `json:"trigger,omitempty"`
+	Candidates []Candidate     `json:"candidates"`
+	// Error is set when the event could not be routed at all.
+	Error      string    `json:"error,omitempty"`
+	ReceivedAt time.Time `json:"receivedAt"`
+	DecidedAt  time.Time `json:"decidedAt"`
+}
+
+// Header names on RUN_EVENTS messages.
+const (
+	HeaderRecord   = "Sb-Record"
+	RecordRun      = "run"
+	RecordDecision = "decision"
+)
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// ID is the deterministic run id of (trigger event, workflow, user,
+// credential): republishing the same decision yields the same id, which
+// JetStream's Nats-Msg-Id dedupe then absorbs.
+func ID(eventID, workflow, user, credential string) string {
+	h := sha256.New()
+	for _, s := range []string{eventID, workflow, user, credential} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "run_" + idEncoding.EncodeToString(h.Sum(nil)[:15])
+}
+
+// ValidID reports whether s has the shape of a run id (safe as a subject token).
+func ValidID(s string) bool {
+	if !strings.HasPrefix(s, "run_") || len(s) != 28 {
+		return false
+	}
+	for _, c := range s[4:] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'v') {
+			return false
+		}
+	}
+	return true
+}

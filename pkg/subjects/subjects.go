@@ -1,0 +1,104 @@
+// Package subjects is the one place where Switchboard's NATS subjects, stream
+// names and KV bucket names are defined. Every other package builds subjects
+// through it, and the README documents the same table.
+//
+// Subject tokens built from user data (project ids, workflow ids) are
+// restricted at apply time to [a-z0-9_-]; free-form names such as event names
+// (which may contain spaces or dots) are carried in the envelope and never
+// become subject tokens. Token escapes such a value when one is needed anyway.
+package subjects
+
+import (
+	"encoding/base64"
+	"strings"
+)
+
+// Streams.
+const (
+	StreamTriggers  = "TRIGGERS"
+	StreamRuns      = "RUNS"
+	StreamRunEvents = "RUN_EVENTS"
+	StreamDead      = "DEAD"
+)
+
+// KV buckets.
+const (
+	BucketCatalog     = "sb_catalog"
+	BucketIdempotency = "sb_idempotency"
+)
+
+// Wildcards bound to the streams.
+const (
+	TriggersAll  = "sb.trigger.>"
+	RunsAll      = "sb.run.>"
+	RunEventsAll = "sb.history.>"
+	DeadAll      = "sb.dead.>"
+)
+
+// Kind tokens used in trigger subjects.
+const (
+	KindAppEvent = "app_event"
+	KindRequest  = "request"
+)
+
+// Trigger is the subject a trigger event of project p and kind k is published
+// on: sb.trigger.<project>.<kind>.<key>. The key only spreads load and helps
+// filtering; the router reads everything it needs from the envelope.
+func Trigger(project, kind, key string) string {
+	return "sb.trigger." + project + "." + kind + "." + Token(key)
+}
+
+// TriggerProject returns the project token of a trigger subject.
+func TriggerProject(subject string) (string, bool) {
+	parts := strings.Split(subject, ".")
+	if len(parts) < 5 || parts[0] != "sb" || parts[1] != "trigger" {
+		return "", false
+	}
+	return parts[2], true
+}
+
+// Run is the subject a run of workflow w is published on in the RUNS stream.
+func Run(project, workflow string) string { return "sb.run." + project + "." + workflow }
+
+// RunEvent is the subject of a run's state snapshots in RUN_EVENTS. The last
+// message on it is the run's current state, which is what a redelivered run
+// resumes from.
+func RunEvent(project, runID string) string { return "sb.history." + project + ".run." + runID }
+
+// Decision is the subject of a trigger event's decision record in RUN_EVENTS.
+func Decision(project, eventID string) string {
+	return "sb.history." + project + ".decision." + eventID
+}
+
+// DeadRun is the subject of a run that exhausted its retries.
+func DeadRun(project, workflow string) string { return "sb.dead." + project + ".run." + workflow }
+
+// DeadTrigger is the subject of a trigger message the router could not decode.
+func DeadTrigger(project string) string { return "sb.dead." + Token(project) + ".trigger" }
+
+// Function is the subject a function step sends its request to.
+func Function(project, name string) string { return "sb.fn." + project + "." + name }
+
+// ReplyPrefix is the wildcard inbox prefix of one ingress instance; a
+// synchronous caller's reply subject is ReplyPrefix(instance)+"."+requestID.
+func ReplyPrefix(instance string) string { return "_INBOX.sb.ingress." + instance }
+
+// Token makes s safe as a single subject token. Values that already are plain
+// tokens are kept as they are, so subjects stay readable; anything else is
+// base64url-encoded with a "=" prefix (valid in subjects and KV keys), which cannot collide with a plain token.
+func Token(s string) string {
+	if s != "" && isPlainToken(s) {
+		return s
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+func isPlainToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
