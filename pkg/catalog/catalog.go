@@ -1,0 +1,488 @@
+// Package catalog is Switchboard's configuration and connection data —
+// projects, app event declarations, workflows, integrations, connected users
+// and their credentials — stored in a JetStream KV bucket, with an in-memory
+// copy kept current by a watch so routing never waits on storage.
+//
+// Values handed out by the Catalog are shared and must not be modified.
+package catalog
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+)
+
+// ErrNotFound is returned for a missing object.
+var ErrNotFound = errors.New("not found")
+
+// Key prefixes in the bucket. Free-form ids (user, credential, event name)
+// go through subjects.Token so any string is a valid key.
+const (
+	prefixProject     = "p"
+	prefixWorkflow    = "w"
+	prefixEvent       = "e"
+	prefixIntegration = "i"
+	prefixUser        = "u"
+	prefixCredential  = "c"
+)
+
+func projectKey(p string) string        { return prefixProject + "." + p }
+func workflowKey(p, w string) string    { return prefixWorkflow + "." + p + "." + w }
+func eventKey(p, name string) string    { return prefixEvent + "." + p + "." + subjects.Token(name) }
+func integrationKey(p, i string) string { return prefixIntegration + "." + p + "." + i }
+func userKey(p, u string) string        { return prefixUser + "." + p + "." + subjects.Token(u) }
+func credentialKey(p, u, c string) string {
+	return prefixCredential + "." + p + "." + subjects.Token(u) + "." + subjects.Token(c)
+}
+
+// Options configure a Catalog.
+type Options struct {
+	JS     jetstream.JetStream
+	Logger *slog.Logger
+}
+
+// Catalog is the KV-backed catalog with its in-memory copy.
+type Catalog struct {
+	kv     jetstream.KeyValue
+	logger *slog.Logger
+
+	mu       sync.RWMutex
+	projects map[string]*projectState
+	apiKeys  map[string]string // key hash -> project
+	rev      uint64
+	changed  chan struct{} // closed and replaced whenever rev moves
+	ready    bool
+}
+
+type projectState struct {
+	project      *Project
+	keys         []*rsa.PublicKey
+	keySetID     string
+	workflows    map[string]*workflow.Workflow
+	byEvent      map[string][]*workflow.Workflow
+	events       map[string]*workflow.AppEvent
+	integrations map[string]*workflow.Integration
+	users        map[string]*userState
+}
+
+type userState struct {
+	user  *User
+	creds map[string]*Credential
+}
+
+// Open binds the catalog bucket; call Start to load it and follow changes.
+func Open(ctx context.Context, opts Options) (*Catalog, error) {
+	kv, err := opts.JS.KeyValue(ctx, subjects.BucketCatalog)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: bucket %s: %w", subjects.BucketCatalog, err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Catalog{
+		kv:       kv,
+		logger:   logger,
+		projects: map[string]*projectState{},
+		apiKeys:  map[string]string{},
+		changed:  make(chan struct{}),
+	}, nil
+}
+
+// Start loads the current contents and keeps following changes until ctx
+// ends. It returns once the initial contents are loaded.
+func (c *Catalog) Start(ctx context.Context) error {
+	w, err := c.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog: watch: %w", err)
+	}
+	initial := make(chan struct{})
+	go func() {
+		defer func() { _ = w.Stop() }()
+		once := sync.Once{}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					c.mu.Lock()
+					c.ready = true
+					c.mu.Unlock()
+					once.Do(func() { close(initial) })
+					continue
+				}
+				c.apply(e)
+			}
+		}
+	}()
+	select {
+	case <-initial:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Revision is the last KV revision reflected in memory.
+func (c *Catalog) Revision() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rev
+}
+
+// WaitRevision blocks until the in-memory copy reflects rev (so a writer
+// reads its own writes, and a consumer sees the catalog its publisher saw).
+func (c *Catalog) WaitRevision(ctx context.Context, rev uint64) error {
+	for {
+		c.mu.RLock()
+		cur, ch := c.rev, c.changed
+		c.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("catalog: waiting for revision %d (at %d): %w", rev, cur, ctx.Err())
+		}
+	}
+}
+
+func (c *Catalog) apply(e jetstream.KeyValueEntry) {
+	c.mu.Lock()
+	defer func() {
+		if e.Revision() > c.rev {
+			c.rev = e.Revision()
+		}
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+	}()
+	deleted := e.Operation() != jetstream.KeyValuePut
+	parts := strings.Split(e.Key(), ".")
+	if len(parts) < 2 {
+		return
+	}
+	ps := c.projectState(parts[1])
+	if err := c.applyKey(ps, parts, e.Value(), deleted); err != nil {
+		c.logger.Warn("catalog: skipping unreadable entry", "key", e.Key(), "err", err)
+	}
+}
+
+func (c *Catalog) projectState(p string) *projectState {
+	ps, ok := c.projects[p]
+	if !ok {
+		ps = &projectState{
+			workflows:    map[string]*workflow.Workflow{},
+			byEvent:      map[string][]*workflow.Workflow{},
+			events:       map[string]*workflow.AppEvent{},
+			integrations: map[string]*workflow.Integration{},
+			users:        map[string]*userState{},
+		}
+		c.projects[p] = ps
+	}
+	return ps
+}
+
+// applyKey updates one entry. Lock held.
+func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, deleted bool) error {
+	switch parts[0] {
+	case prefixProject:
+		if ps.project != nil {
+			for _, k := range ps.project.APIKeys {
+				delete(c.apiKeys, k.Hash)
+			}
+		}
+		ps.project, ps.keys, ps.keySetID = nil, nil, ""
+		if deleted {
+			return nil
+		}
+		var p Project
+		if err := json.Unmarshal(value, &p); err != nil {
+			return err
+		}
+		ps.project = &p
+		for _, k := range p.APIKeys {
+			c.apiKeys[k.Hash] = p.ID
+		}
+		for _, pem := range p.UserTokenKeys {
+			k, err := auth.ParsePublicKeyPEM([]byte(pem))
+			if err != nil {
+				c.logger.Warn("catalog: bad user token key", "project", p.ID, "err", err)
+				continue
+			}
+			ps.keys = append(ps.keys, k)
+			ps.keySetID += auth.KeyID(k)
+		}
+	case prefixWorkflow:
+		if len(parts) != 3 {
+			return fmt.Errorf("bad workflow key")
+		}
+		delete(ps.workflows, parts[2])
+		if !deleted {
+			obj, err := workflow.Decode(workflow.KindWorkflow, value)
+			if err != nil {
+				return err
+			}
+			w := obj.(*workflow.Workflow)
+			ps.workflows[w.ID] = w
+		}
+		ps.reindex()
+	case prefixEvent:
+		if len(parts) != 3 {
+			return fmt.Errorf("bad event key")
+		}
+		if deleted {
+			for name := range ps.events {
+				if subjects.Token(name) == parts[2] {
+					delete(ps.events, name)
+				}
+			}
+			return nil
+		}
+		obj, err := workflow.Decode(workflow.KindAppEvent, value)
+		if err != nil {
+			return err
+		}
+		ev := obj.(*workflow.AppEvent)
+		ps.events[ev.Name] = ev
+	case prefixIntegration:
+		if len(parts) != 3 {
+			return fmt.Errorf("bad integration key")
+		}
+		delete(ps.integrations, parts[2])
+		if !deleted {
+			obj, err := workflow.Decode(workflow.KindIntegration, value)
+			if err != nil {
+				return err
+			}
+			in := obj.(*workflow.Integration)
+			ps.integrations[in.ID] = in
+		}
+	case prefixUser:
+		if len(parts) != 3 {
+			return fmt.Errorf("bad user key")
+		}
+		us := ps.users[parts[2]]
+		if deleted {
+			if us != nil {
+				us.user = nil
+				if len(us.creds) == 0 {
+					delete(ps.users, parts[2])
+				}
+			}
+			return nil
+		}
+		var u User
+		if err := json.Unmarshal(value, &u); err != nil {
+			return err
+		}
+		if us == nil {
+			us = &userState{creds: map[string]*Credential{}}
+			ps.users[parts[2]] = us
+		}
+		us.user = &u
+	case prefixCredential:
+		if len(parts) != 4 {
+			return fmt.Errorf("bad credential key")
+		}
+		us := ps.users[parts[2]]
+		if deleted {
+			if us != nil {
+				delete(us.creds, parts[3])
+			}
+			return nil
+		}
+		var cr Credential
+		if err := json.Unmarshal(value, &cr); err != nil {
+			return err
+		}
+		if us == nil {
+			us = &userState{creds: map[string]*Credential{}}
+			ps.users[parts[2]] = us
+		}
+		us.creds[parts[3]] = &cr
+	}
+	return nil
+}
+
+// reindex rebuilds the event -> workflows index. Lock held.
+func (ps *projectState) reindex() {
+	idx := map[string][]*workflow.Workflow{}
+	for _, w := range ps.workflows {
+		if w.Trigger.Type == workflow.TriggerAppEvent {
+			idx[w.Trigger.Event] = append(idx[w.Trigger.Event], w)
+		}
+	}
+	for _, ws := range idx {
+		sort.Slice(ws, func(i, j int) bool { return ws[i].ID < ws[j].ID })
+	}
+	ps.byEvent = idx
+}
+
+// Read side.
+
+func (c *Catalog) read(p string) *projectState {
+	return c.projects[p]
+}
+
+// Project returns project p.
+func (c *Catalog) Project(p string) (*Project, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil || ps.project == nil {
+		return nil, false
+	}
+	return ps.project, true
+}
+
+// ProjectForAPIKey returns the project an API key (by hash) belongs to.
+func (c *Catalog) ProjectForAPIKey(hash string) (string, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.apiKeys[hash]
+	return p, ok
+}
+
+// UserTokenKeys returns the keys that verify user tokens of project p and an
+// id that changes whenever the set does (for token caches).
+func (c *Catalog) UserTokenKeys(p string) ([]*rsa.PublicKey, string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil, ""
+	}
+	return ps.keys, ps.keySetID
+}
+
+// Workflow returns workflow w of project p.
+func (c *Catalog) Workflow(p, w string) (*workflow.Workflow, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil, false
+	}
+	wf, ok := ps.workflows[w]
+	return wf, ok
+}
+
+// Workflows lists project p's workflows by id.
+func (c *Catalog) Workflows(p string) []*workflow.Workflow {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil
+	}
+	out := make([]*workflow.Workflow, 0, len(ps.workflows))
+	for _, w := range ps.workflows {
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// WorkflowsForEvent lists the workflows an app event named name triggers.
+func (c *Catalog) WorkflowsForEvent(p, name string) []*workflow.Workflow {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil
+	}
+	return ps.byEvent[name]
+}
+
+// AppEvent returns the declaration of event name in project p.
+func (c *Catalog) AppEvent(p, name string) (*workflow.AppEvent, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil, false
+	}
+	e, ok := ps.events[name]
+	return e, ok
+}
+
+// Integration returns integration id of project p.
+func (c *Catalog) Integration(p, id string) (*workflow.Integration, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil, false
+	}
+	in, ok := ps.integrations[id]
+	return in, ok
+}
+
+// User returns connected user u of project p.
+func (c *Catalog) User(p, u string) (*User, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil, false
+	}
+	us := ps.users[subjects.Token(u)]
+	if us == nil || us.user == nil {
+		return nil, false
+	}
+	return us.user, true
+}
+
+// Credentials lists user u's credentials, by id.
+func (c *Catalog) Credentials(p, u string) []*Credential {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil
+	}
+	us := ps.users[subjects.Token(u)]
+	if us == nil {
+		return nil
+	}
+	out := make([]*Credential, 0, len(us.creds))
+	for _, cr := range us.creds {
+		out = append(out, cr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Credential returns credential cred of user u.
+func (c *Catalog) Credential(p, u, cred string) (*Credential, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.read(p)
+	if ps == nil {
+		return nil, false
+	}
+	us := ps.users[subjects.Token(u)]
+	if us == nil {
+		return nil, false
+	}
+	cr, ok := us.creds[subjects.Token(cred)]
+	return cr, ok
+}

@@ -1,0 +1,116 @@
+package history
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"strings"
+	"time"
+)
+
+// escape makes s free of 0x00 bytes, preserving order among strings without
+// 0x00/0x01: 0x01 becomes 01 02 and 0x00 becomes 01 01. Ids and names are
+// plain tokens in practice, so this is almost always a no-op.
+func escape(dst []byte, s string) []byte {
+	if !strings.ContainsAny(s, "\x00\x01") {
+		return append(dst, s...)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case 0x00:
+			dst = append(dst, 0x01, 0x01)
+		case 0x01:
+			dst = append(dst, 0x01, 0x02)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// tsKey maps t to 8 bytes that sort like the time: the zero time sorts
+// first, then every time by its Unix nanoseconds.
+func tsKey(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	n := t.UnixNano()
+	if n == math.MinInt64 {
+		n++ // keep 0 for the zero time
+	}
+	return uint64(n) ^ (1 << 63)
+}
+
+// rowKey is the key of a run or decision: project \x00 id.
+func rowKey(project, id string) []byte {
+	k := make([]byte, 0, len(project)+len(id)+1)
+	k = escape(k, project)
+	k = append(k, 0)
+	return escape(k, id)
+}
+
+// idxPrefix is project \x00 [field \x00]; every key of the index with that
+// project (and field) starts with it and no other key does.
+func idxPrefix(project, field string, withField bool) []byte {
+	k := make([]byte, 0, len(project)+len(field)+2+9+30)
+	k = escape(k, project)
+	k = append(k, 0)
+	if withField {
+		k = escape(k, field)
+		k = append(k, 0)
+	}
+	return k
+}
+
+// idxKey is prefix ts \x00 runID.
+func idxKey(project, field string, withField bool, ts uint64, runID string) []byte {
+	k := idxPrefix(project, field, withField)
+	k = binary.BigEndian.AppendUint64(k, ts)
+	k = append(k, 0)
+	return escape(k, runID)
+}
+
+// rowHeader is what the index maintenance and the list filters need of a
+// stored run, kept in front of its JSON so they don't decode it.
+type rowHeader struct {
+	ts       uint64 // first-seen CreatedAt (tsKey), the run's index position
+	seq      int64  // snapshot Seq
+	workflow string
+	user     string
+	status   string
+}
+
+var errBadRow = errors.New("history: corrupt run row")
+
+// encodeRow: ts(8) seq(8) uvarint-prefixed workflow, user, status, JSON.
+func encodeRow(h rowHeader, data []byte) []byte {
+	v := make([]byte, 0, 16+3*binary.MaxVarintLen16+len(h.workflow)+len(h.user)+len(h.status)+len(data))
+	v = binary.BigEndian.AppendUint64(v, h.ts)
+	v = binary.BigEndian.AppendUint64(v, uint64(h.seq))
+	for _, s := range []string{h.workflow, h.user, h.status} {
+		v = binary.AppendUvarint(v, uint64(len(s)))
+		v = append(v, s...)
+	}
+	return append(v, data...)
+}
+
+func decodeRow(v []byte) (rowHeader, []byte, error) {
+	var h rowHeader
+	if len(v) < 16 {
+		return h, nil, errBadRow
+	}
+	h.ts = binary.BigEndian.Uint64(v)
+	h.seq = int64(binary.BigEndian.Uint64(v[8:]))
+	v = v[16:]
+	var fields [3]string
+	for i := range fields {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || n > uint64(len(v)-w) {
+			return h, nil, errBadRow
+		}
+		fields[i] = string(v[w : w+int(n)])
+		v = v[w+int(n):]
+	}
+	h.workflow, h.user, h.status = fields[0], fields[1], fields[2]
+	return h, v, nil
+}

@@ -1,0 +1,140 @@
+// Package service is what every Switchboard service binary shares:
+// configuration from the environment, JSON logging, and the /healthz,
+// /readyz and /metrics endpoints.
+package service
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/metrics"
+)
+
+// Config is the configuration shared by the service binaries. Every field
+// has an environment variable (documented in the README).
+type Config struct {
+	NATSURL      string        // SWITCHBOARD_NATS_URL
+	HTTPAddr     string        // SWITCHBOARD_HTTP_ADDR
+	DataDir      string        // SWITCHBOARD_DATA_DIR (local read models)
+	AdminToken   string        // SWITCHBOARD_ADMIN_TOKEN
+	MaxBody      int64         // SWITCHBOARD_MAX_BODY_BYTES
+	AllowPrivate bool          // SWITCHBOARD_ALLOW_PRIVATE_NETWORKS: http steps may call private/loopback addresses
+	LogLevel     slog.Level    // SWITCHBOARD_LOG_LEVEL
+	Limits       broker.Limits // SWITCHBOARD_REPLICAS, SWITCHBOARD_TRIGGERS_MAX_AGE, SWITCHBOARD_RUN_EVENTS_MAX_AGE, SWITCHBOARD_IDEMPOTENCY_TTL
+	ShutdownWait time.Duration // SWITCHBOARD_SHUTDOWN_TIMEOUT
+	Concurrency  int           // SWITCHBOARD_RUN_CONCURRENCY
+}
+
+// ConfigFromEnv reads Config from the environment, with defaults for a
+// single node.
+func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
+	c := Config{
+		NATSURL:      env("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222"),
+		HTTPAddr:     env("SWITCHBOARD_HTTP_ADDR", defaultHTTPAddr),
+		DataDir:      env("SWITCHBOARD_DATA_DIR", "./data"),
+		AdminToken:   os.Getenv("SWITCHBOARD_ADMIN_TOKEN"),
+		MaxBody:      httpx.DefaultMaxBody,
+		Limits:       broker.DefaultLimits(),
+		ShutdownWait: 30 * time.Second,
+		Concurrency:  256,
+	}
+	var errs []string
+	if v := os.Getenv("SWITCHBOARD_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, "SWITCHBOARD_MAX_BODY_BYTES must be a positive integer")
+		}
+		c.MaxBody = n
+	}
+	if v := os.Getenv("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS must be true or false")
+		}
+		c.AllowPrivate = b
+	}
+	if v := os.Getenv("SWITCHBOARD_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, "SWITCHBOARD_LOG_LEVEL must be debug, info, warn or error")
+		}
+	}
+	if v := os.Getenv("SWITCHBOARD_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			errs = append(errs, "SWITCHBOARD_REPLICAS must be 1..5")
+		}
+		c.Limits.Replicas = n
+	}
+	if v := os.Getenv("SWITCHBOARD_RUN_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, "SWITCHBOARD_RUN_CONCURRENCY must be a positive integer")
+		}
+		c.Concurrency = n
+	}
+	for name, dst := range map[string]*time.Duration{
+		"SWITCHBOARD_TRIGGERS_MAX_AGE":   &c.Limits.TriggersMaxAge,
+		"SWITCHBOARD_RUN_EVENTS_MAX_AGE": &c.Limits.RunEventsMaxAge,
+		"SWITCHBOARD_IDEMPOTENCY_TTL":    &c.Limits.IdempotencyTTL,
+		"SWITCHBOARD_SHUTDOWN_TIMEOUT":   &c.ShutdownWait,
+	} {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, name+" must be a positive duration like 24h")
+			}
+			*dst = d
+		}
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// NewLogger returns a JSON slog logger on stderr.
+func NewLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// Health tracks readiness: a service is live as soon as it serves, and
+// ready once its dependencies are up and until it starts shutting down.
+type Health struct {
+	ready atomic.Bool
+}
+
+// SetReady flips readiness.
+func (h *Health) SetReady(v bool) { h.ready.Store(v) }
+
+// Register adds /healthz, /readyz and /metrics to e.
+func (h *Health) Register(e *echo.Echo, m *metrics.Metrics) {
+	e.GET("/healthz", func(c *echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", func(c *echo.Context) error {
+		if !h.ready.Load() {
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if m != nil {
+		e.GET("/metrics", echo.WrapHandler(m.Handler()))
+	}
+}

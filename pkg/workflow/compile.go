@@ -1,0 +1,373 @@
+package workflow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/switchboard-hq/switchboard/pkg/template"
+)
+
+// Problem is one validation error in a document.
+type Problem struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// Problems is every validation error of one document.
+type Problems []Problem
+
+func (p Problems) Error() string {
+	parts := make([]string, len(p))
+	for i, x := range p {
+		if x.Field != "" {
+			parts[i] = x.Field + ": " + x.Message
+		} else {
+			parts[i] = x.Message
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (p *Problems) add(field, format string, args ...any) {
+	*p = append(*p, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p Problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+// Compile validates w and compiles its expressions. It returns Problems
+// listing every error found, not only the first.
+func (w *Workflow) Compile() error {
+	var p Problems
+	if w.Kind != "" && w.Kind != KindWorkflow {
+		p.add("kind", "must be %s", KindWorkflow)
+	}
+	if !ValidID(w.Project) {
+		p.add("project", "must match [a-z0-9][a-z0-9_-]* (at most 63 characters)")
+	}
+	if !ValidID(w.ID) {
+		p.add("id", "must match [a-z0-9][a-z0-9_-]* (at most 63 characters)")
+	}
+	if w.Integration != "" && !ValidID(w.Integration) {
+		p.add("integration", "must match [a-z0-9][a-z0-9_-]*")
+	}
+	switch w.Trigger.Type {
+	case TriggerAppEvent:
+		if strings.TrimSpace(w.Trigger.Event) == "" {
+			p.add("trigger.event", "is required for an app_event trigger")
+		}
+	case TriggerRequest:
+		for i, m := range w.Trigger.Methods {
+			switch strings.ToUpper(m) {
+			case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+				w.Trigger.Methods[i] = strings.ToUpper(m)
+			default:
+				p.add(fmt.Sprintf("trigger.methods[%d]", i), "unsupported method %q", m)
+			}
+		}
+		if t := time.Duration(w.Trigger.Timeout); t < 0 || t > MaxRequestTimeout {
+			p.add("trigger.timeout", "must be between 0 and %s", MaxRequestTimeout)
+		}
+		if v := w.Trigger.Validation; v != nil {
+			validateRequestValidation(v, &p)
+		}
+	case "":
+		p.add("trigger.type", "is required")
+	default:
+		p.add("trigger.type", "unknown trigger type %q (supported: app_event, request)", w.Trigger.Type)
+	}
+	if len(w.Steps) == 0 {
+		p.add("steps", "at least one step is required")
+	}
+	seen := map[string]bool{}
+	responses := 0
+	for i, s := range w.Steps {
+		field := fmt.Sprintf("steps[%d]", i)
+		if s == nil {
+			p.add(field, "is empty")
+			continue
+		}
+		if !stepIDPattern.MatchString(s.ID) {
+			p.add(field+".id", "must be an identifier ([A-Za-z_][A-Za-z0-9_]*), so expressions can say steps.<id>")
+		} else if seen[s.ID] {
+			p.add(field+".id", "duplicate step id %q", s.ID)
+		}
+		seen[s.ID] = true
+		if s.Type == StepResponse {
+			responses++
+			if w.Trigger.Type != TriggerRequest {
+				p.add(field+".type", "a response step needs a request trigger")
+			}
+		}
+		s.compile(field, &p)
+	}
+	if responses > 1 {
+		p.add("steps", "at most one response step is allowed")
+	}
+	return p.err()
+}
+
+func validateRequestValidation(v *RequestValidation, p *Problems) {
+	for i, q := range v.Query {
+		if q.Key == "" {
+			p.add(fmt.Sprintf("trigger.validation.query[%d].key", i), "is required")
+		}
+	}
+	for i, h := range v.Headers {
+		if h.Key == "" {
+			p.add(fmt.Sprintf("trigger.validation.headers[%d].key", i), "is required")
+		}
+	}
+	for i, b := range v.Body {
+		f := fmt.Sprintf("trigger.validation.body[%d]", i)
+		if b.Key == "" || strings.HasPrefix(b.Key, ".") || strings.HasSuffix(b.Key, ".") || strings.Contains(b.Key, "..") {
+			p.add(f+".key", "must be a field name or dotted path")
+		}
+		switch b.Type {
+		case "", "string", "number", "boolean", "object", "array":
+		default:
+			p.add(f+".type", "must be one of string, number, boolean, object, array")
+		}
+	}
+}
+
+func (s *Step) compile(field string, p *Problems) {
+	tmpl := func(name string, v any) *template.Template {
+		if v == nil {
+			return nil
+		}
+		t, err := template.Compile(v)
+		if err != nil {
+			p.add(field+"."+name, "%v", err)
+			return nil
+		}
+		return t
+	}
+	tmplMap := func(name string, m map[string]string) map[string]*template.Template {
+		if len(m) == 0 {
+			return nil
+		}
+		out := make(map[string]*template.Template, len(m))
+		for k, v := range m {
+			out[k] = tmpl(name+"."+k, v)
+		}
+		return out
+	}
+	c := compiledStep{}
+	if s.If != "" {
+		e, err := template.CompileExpr(s.If)
+		if err != nil {
+			p.add(field+".if", "%v", err)
+		}
+		c.cond = e
+	}
+	c.timeout = time.Duration(s.Timeout)
+	if c.timeout == 0 {
+		c.timeout = DefaultStepTimeout
+	} else if c.timeout < 0 || c.timeout > MaxStepTimeout {
+		p.add(field+".timeout", "must be between 0 and %s", MaxStepTimeout)
+	}
+	c.retry = Retry{Attempts: DefaultAttempts, Backoff: Duration(DefaultBackoff)}
+	if s.Retry != nil {
+		if s.Retry.Attempts < 0 || s.Retry.Attempts > MaxAttempts {
+			p.add(field+".retry.attempts", "must be between 1 and %d", MaxAttempts)
+		} else if s.Retry.Attempts > 0 {
+			c.retry.Attempts = s.Retry.Attempts
+		}
+		if s.Retry.Backoff < 0 {
+			p.add(field+".retry.backoff", "must not be negative")
+		} else if s.Retry.Backoff > 0 {
+			c.retry.Backoff = s.Retry.Backoff
+		}
+	}
+	switch s.Type {
+	case StepHTTP:
+		if s.URL == "" {
+			p.add(field+".url", "is required")
+		}
+		c.url = tmpl("url", s.URL)
+		c.method = strings.ToUpper(s.Method)
+		if c.method == "" {
+			c.method = http.MethodGet
+			if s.JSON != nil || s.Body != nil {
+				c.method = http.MethodPost
+			}
+		}
+		switch c.method {
+		case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodHead:
+		default:
+			p.add(field+".method", "unsupported method %q", s.Method)
+		}
+		if s.JSON != nil && s.Body != nil {
+			p.add(field, "set json or body, not both")
+		}
+		switch s.Auth {
+		case "", "none", "credential":
+		default:
+			p.add(field+".auth", "must be credential or none")
+		}
+		c.headers = tmplMap("headers", s.Headers)
+		c.query = tmplMap("query", s.Query)
+		c.json = tmpl("json", s.JSON)
+		c.body = tmpl("body", s.Body)
+	case StepEmit:
+		if strings.TrimSpace(s.Event) == "" {
+			p.add(field+".event", "is required")
+		}
+		c.payload = tmpl("payload", s.Payload)
+		if s.User != "" {
+			c.user = tmpl("user", s.User)
+		}
+	case StepResponse:
+		status := s.Status
+		if status == nil {
+			status = 200
+		}
+		if n, ok := asNumber(status); ok && (n < 100 || n > 599) {
+			p.add(field+".status", "must be an HTTP status (100-599)")
+		}
+		c.status = tmpl("status", status)
+		if s.JSON != nil && s.Body != nil {
+			p.add(field, "set json or body, not both")
+		}
+		c.headers = tmplMap("headers", s.Headers)
+		c.json = tmpl("json", s.JSON)
+		c.body = tmpl("body", s.Body)
+	case StepFunction:
+		if !ValidID(s.Function) {
+			p.add(field+".function", "must name a function ([a-z0-9][a-z0-9_-]*)")
+		}
+		c.input = tmpl("input", s.Input)
+	case "":
+		p.add(field+".type", "is required")
+	default:
+		p.add(field+".type", "unknown step type %q (supported: http, emit, response, function)", s.Type)
+	}
+	s.c = c
+}
+
+func asNumber(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// Compile validates the declaration and compiles its schema.
+func (e *AppEvent) Compile() error {
+	var p Problems
+	if !ValidID(e.Project) {
+		p.add("project", "must match [a-z0-9][a-z0-9_-]*")
+	}
+	if strings.TrimSpace(e.Name) == "" {
+		p.add("name", "is required")
+	} else if len(e.Name) > 200 {
+		p.add("name", "must be at most 200 characters")
+	}
+	if e.Schema != nil {
+		s, err := compileSchema(e.Schema)
+		if err != nil {
+			p.add("schema", "%v", err)
+		}
+		e.schema = s
+	}
+	return p.err()
+}
+
+func compileSchema(doc map[string]any) (*jsonschema.Schema, error) {
+	// Round-trip through JSON so the compiler sees the types it expects
+	// (float64 numbers), whatever decoder produced doc.
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("mem://event.json", v); err != nil {
+		return nil, err
+	}
+	return c.Compile("mem://event.json")
+}
+
+// ValidatePayload checks payload (raw JSON) against the event's schema, if
+// it has one, and returns the violations.
+func (e *AppEvent) ValidatePayload(payload []byte) Problems {
+	if e.schema == nil {
+		return nil
+	}
+	var v any
+	if len(payload) == 0 {
+		payload = []byte("null")
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
+	if err != nil {
+		return Problems{{Field: "payload", Message: "is not valid JSON"}}
+	}
+	if err := e.schema.Validate(v); err != nil {
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &ve) {
+			return schemaProblems(ve)
+		}
+		return Problems{{Field: "payload", Message: err.Error()}}
+	}
+	return nil
+}
+
+func schemaProblems(ve *jsonschema.ValidationError) Problems {
+	var out Problems
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			field := "payload"
+			for _, t := range e.InstanceLocation {
+				field += "." + t
+			}
+			out = append(out, Problem{Field: field, Message: e.ErrorKind.LocalizedString(nil)})
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return out
+}
+
+// Compile validates an integration document.
+func (in *Integration) Compile() error {
+	var p Problems
+	if !ValidID(in.Project) {
+		p.add("project", "must match [a-z0-9][a-z0-9_-]*")
+	}
+	if !ValidID(in.ID) {
+		p.add("id", "must match [a-z0-9][a-z0-9_-]*")
+	}
+	switch in.Auth.Type {
+	case "bearer", "api_key", "basic", "none", "":
+	default:
+		p.add("auth.type", "unsupported auth type %q (supported: bearer, api_key, basic, none)", in.Auth.Type)
+	}
+	return p.err()
+}
