@@ -9,11 +9,15 @@
 package envelope
 
 import (
+	"crypto/sha256"
+	"time"
+
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/oklog/ulid/v2"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -134,4 +138,22 @@ func MarshalJSON(ev *sbv1.TriggerEvent) ([]byte, error) {
 	}
 	fields["payload"] = payload
 	return json.Marshal(fields)
+}
+
+// NewID returns a fresh ULID for a trigger event.
+func NewID() string { return ulid.Make().String() }
+
+// DerivedID returns a ULID whose time part is t and whose entropy is a hash
+// of parts: the same inputs always give the same id, so an event created
+// again after a crash (an emit step, a hand-published envelope) dedupes.
+func DerivedID(t time.Time, parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	var id ulid.ULID
+	_ = id.SetTime(ulid.Timestamp(t))
+	_ = id.SetEntropy(h.Sum(nil)[:10])
+	return id.String()
 }

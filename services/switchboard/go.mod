@@ -10,6 +10,12 @@ require (
 	github.com/switchboard-hq/switchboard/services/router v0.0.0
 )
 
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)
+
 replace (
 	github.com/switchboard-hq/switchboard/pkg => ../../pkg
 	github.com/switchboard-hq/switchboard/proto => ../../proto

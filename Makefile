@@ -1,0 +1,42 @@
+# Switchboard: a go.work workspace of several modules. `go test ./...` at the
+# root does not see nested modules, so every target loops over them.
+SHELL := /bin/bash
+MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
+BIN := bin
+GO_TEST_FLAGS ?= -count=1 -timeout 9m
+
+.PHONY: run build test bench proto lint tidy clean
+
+build:
+	@mkdir -p $(BIN)
+	go build -o $(BIN)/switchboard ./services/switchboard/cmd/switchboard
+	go build -o $(BIN)/ingress ./services/ingress/cmd/ingress
+	go build -o $(BIN)/router ./services/router/cmd/router
+	go build -o $(BIN)/connection-lifecycle ./services/connection-lifecycle/cmd/connection-lifecycle
+
+## run: Switchboard in dev mode (embedded NATS, every service, project "dev")
+run: build
+	$(BIN)/switchboard dev
+
+## test: every module's tests (real embedded NATS, bbolt and HTTP servers)
+test:
+	@set -e; for d in $(MODULES); do echo "== $$d"; (cd $$d && go test $(GO_TEST_FLAGS) ./...); done
+
+## bench: ingest and end-to-end benchmark (see docs/benchmarks.md)
+bench: build
+	go run ./services/switchboard/cmd/sbbench
+
+proto:
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+	@command -v protoc-gen-go >/dev/null || go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	cd proto && PATH="$$PATH:$$(go env GOPATH)/bin" protoc --go_out=. --go_opt=module=github.com/switchboard-hq/switchboard/proto switchboard/v1/envelope.proto
+
+lint:
+	@command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@2026.1
+	@set -e; for d in $(MODULES); do echo "== $$d"; (cd $$d && go vet ./... && PATH="$$PATH:$$(go env GOPATH)/bin" staticcheck ./...); done
+
+tidy:
+	@set -e; for d in $(MODULES); do (cd $$d && GOWORK=off go mod tidy); done
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,598 @@
+// Package lifecycle is Switchboard's connection lifecycle service: the HTTP
+// API that creates and updates connected users, connects and disconnects
+// their credentials, and turns workflows on or off per credential (or per
+// user, for workflows that need no credential).
+//
+// Every change is written to the catalog and the handler waits until this
+// process's in-memory catalog reflects it, so a read that follows a write
+// (here, or in a router sharing the process) sees it.
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/apierr"
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+)
+
+// MaxIDLen is the longest user, credential or provider account id accepted.
+const MaxIDLen = 200
+
+// visibleWait bounds how long a handler waits for its own write to show up
+// in the in-memory catalog.
+const visibleWait = 10 * time.Second
+
+// Options configure a Service.
+type Options struct {
+	Catalog *catalog.Catalog
+	Access  *access.Checker
+	// MaxBody limits request bodies; <= 0 means httpx.DefaultMaxBody.
+	MaxBody int64
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Service serves the connection lifecycle API.
+type Service struct {
+	cat     *catalog.Catalog
+	access  *access.Checker
+	maxBody int64
+	logger  *slog.Logger
+}
+
+// New returns a Service.
+func New(opts Options) (*Service, error) {
+	switch {
+	case opts.Catalog == nil:
+		return nil, errors.New("lifecycle: Options.Catalog is required")
+	case opts.Access == nil:
+		return nil, errors.New("lifecycle: Options.Access is required")
+	}
+	maxBody := opts.MaxBody
+	if maxBody <= 0 {
+		maxBody = httpx.DefaultMaxBody
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cat: opts.Catalog, access: opts.Access, maxBody: maxBody, logger: logger}, nil
+}
+
+// Register mounts the routes on e.
+func (s *Service) Register(e *echo.Echo) {
+	const user = "/v1/projects/:p/users/:u"
+	e.PUT(user, s.putUser)
+	e.GET(user, s.getUser)
+	e.PUT(user+"/workflows/:w", s.putUserWorkflow)
+	e.PUT(user+"/credentials/:c", s.putCredential)
+	e.DELETE(user+"/credentials/:c", s.deleteCredential)
+	e.PUT(user+"/credentials/:c/workflows/:w", s.putCredentialWorkflow)
+}
+
+// call is an authenticated request on one connected user of one project.
+type call struct {
+	project string
+	user    string
+}
+
+// authorize authenticates the caller for project p (401/403), checks that
+// the project exists (404), validates the user id and resolves it against
+// the caller: an API key acts for any user, a user token only for its own.
+func (s *Service) authorize(c *echo.Context) (call, error) {
+	p, err := pathParam(c, "p")
+	if err != nil {
+		return call{}, err
+	}
+	pr, err := s.access.Project(c.Request(), p)
+	if err != nil {
+		return call{}, err
+	}
+	if _, ok := s.cat.Project(p); !ok {
+		return call{}, apierr.NotFound("project_not_found", "project %q does not exist", p)
+	}
+	u, err := pathID(c, "u", "user")
+	if err != nil {
+		return call{}, err
+	}
+	u, err = access.ActingUser(pr, u)
+	if err != nil {
+		return call{}, err
+	}
+	return call{project: p, user: u}, nil
+}
+
+// pathParam returns path parameter name, unescaped. Echo matches on the raw
+// path when it differs from the decoded one (e.g. an id containing "%2F"),
+// and then hands out the still-escaped value.
+func pathParam(c *echo.Context, name string) (string, error) {
+	v := c.Param(name)
+	if c.Request().URL.RawPath != "" {
+		u, err := url.PathUnescape(v)
+		if err != nil {
+			return "", apierr.BadRequest("invalid_id", "path segment %q is not validly escaped", name).WithField(name)
+		}
+		v = u
+	}
+	return v, nil
+}
+
+// pathID returns a free-form id from the path: non-empty UTF-8 of at most
+// MaxIDLen bytes.
+func pathID(c *echo.Context, name, field string) (string, error) {
+	v, err := pathParam(c, name)
+	if err != nil {
+		return "", err
+	}
+	if err := checkID(field, v); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+func checkID(field, v string) error {
+	switch {
+	case v == "":
+		return apierr.BadRequest("invalid_id", "the %s id must not be empty", field).WithField(field)
+	case len(v) > MaxIDLen:
+		return apierr.BadRequest("invalid_id", "the %s id is longer than %d bytes", field, MaxIDLen).WithField(field)
+	case !utf8.ValidString(v):
+		return apierr.BadRequest("invalid_id", "the %s id is not valid UTF-8", field).WithField(field)
+	}
+	return nil
+}
+
+// pathWorkflow returns the workflow id from the path and the workflow it
+// names; enabling a workflow that does not exist is a 404, not a silent
+// no-op.
+func (s *Service) pathWorkflow(c *echo.Context, project string) (*workflow.Workflow, error) {
+	w, err := pathParam(c, "w")
+	if err != nil {
+		return nil, err
+	}
+	if !workflow.ValidID(w) {
+		return nil, apierr.BadRequest("invalid_id", "%q is not a valid workflow id", w).WithField("workflow")
+	}
+	wf, ok := s.cat.Workflow(project, w)
+	if !ok {
+		return nil, apierr.NotFound("workflow_not_found", "workflow %q does not exist in project %q", w, project)
+	}
+	return wf, nil
+}
+
+// readJSON reads the bounded body (413 over the limit) and decodes it with
+// decode. An empty body counts as {}.
+func readJSON[T any](s *Service, c *echo.Context, decode func([]byte) (T, error)) (T, error) {
+	body, err := httpx.ReadBody(c, s.maxBody)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(body)
+}
+
+// Bodies.
+
+// userBody is PUT /users/{u}.
+type userBody struct {
+	// Metadata replaces the user's metadata when present; null clears it.
+	Metadata    map[string]any
+	HasMetadata bool
+}
+
+// decodeUserBody decodes and validates a PUT user body.
+func decodeUserBody(body []byte) (*userBody, error) {
+	var raw struct {
+		Metadata json.RawMessage `json:"metadata"`
+	}
+	if err := decodeObject(body, &raw); err != nil {
+		return nil, err
+	}
+	out := &userBody{}
+	var err error
+	out.Metadata, out.HasMetadata, err = optionalObject("metadata", raw.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// credentialBody is PUT /users/{u}/credentials/{c}. Fields other than
+// integration are optional: absent keeps the stored value, null clears it.
+type credentialBody struct {
+	Integration       string
+	ProviderAccountID *string
+	Secret            map[string]any
+	HasSecret         bool
+	Settings          map[string]any
+	HasSettings       bool
+	Status            string // empty: unchanged
+}
+
+// decodeCredentialBody decodes and validates a PUT credential body. Every
+// failure is a 400 *apierr.Error.
+func decodeCredentialBody(body []byte) (*credentialBody, error) {
+	var raw struct {
+		Integration       *string         `json:"integration"`
+		ProviderAccountID json.RawMessage `json:"providerAccountId"`
+		Secret            json.RawMessage `json:"secret"`
+		Settings          json.RawMessage `json:"settings"`
+		Status            *string         `json:"status"`
+	}
+	if err := decodeObject(body, &raw); err != nil {
+		return nil, err
+	}
+	out := &credentialBody{}
+	switch {
+	case raw.Integration == nil || *raw.Integration == "":
+		return nil, apierr.BadRequest("missing_field", "integration is required").WithField("integration")
+	case !workflow.ValidID(*raw.Integration):
+		return nil, apierr.BadRequest("invalid_field",
+			"integration %q is not a valid id (lowercase letters, digits, - and _, at most 63)", *raw.Integration).WithField("integration")
+	}
+	out.Integration = *raw.Integration
+	if len(raw.ProviderAccountID) > 0 {
+		var v *string
+		if err := json.Unmarshal(raw.ProviderAccountID, &v); err != nil {
+			return nil, apierr.BadRequest("invalid_field", "providerAccountId must be a string").WithField("providerAccountId")
+		}
+		if v == nil {
+			v = new(string)
+		}
+		if len(*v) > MaxIDLen {
+			return nil, apierr.BadRequest("invalid_field", "providerAccountId is longer than %d bytes", MaxIDLen).WithField("providerAccountId")
+		}
+		out.ProviderAccountID = v
+	}
+	var err error
+	if out.Secret, out.HasSecret, err = optionalObject("secret", raw.Secret); err != nil {
+		return nil, err
+	}
+	if out.Settings, out.HasSettings, err = optionalObject("settings", raw.Settings); err != nil {
+		return nil, err
+	}
+	if raw.Status != nil {
+		switch *raw.Status {
+		case catalog.CredentialValid, catalog.CredentialInvalid:
+			out.Status = *raw.Status
+		default:
+			return nil, apierr.BadRequest("invalid_field", "status must be %q or %q", catalog.CredentialValid, catalog.CredentialInvalid).WithField("status")
+		}
+	}
+	return out, nil
+}
+
+// enabledBody is PUT .../workflows/{w}.
+type enabledBody struct {
+	Enabled bool
+}
+
+func decodeEnabledBody(body []byte) (*enabledBody, error) {
+	var raw struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if err := decodeObject(body, &raw); err != nil {
+		return nil, err
+	}
+	if raw.Enabled == nil {
+		return nil, apierr.BadRequest("missing_field", "enabled (true or false) is required").WithField("enabled")
+	}
+	return &enabledBody{Enabled: *raw.Enabled}, nil
+}
+
+// decodeObject decodes a JSON object body into v (400 invalid_json). An
+// empty body is {}; any other non-object (null, array, scalar) is rejected.
+func decodeObject(body []byte, v any) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if trimmed[0] != '{' {
+		return apierr.BadRequest("invalid_json", "the request body must be a JSON object")
+	}
+	return httpx.DecodeJSON(trimmed, v)
+}
+
+// optionalObject interprets a field that may be absent (nil, false), null
+// (nil, true) or an object (value, true).
+func optionalObject(field string, raw json.RawMessage) (map[string]any, bool, error) {
+	if len(raw) == 0 {
+		return nil, false, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, false, apierr.BadRequest("invalid_field", "%s must be a JSON object", field).WithField(field)
+	}
+	return m, true, nil
+}
+
+// Handlers.
+
+func (s *Service) putUser(c *echo.Context) error {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	b, err := readJSON(s, c, decodeUserBody)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	u, rev, err := s.cat.UpdateUser(ctx, cl.project, cl.user, func(u *catalog.User) error {
+		if b.HasMetadata {
+			u.Metadata = b.Metadata
+		}
+		return nil
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	if err := s.waitVisible(ctx, rev); err != nil {
+		return err
+	}
+	s.logger.Info("user updated", "project", cl.project, "user", cl.user, "metadata_changed", b.HasMetadata)
+	return c.JSON(http.StatusOK, u)
+}
+
+// userView is a user with its credentials, secrets redacted.
+type userView struct {
+	*catalog.User
+	Credentials []*catalog.Credential `json:"credentials"`
+}
+
+func (s *Service) getUser(c *echo.Context) error {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	u, ok := s.cat.User(cl.project, cl.user)
+	if !ok {
+		return apierr.NotFound("user_not_found", "user %q does not exist in project %q", cl.user, cl.project)
+	}
+	creds := s.cat.Credentials(cl.project, cl.user)
+	view := userView{User: u, Credentials: make([]*catalog.Credential, 0, len(creds))}
+	for _, cr := range creds {
+		view.Credentials = append(view.Credentials, cr.Public())
+	}
+	return c.JSON(http.StatusOK, view)
+}
+
+func (s *Service) putUserWorkflow(c *echo.Context) error {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	wf, err := s.pathWorkflow(c, cl.project)
+	if err != nil {
+		return err
+	}
+	if wf.Integration != "" {
+		return apierr.New(http.StatusConflict, "integration_mismatch",
+			"workflow %q uses integration %q: enable it per credential (PUT …/credentials/{c}/workflows/%s)", wf.ID, wf.Integration, wf.ID).WithField("workflow")
+	}
+	b, err := readJSON(s, c, decodeEnabledBody)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	// Upsert: a user known so far only through tokens or events may have a
+	// workflow turned off before it was ever PUT.
+	u, rev, err := s.cat.UpdateUser(ctx, cl.project, cl.user, func(u *catalog.User) error {
+		if u.Workflows == nil {
+			u.Workflows = map[string]bool{}
+		}
+		u.Workflows[wf.ID] = b.Enabled
+		return nil
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	if err := s.waitVisible(ctx, rev); err != nil {
+		return err
+	}
+	s.logger.Info("user workflow enablement set", "project", cl.project, "user", cl.user, "workflow", wf.ID, "enabled", b.Enabled)
+	return c.JSON(http.StatusOK, u)
+}
+
+var errCredentialNotFound = errors.New("credential not found")
+
+// integrationMismatch is returned when a PUT names another integration than
+// the stored credential's: a credential is one account of one integration.
+func integrationMismatch(cred, have, want string) *apierr.Error {
+	return apierr.New(http.StatusConflict, "integration_mismatch",
+		"credential %q belongs to integration %q, not %q; disconnect it first or use another credential id", cred, have, want).WithField("integration")
+}
+
+func (s *Service) putCredential(c *echo.Context) error {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	credID, err := pathID(c, "c", "credential")
+	if err != nil {
+		return err
+	}
+	b, err := readJSON(s, c, decodeCredentialBody)
+	if err != nil {
+		return err
+	}
+	// Fail fast on the in-memory copy before writing anything (the user
+	// included); the check is repeated under compare-and-set below.
+	if cur, ok := s.cat.Credential(cl.project, cl.user, credID); ok && cur.Integration != b.Integration {
+		return integrationMismatch(credID, cur.Integration, b.Integration)
+	}
+	ctx := c.Request().Context()
+	var rev uint64
+	// A connect flow implies the user: create it when it does not exist yet.
+	if _, ok := s.cat.User(cl.project, cl.user); !ok {
+		_, r, err := s.cat.UpdateUser(ctx, cl.project, cl.user, func(*catalog.User) error { return nil })
+		if err != nil {
+			return storeErr(err)
+		}
+		rev = r
+		s.logger.Info("user created by credential connect", "project", cl.project, "user", cl.user)
+	}
+	var created bool
+	cred, r, err := s.cat.UpdateCredential(ctx, cl.project, cl.user, credID, func(cr *catalog.Credential, isNew bool) error {
+		created = isNew
+		if !isNew && cr.Integration != b.Integration {
+			return integrationMismatch(credID, cr.Integration, b.Integration)
+		}
+		cr.Integration = b.Integration
+		if b.ProviderAccountID != nil {
+			cr.ProviderAccountID = *b.ProviderAccountID
+		}
+		if b.HasSecret {
+			cr.Secret = b.Secret
+		}
+		if b.HasSettings {
+			cr.Settings = b.Settings
+		}
+		if b.Status != "" {
+			cr.Status = b.Status
+		}
+		return nil
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	rev = max(rev, r)
+	if err := s.waitVisible(ctx, rev); err != nil {
+		return err
+	}
+	// Never log the secret, nor settings (they may hold customer data).
+	s.logger.Info("credential connected", "project", cl.project, "user", cl.user, "credential", credID,
+		"integration", cred.Integration, "status", cred.Status, "created", created, "secret_changed", b.HasSecret)
+	s.onConnected(ctx, cred, created)
+	return c.JSON(http.StatusOK, cred.Public())
+}
+
+// onConnected runs after a credential was connected (created) or updated
+// and the change is visible in the catalog.
+//
+// This is the hook point for the credential lifecycle: the Integration
+// Enabled trigger will publish its trigger event here (for created, or for a
+// transition back to VALID), and subscription setup for webhook-capable
+// integrations (registering the per-credential webhook with the provider)
+// will start here too. Neither exists yet, so nothing is published.
+func (s *Service) onConnected(ctx context.Context, cred *catalog.Credential, created bool) {
+	// Intentionally empty until the Integration Enabled trigger lands.
+}
+
+func (s *Service) deleteCredential(c *echo.Context) error {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	credID, err := pathID(c, "c", "credential")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	rev, err := s.cat.DeleteCredential(ctx, cl.project, cl.user, credID)
+	if err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			return credentialNotFound(cl, credID)
+		}
+		return storeErr(err)
+	}
+	if err := s.waitVisible(ctx, rev); err != nil {
+		return err
+	}
+	s.logger.Info("credential disconnected", "project", cl.project, "user", cl.user, "credential", credID)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Service) putCredentialWorkflow(c *echo.Context) error {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return err
+	}
+	credID, err := pathID(c, "c", "credential")
+	if err != nil {
+		return err
+	}
+	wf, err := s.pathWorkflow(c, cl.project)
+	if err != nil {
+		return err
+	}
+	b, err := readJSON(s, c, decodeEnabledBody)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	cred, rev, err := s.cat.UpdateCredential(ctx, cl.project, cl.user, credID, func(cr *catalog.Credential, isNew bool) error {
+		if isNew {
+			return errCredentialNotFound
+		}
+		switch {
+		case wf.Integration == "":
+			return apierr.New(http.StatusConflict, "integration_mismatch",
+				"workflow %q needs no credential: enable it per user (PUT …/users/{u}/workflows/%s)", wf.ID, wf.ID).WithField("workflow")
+		case wf.Integration != cr.Integration:
+			return apierr.New(http.StatusConflict, "integration_mismatch",
+				"workflow %q uses integration %q but credential %q is for %q", wf.ID, wf.Integration, credID, cr.Integration).WithField("workflow")
+		}
+		if cr.Workflows == nil {
+			cr.Workflows = map[string]bool{}
+		}
+		cr.Workflows[wf.ID] = b.Enabled
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errCredentialNotFound) {
+			return credentialNotFound(cl, credID)
+		}
+		return storeErr(err)
+	}
+	if err := s.waitVisible(ctx, rev); err != nil {
+		return err
+	}
+	s.logger.Info("credential workflow enablement set", "project", cl.project, "user", cl.user, "credential", credID,
+		"workflow", wf.ID, "enabled", b.Enabled)
+	return c.JSON(http.StatusOK, cred.Public())
+}
+
+func credentialNotFound(cl call, cred string) *apierr.Error {
+	return apierr.NotFound("credential_not_found", "user %q has no credential %q", cl.user, cred)
+}
+
+// storeErr passes API errors from update functions through and turns
+// storage failures into 503.
+func storeErr(err error) error {
+	if _, ok := apierr.As(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return apierr.New(http.StatusServiceUnavailable, "unavailable", "the request was cancelled before the change was stored").Wrap(err)
+	}
+	return apierr.New(http.StatusServiceUnavailable, "unavailable", "the catalog is not available; retry later").Wrap(err)
+}
+
+// waitVisible waits until the in-memory catalog reflects rev.
+func (s *Service) waitVisible(ctx context.Context, rev uint64) error {
+	if rev == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, visibleWait)
+	defer cancel()
+	if err := s.cat.WaitRevision(wctx, rev); err != nil {
+		return apierr.New(http.StatusServiceUnavailable, "unavailable",
+			"the change was stored but is not visible yet; retrying the request is safe").Wrap(fmt.Errorf("lifecycle: %w", err))
+	}
+	return nil
+}

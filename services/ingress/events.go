@@ -1,0 +1,174 @@
+package ingress
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/apierr"
+	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// Request headers of the events API.
+const (
+	HeaderCredential = "X-Switchboard-Credential"
+	HeaderUser       = "X-Switchboard-User"
+)
+
+// EventRequest is the body of POST /v1/projects/{p}/events.
+type EventRequest struct {
+	Name       string          `json:"name"`
+	Payload    json.RawMessage `json:"payload,omitempty"`
+	User       string          `json:"user,omitempty"`
+	OccurredAt *time.Time      `json:"occurredAt,omitempty"`
+}
+
+// ParseEventRequest decodes and checks an event body. It is the parser of
+// outside input that the fuzz test drives.
+func ParseEventRequest(body []byte) (*EventRequest, error) {
+	var req EventRequest
+	if err := httpx.DecodeJSON(body, &req); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.Name) == "" {
+		return nil, apierr.BadRequest("missing_field", "the event needs a \"name\"").WithField("name")
+	}
+	if len(req.Name) > 200 {
+		return nil, apierr.BadRequest("invalid_field", "the event name is longer than 200 characters").WithField("name")
+	}
+	if len(req.Payload) == 0 || string(req.Payload) == "null" {
+		req.Payload = json.RawMessage("{}")
+	}
+	return &req, nil
+}
+
+// EventAccepted is the 202 answer.
+type EventAccepted struct {
+	ID     string   `json:"id"`
+	Status string   `json:"status"`
+	RunIDs []string `json:"runIds,omitempty"`
+}
+
+func (s *Service) postEvent(c *echo.Context) error {
+	pr, err := s.projectCaller(c)
+	if err != nil {
+		return err
+	}
+	body, err := httpx.ReadBody(c, s.opts.MaxBody)
+	if err != nil {
+		return err
+	}
+	req, err := ParseEventRequest(body)
+	if err != nil {
+		return err
+	}
+	requested := req.User
+	if requested == "" {
+		requested = c.Request().Header.Get(HeaderUser)
+	}
+	user, err := access.ActingUser(pr, requested)
+	if err != nil {
+		return err
+	}
+	p := pr.Project
+	decl, ok := s.opts.Catalog.AppEvent(p, req.Name)
+	if !ok {
+		return apierr.NotFound("unknown_event", "event %q is not declared in project %s (declare it with kind: AppEvent)", req.Name, p).WithField("name")
+	}
+	if probs := decl.ValidatePayload(req.Payload); len(probs) > 0 {
+		return apierr.BadRequest("validation_failed", "the payload does not match the schema of %q: %s", req.Name, probs.Error()).WithDetails(probs)
+	}
+	now := time.Now()
+	ev := &sbv1.TriggerEvent{
+		Id:         envelope.NewID(),
+		Project:    p,
+		Kind:       sbv1.Kind_APP_EVENT,
+		Name:       req.Name,
+		User:       user,
+		Credential: c.Request().Header.Get(HeaderCredential),
+		Payload:    req.Payload,
+		ReceivedAt: timestamppb.New(now),
+		Trace:      c.Request().Header.Get("traceparent"),
+	}
+	if req.OccurredAt != nil {
+		ev.OccurredAt = timestamppb.New(*req.OccurredAt)
+	}
+	waitRouted := c.QueryParam("wait") == "routed"
+	var decisions *nats.Subscription
+	if waitRouted {
+		// Subscribe before publishing so the decision cannot slip past.
+		if decisions, err = s.opts.NC.SubscribeSync(subjects.Decision(p, ev.Id)); err != nil {
+			return apierr.Unavailable(err)
+		}
+		defer func() { _ = decisions.Unsubscribe() }()
+	}
+	if err := s.publish(c.Request().Context(), subjects.Trigger(p, subjects.KindAppEvent, user), ev); err != nil {
+		return err
+	}
+	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindAppEvent).Inc()
+	out := EventAccepted{ID: ev.Id, Status: "accepted"}
+	if waitRouted {
+		ids, err := waitDecision(c.Request().Context(), decisions)
+		if err != nil {
+			return err
+		}
+		out.Status, out.RunIDs = "routed", ids
+	}
+	return c.JSON(http.StatusAccepted, out)
+}
+
+// publish stores ev in TRIGGERS and returns once JetStream acknowledged it.
+func (s *Service) publish(ctx context.Context, subject string, ev *sbv1.TriggerEvent, extra ...func(*nats.Msg)) error {
+	m, err := envelope.NewMsg(subject, ev)
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	m.Header.Set(envelope.HeaderCatalogRevision, strconv.FormatUint(s.opts.Catalog.Revision(), 10))
+	for _, f := range extra {
+		f(m)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
+	defer cancel()
+	if _, err := s.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(ev.Id)); err != nil {
+		return apierr.Unavailable(fmt.Errorf("publish trigger: %w", err))
+	}
+	return nil
+}
+
+func waitDecision(ctx context.Context, sub *nats.Subscription) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, apierr.New(http.StatusGatewayTimeout, "routing_timeout", "the event was stored but not routed within 10s; it will still be routed")
+		}
+		return nil, apierr.Unavailable(err)
+	}
+	var d runs.Decision
+	if err := json.Unmarshal(m.Data, &d); err != nil {
+		return nil, apierr.Internal(err)
+	}
+	ids := []string{}
+	for _, c := range d.Candidates {
+		if c.Outcome == runs.OutcomeRan {
+			ids = append(ids, c.RunID)
+		}
+	}
+	return ids, nil
+}

@@ -1,0 +1,121 @@
+// Package ingress is Switchboard's HTTP front door for the customer's app
+// and operators: it accepts App Events (and, later, request triggers),
+// stores them durably in JetStream before answering, applies workflow
+// documents, and serves run history from the local read model.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/apierr"
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/history"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/metrics"
+)
+
+// Options configure the ingress service.
+type Options struct {
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Catalog *catalog.Catalog
+	Access  *access.Checker
+	// History serves run and event queries; nil disables those routes.
+	History *history.Store
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// MaxBody bounds request bodies (default 1 MiB).
+	MaxBody int64
+	// PublishTimeout bounds the wait for JetStream's acknowledgement.
+	PublishTimeout time.Duration
+}
+
+// Service serves the ingress routes.
+type Service struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New validates opts.
+func New(opts Options) (*Service, error) {
+	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil || opts.Access == nil {
+		return nil, errors.New("ingress: NC, JS, Catalog and Access are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = httpx.DefaultMaxBody
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 10 * time.Second
+	}
+	return &Service{opts: opts, log: opts.Logger.With("service", "ingress")}, nil
+}
+
+// Register mounts the routes on e.
+func (s *Service) Register(e *echo.Echo) {
+	e.PUT("/v1/projects/:p", s.putProject)
+	e.POST("/v1/projects/:p/api-keys", s.createAPIKey)
+
+	e.POST("/v1/projects/:p/events", s.postEvent)
+	e.POST("/projects/:p/sdk/events/trigger", s.postEvent)
+
+	e.POST("/v1/projects/:p/apply", s.apply)
+	e.GET("/v1/projects/:p/workflows", s.listWorkflows)
+	e.GET("/v1/projects/:p/workflows/:w", s.getWorkflow)
+	e.DELETE("/v1/projects/:p/workflows/:w", s.deleteWorkflow)
+
+	e.GET("/v1/projects/:p/runs", s.listRuns)
+	e.GET("/v1/projects/:p/runs/:run", s.getRun)
+	e.GET("/v1/projects/:p/events/:event", s.getEvent)
+}
+
+// Stop has nothing of its own to drain: HTTP intake is stopped by the
+// server, and every accepted request was already acknowledged by JetStream.
+func (s *Service) Stop(context.Context) error { return nil }
+
+// projectCaller authenticates a call on project p and checks p exists.
+func (s *Service) projectCaller(c *echo.Context) (access.Principal, error) {
+	p := c.Param("p")
+	pr, err := s.opts.Access.Project(c.Request(), p)
+	if err != nil {
+		return pr, err
+	}
+	if _, ok := s.opts.Catalog.Project(p); !ok {
+		return pr, apierr.NotFound("project_not_found", "project %q does not exist", p)
+	}
+	return pr, nil
+}
+
+// serverSide requires an API key (or the operator): calls that change or
+// read the whole project are not for end users.
+func serverSide(pr access.Principal) error {
+	if pr.Role == access.RoleUser {
+		return apierr.Forbidden("this call needs the project API key, not a user token")
+	}
+	return nil
+}
+
+func (s *Service) waitCatalog(c *echo.Context, rev uint64) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 10*time.Second)
+	defer cancel()
+	if err := s.opts.Catalog.WaitRevision(ctx, rev); err != nil {
+		return apierr.Unavailable(err)
+	}
+	return nil
+}
+
+func noContent(c *echo.Context) error { return c.NoContent(http.StatusNoContent) }

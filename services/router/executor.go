@@ -1,0 +1,341 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/template"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// execution is one delivery of one run.
+type execution struct {
+	s    *Service
+	msg  jetstream.Msg
+	log  *slog.Logger
+	ev   *sbv1.TriggerEvent
+	wf   *workflow.Workflow
+	run  *runs.Run
+	user *catalog.User
+	cred *catalog.Credential
+	env  map[string]any
+	pubs publishes
+}
+
+// execute handles one run message.
+func (s *Service) execute(m jetstream.Msg) {
+	x, err := s.prepare(m)
+	if err != nil {
+		// A run message we cannot even read will never get better.
+		s.log.Error("unreadable run message; terminating", "subject", m.Subject(), "err", err)
+		_ = m.Term()
+		return
+	}
+	if x == nil { // already finished by an earlier delivery
+		_ = m.Ack()
+		return
+	}
+	if err := x.runSteps(s.runCtx); err != nil {
+		// Infrastructure trouble or shutdown: leave it for redelivery; it
+		// resumes after its last checkpoint.
+		x.log.Warn("run abandoned for redelivery", "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := m.Ack(); err != nil {
+		x.log.Warn("ack run", "err", err)
+	}
+}
+
+// prepare reads the run message and the run's last checkpoint. It returns
+// nil, nil when the run already reached a final state.
+func (s *Service) prepare(m jetstream.Msg) (*execution, error) {
+	h := m.Headers()
+	runID := h.Get(HeaderRunID)
+	if !runs.ValidID(runID) {
+		return nil, fmt.Errorf("bad run id %q", runID)
+	}
+	ev, err := envelope.Decode(m.Data(), h.Get(envelope.HeaderContentType))
+	if err != nil {
+		return nil, err
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	x := &execution{
+		s:    s,
+		msg:  m,
+		ev:   ev,
+		log:  s.log.With("run", runID, "event", ev.Id, "workflow", h.Get(HeaderWorkflow)),
+		pubs: publishes{js: s.opts.JS},
+	}
+	x.run = &runs.Run{
+		ID: runID, Project: ev.Project, Workflow: h.Get(HeaderWorkflow), User: h.Get(HeaderUser),
+		Credential: h.Get(HeaderCredential), EventID: ev.Id, Status: runs.StatusQueued,
+		ReplayOf: ev.ReplayOf, CreatedAt: ev.GetReceivedAt().AsTime(), Steps: []runs.Step{},
+	}
+	if md.NumDelivered > 1 {
+		prev, err := s.lastSnapshot(x.run.Project, runID)
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil {
+			if prev.Status.Terminal() {
+				return nil, nil
+			}
+			x.run = prev
+			x.log.Info("resuming run", "steps_done", len(prev.Steps), "delivery", md.NumDelivered)
+		}
+	}
+	x.run.Deliveries = int(md.NumDelivered)
+	return x, nil
+}
+
+// lastSnapshot returns the run's last stored state, or nil if none.
+func (s *Service) lastSnapshot(project, runID string) (*runs.Run, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	raw, err := s.runs.GetLastMsgForSubject(ctx, subjects.RunEvent(project, runID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load checkpoint: %w", err)
+	}
+	var r runs.Run
+	if err := json.Unmarshal(raw.Data, &r); err != nil {
+		return nil, fmt.Errorf("decode checkpoint: %w", err)
+	}
+	return &r, nil
+}
+
+// snapshot publishes the run's current state. Publishes are asynchronous;
+// flush waits for all of them.
+func (x *execution) snapshot() error {
+	x.run.Seq++
+	b, err := json.Marshal(x.run)
+	if err != nil {
+		return fmt.Errorf("encode run: %w", err)
+	}
+	m := nats.NewMsg(subjects.RunEvent(x.run.Project, x.run.ID))
+	m.Header.Set(runs.HeaderRecord, runs.RecordRun)
+	m.Data = b
+	return x.pubs.add(m, jetstream.WithMsgID(fmt.Sprintf("%s:%d", x.run.ID, x.run.Seq)))
+}
+
+func (x *execution) flush(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return x.pubs.wait(ctx)
+}
+
+// runSteps executes the remaining steps. A step failure fails the run (that
+// is a result, not an error); an error return means the run must be retried
+// later from its last checkpoint.
+func (x *execution) runSteps(ctx context.Context) error {
+	s := x.s
+	wf, ok := s.opts.Catalog.Workflow(x.run.Project, x.run.Workflow)
+	if !ok {
+		return x.finish(ctx, runs.StatusFailed, "the workflow no longer exists")
+	}
+	x.wf = wf
+	x.user, _ = s.opts.Catalog.User(x.run.Project, x.run.User)
+	if x.run.Credential != "" {
+		x.cred, _ = s.opts.Catalog.Credential(x.run.Project, x.run.User, x.run.Credential)
+	}
+	x.env = x.buildEnv()
+	if x.run.Status == runs.StatusQueued {
+		x.run.Status = runs.StatusRunning
+		x.run.StartedAt = time.Now().UTC()
+		if err := x.snapshot(); err != nil {
+			return err
+		}
+	}
+	steps := map[string]any{}
+	x.env["steps"] = steps
+	for _, done := range x.run.Steps {
+		steps[done.ID] = done.Output
+	}
+	for i, st := range wf.Steps {
+		if _, done := x.run.StepByID(st.ID); done {
+			continue
+		}
+		rec := x.runStep(ctx, st)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		x.run.Steps = append(x.run.Steps, rec)
+		steps[st.ID] = rec.Output
+		if rec.Status == runs.StepFailed {
+			return x.finish(ctx, runs.StatusFailed, fmt.Sprintf("step %s failed: %s", st.ID, rec.Error))
+		}
+		if i < len(wf.Steps)-1 {
+			// Checkpoint, so a redelivered run resumes after this step.
+			if err := x.snapshot(); err != nil {
+				return err
+			}
+		}
+	}
+	return x.finish(ctx, runs.StatusSucceeded, "")
+}
+
+func (x *execution) finish(ctx context.Context, status runs.Status, msg string) error {
+	x.run.Status = status
+	x.run.Error = msg
+	x.run.FinishedAt = time.Now().UTC()
+	if x.run.StartedAt.IsZero() {
+		x.run.StartedAt = x.run.FinishedAt
+	}
+	if err := x.snapshot(); err != nil {
+		return err
+	}
+	if err := x.flush(ctx); err != nil {
+		return err
+	}
+	d := x.run.FinishedAt.Sub(x.run.StartedAt).Seconds()
+	x.s.opts.Metrics.RunsFinished.WithLabelValues(string(status)).Inc()
+	x.s.opts.Metrics.RunDuration.WithLabelValues(string(status)).Observe(d)
+	if status == runs.StatusFailed {
+		x.log.Warn("run failed", "error", msg)
+	} else {
+		x.log.Debug("run succeeded")
+	}
+	return nil
+}
+
+// buildEnv is what expressions see: trigger, user, credential (no secret).
+func (x *execution) buildEnv() map[string]any {
+	ev := x.ev
+	trig := map[string]any{
+		"id":          ev.Id,
+		"kind":        ev.Kind.String(),
+		"name":        ev.Name,
+		"user":        ev.User,
+		"credential":  ev.Credential,
+		"integration": ev.Integration,
+		"payload":     decodeJSON(ev.Payload),
+		"receivedAt":  ev.GetReceivedAt().AsTime().Format(time.RFC3339Nano),
+	}
+	if ev.OccurredAt != nil {
+		trig["occurredAt"] = ev.OccurredAt.AsTime().Format(time.RFC3339Nano)
+	}
+	if ev.Request != nil {
+		trig["request"] = requestEnv(ev.Request)
+	}
+	user := map[string]any{"id": x.run.User}
+	if x.user != nil {
+		user["metadata"] = x.user.Metadata
+	}
+	cred := map[string]any{}
+	if x.cred != nil {
+		cred = map[string]any{
+			"id": x.cred.ID, "integration": x.cred.Integration,
+			"providerAccountId": x.cred.ProviderAccountID, "settings": x.cred.Settings,
+		}
+	}
+	return map[string]any{
+		"trigger":    trig,
+		"user":       user,
+		"credential": cred,
+		"run":        map[string]any{"id": x.run.ID, "workflow": x.run.Workflow},
+	}
+}
+
+func decodeJSON(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return string(b)
+	}
+	return v
+}
+
+// runStep runs one step with its condition and retries.
+func (x *execution) runStep(ctx context.Context, st *workflow.Step) runs.Step {
+	rec := runs.Step{ID: st.ID, Type: st.Type, StartedAt: time.Now().UTC()}
+	if cond := st.Cond(); cond != nil {
+		ok, err := cond.Bool(x.env)
+		if err != nil {
+			rec.Status, rec.Error, rec.FinishedAt = runs.StepFailed, "if: "+err.Error(), time.Now().UTC()
+			return rec
+		}
+		if !ok {
+			rec.Status, rec.FinishedAt = runs.StepSkipped, time.Now().UTC()
+			return rec
+		}
+	}
+	policy := st.RetryPolicy()
+	backoff := time.Duration(policy.Backoff)
+	for attempt := 1; ; attempt++ {
+		rec.Attempts = attempt
+		input, output, err := x.s.runStepOnce(ctx, x, st)
+		rec.Input, rec.Output = input, output
+		if err == nil {
+			rec.Status, rec.Error = runs.StepSucceeded, ""
+			break
+		}
+		rec.Status, rec.Error = runs.StepFailed, err.Error()
+		var pe *permanentError
+		if errors.As(err, &pe) || attempt >= policy.Attempts || ctx.Err() != nil {
+			break
+		}
+		x.log.Info("step failed; retrying", "step", st.ID, "attempt", attempt, "err", err, "backoff", backoff)
+		if !x.sleep(ctx, backoff) {
+			break
+		}
+		backoff = min(backoff*2, x.s.opts.MaxBackoff)
+	}
+	rec.FinishedAt = time.Now().UTC()
+	return rec
+}
+
+// sleep waits d, telling JetStream the run is still in progress so the
+// message is not redelivered meanwhile.
+func (x *execution) sleep(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		_ = x.msg.InProgress()
+		t := time.NewTimer(min(left, x.s.opts.AckWait/3))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// permanentError is a step failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return &permanentError{err} }
+
+// evalString renders an optional template as a string.
+func evalString(t *template.Template, env map[string]any) (string, error) {
+	if t == nil {
+		return "", nil
+	}
+	return t.EvalString(env)
+}

@@ -1,0 +1,281 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// Headers on run messages. The data is the trigger envelope (protobuf); the
+// headers say which run of it this is.
+const (
+	HeaderRunID      = "Sb-Run-Id"
+	HeaderWorkflow   = "Sb-Workflow"
+	HeaderUser       = "Sb-User"
+	HeaderCredential = "Sb-Credential"
+	HeaderDeadReason = "Sb-Dead-Reason"
+	HeaderDeadFrom   = "Sb-Dead-Subject"
+)
+
+// errPoison marks a trigger message that can never be routed.
+var errPoison = errors.New("poison message")
+
+// route handles one trigger message.
+func (s *Service) route(m jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(s.runCtx, s.opts.AckWait)
+	defer cancel()
+	err := s.routeMsg(ctx, m)
+	switch {
+	case err == nil:
+		s.opts.Metrics.TriggersRouted.WithLabelValues("routed").Inc()
+		if err := m.Ack(); err != nil {
+			s.log.Warn("ack trigger", "err", err)
+		}
+	case errors.Is(err, errPoison):
+		s.opts.Metrics.TriggersRouted.WithLabelValues("dead").Inc()
+		if derr := s.deadLetter(ctx, m, err); derr != nil {
+			s.log.Error("dead-letter trigger failed; will retry", "subject", m.Subject(), "err", derr)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		s.log.Warn("trigger dead-lettered", "subject", m.Subject(), "reason", err.Error())
+		_ = m.Term()
+	default:
+		s.log.Error("routing failed; will retry", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(time.Second)
+	}
+}
+
+// deadLetter copies a trigger message to DEAD with the reason, before the
+// caller terminates it.
+func (s *Service) deadLetter(ctx context.Context, m jetstream.Msg, reason error) error {
+	project, _ := subjects.TriggerProject(m.Subject())
+	dm := nats.NewMsg(subjects.DeadTrigger(project))
+	for k, v := range m.Headers() {
+		dm.Header[k] = v
+	}
+	dm.Header.Set(HeaderDeadReason, reason.Error())
+	dm.Header.Set(HeaderDeadFrom, m.Subject())
+	dm.Data = m.Data()
+	opts := []jetstream.PublishOpt{}
+	if md, err := m.Metadata(); err == nil {
+		opts = append(opts, jetstream.WithMsgID("trigger:"+strconv.FormatUint(md.Sequence.Stream, 10)))
+	}
+	_, err := s.opts.JS.PublishMsg(ctx, dm, opts...)
+	return err
+}
+
+// decodeTrigger decodes and normalizes an envelope; every problem with the
+// message itself is errPoison.
+func decodeTrigger(m jetstream.Msg) (*sbv1.TriggerEvent, error) {
+	ev, err := envelope.Decode(m.Data(), m.Headers().Get(envelope.HeaderContentType))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errPoison, err)
+	}
+	subjProject, ok := subjects.TriggerProject(m.Subject())
+	if !ok {
+		return nil, fmt.Errorf("%w: subject %q is not sb.trigger.<project>.<kind>.<key>", errPoison, m.Subject())
+	}
+	switch {
+	case ev.Project == "":
+		ev.Project = subjProject
+	case ev.Project != subjProject:
+		// Subject permissions are per project; an envelope must not escape them.
+		return nil, fmt.Errorf("%w: envelope project %q does not match subject project %q", errPoison, ev.Project, subjProject)
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("trigger metadata: %w", err)
+	}
+	if ev.Id == "" {
+		// Envelopes published by hand may omit the id; derive it from the
+		// stream position so a redelivery gets the same one.
+		ev.Id = envelope.DerivedID(md.Timestamp, subjects.StreamTriggers, strconv.FormatUint(md.Sequence.Stream, 10))
+	}
+	if ev.ReceivedAt == nil {
+		ev.ReceivedAt = timestamppb.New(md.Timestamp)
+	}
+	switch ev.Kind {
+	case sbv1.Kind_APP_EVENT:
+		if ev.Name == "" {
+			return nil, fmt.Errorf("%w: app event without name", errPoison)
+		}
+		if ev.User == "" {
+			return nil, fmt.Errorf("%w: app event without user", errPoison)
+		}
+	case sbv1.Kind_REQUEST:
+		if ev.Workflow == "" || ev.User == "" {
+			return nil, fmt.Errorf("%w: request trigger without workflow or user", errPoison)
+		}
+	case sbv1.Kind_KIND_UNSPECIFIED:
+		return nil, fmt.Errorf("%w: kind is required", errPoison)
+	default:
+		return nil, fmt.Errorf("%w: not implemented: routing of %s triggers", errPoison, ev.Kind)
+	}
+	return ev, nil
+}
+
+func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
+	ev, err := decodeTrigger(m)
+	if err != nil {
+		return err
+	}
+	if v := m.Headers().Get(envelope.HeaderCatalogRevision); v != "" {
+		if rev, err := strconv.ParseUint(v, 10, 64); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, s.opts.CatalogWait)
+			if err := s.opts.Catalog.WaitRevision(wctx, rev); err != nil {
+				s.log.Warn("routing with an older catalog", "event", ev.Id, "err", err)
+			}
+			cancel()
+		}
+	}
+	trigger, err := envelope.MarshalJSON(ev)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errPoison, err)
+	}
+	dec := &runs.Decision{
+		EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Name, User: ev.User,
+		Trigger: trigger, ReceivedAt: ev.ReceivedAt.AsTime(), DecidedAt: time.Now().UTC(),
+	}
+	dec.Candidates = s.decide(ev)
+	if dec.Candidates == nil {
+		dec.Candidates = []runs.Candidate{}
+	}
+
+	data, err := envelope.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errPoison, err)
+	}
+	pubs := publishes{js: s.opts.JS}
+	for _, c := range dec.Candidates {
+		if c.Outcome != runs.OutcomeRan {
+			continue
+		}
+		rm := nats.NewMsg(subjects.Run(ev.Project, c.Workflow))
+		rm.Header.Set(envelope.HeaderContentType, envelope.ContentTypeProto)
+		rm.Header.Set(HeaderRunID, c.RunID)
+		rm.Header.Set(HeaderWorkflow, c.Workflow)
+		rm.Header.Set(HeaderUser, c.User)
+		if c.Credential != "" {
+			rm.Header.Set(HeaderCredential, c.Credential)
+		}
+		rm.Data = data
+		if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
+			return err
+		}
+		s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
+	}
+	dm := nats.NewMsg(subjects.Decision(ev.Project, ev.Id))
+	dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
+	if dm.Data, err = json.Marshal(dec); err != nil {
+		return fmt.Errorf("encode decision: %w", err)
+	}
+	if err := pubs.add(dm, jetstream.WithMsgID("decision:"+ev.Id)); err != nil {
+		return err
+	}
+	if err := pubs.wait(ctx); err != nil {
+		return err
+	}
+	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(dec.Candidates))
+	return nil
+}
+
+// decide lists every candidate (workflow × credential) for ev with the
+// reason it runs or not.
+func (s *Service) decide(ev *sbv1.TriggerEvent) []runs.Candidate {
+	cat := s.opts.Catalog
+	var wfs []*workflow.Workflow
+	switch ev.Kind {
+	case sbv1.Kind_APP_EVENT:
+		wfs = cat.WorkflowsForEvent(ev.Project, ev.Name)
+	case sbv1.Kind_REQUEST:
+		w, ok := cat.Workflow(ev.Project, ev.Workflow)
+		if !ok || w.Trigger.Type != workflow.TriggerRequest {
+			return []runs.Candidate{{Workflow: ev.Workflow, User: ev.User, Outcome: runs.OutcomeSkipped,
+				Reason: "workflow_not_found", Message: "no request-triggered workflow with this id"}}
+		}
+		wfs = []*workflow.Workflow{w}
+	}
+	user, userOK := cat.User(ev.Project, ev.User)
+	var out []runs.Candidate
+	for _, w := range wfs {
+		base := runs.Candidate{Workflow: w.ID, User: ev.User}
+		if !userOK {
+			c := base
+			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonUnknownUser, "the user is not a connected user of this project"
+			out = append(out, c)
+			continue
+		}
+		if w.Integration == "" {
+			c := base
+			if ev.Credential != "" {
+				c.Credential = ev.Credential
+			}
+			if !user.Enabled(w) {
+				c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this user"
+			} else {
+				c.Outcome, c.RunID = runs.OutcomeRan, runs.ID(ev.Id, w.ID, ev.User, "")
+			}
+			out = append(out, c)
+			continue
+		}
+		out = append(out, s.credentialCandidates(ev, w, base)...)
+	}
+	return out
+}
+
+func (s *Service) credentialCandidates(ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate) []runs.Candidate {
+	var creds []*catalog.Credential
+	if ev.Credential != "" {
+		cr, ok := s.opts.Catalog.Credential(ev.Project, ev.User, ev.Credential)
+		if !ok || cr.Integration != w.Integration {
+			c := base
+			c.Credential = ev.Credential
+			c.Outcome, c.Reason = runs.OutcomeSkipped, runs.ReasonCredentialUnknown
+			c.Message = fmt.Sprintf("the user has no %s credential %q", w.Integration, ev.Credential)
+			return []runs.Candidate{c}
+		}
+		creds = []*catalog.Credential{cr}
+	} else {
+		for _, cr := range s.opts.Catalog.Credentials(ev.Project, ev.User) {
+			if cr.Integration == w.Integration {
+				creds = append(creds, cr)
+			}
+		}
+	}
+	if len(creds) == 0 {
+		c := base
+		c.Outcome, c.Reason = runs.OutcomeSkipped, runs.ReasonNoCredential
+		c.Message = fmt.Sprintf("the user has not connected %s", w.Integration)
+		return []runs.Candidate{c}
+	}
+	out := make([]runs.Candidate, 0, len(creds))
+	for _, cr := range creds {
+		c := base
+		c.Credential = cr.ID
+		switch {
+		case cr.Status != catalog.CredentialValid:
+			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonCredentialInvalid, "the credential's status is "+cr.Status
+		case !cr.Enabled(w):
+			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this credential"
+		default:
+			c.Outcome, c.RunID = runs.OutcomeRan, runs.ID(ev.Id, w.ID, ev.User, cr.ID)
+		}
+		out = append(out, c)
+	}
+	return out
+}

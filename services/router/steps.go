@@ -1,0 +1,268 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/switchboard-hq/switchboard/pkg/egress"
+	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// runStepOnce runs one attempt of st and returns its input and output.
+func (s *Service) runStepOnce(ctx context.Context, x *execution, st *workflow.Step) (any, any, error) {
+	switch st.Type {
+	case workflow.StepHTTP:
+		return s.httpStep(ctx, x, st)
+	case workflow.StepEmit:
+		return s.emitStep(ctx, x, st)
+	default:
+		return nil, nil, permanent(fmt.Errorf("not implemented: %s steps", st.Type))
+	}
+}
+
+const maxResponseBody = 10 << 20
+
+func (s *Service) httpStep(ctx context.Context, x *execution, st *workflow.Step) (any, any, error) {
+	env := x.env
+	rawURL, err := evalString(st.URLTemplate(), env)
+	if err != nil {
+		return nil, nil, permanent(fmt.Errorf("url: %w", err))
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, nil, permanent(fmt.Errorf("url %q is not an absolute http(s) URL", rawURL))
+	}
+	if qt := st.QueryTemplates(); len(qt) > 0 {
+		q := u.Query()
+		for k, t := range qt {
+			v, err := evalString(t, env)
+			if err != nil {
+				return nil, nil, permanent(fmt.Errorf("query.%s: %w", k, err))
+			}
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+	}
+	headers := http.Header{}
+	for k, t := range st.HeaderTemplates() {
+		v, err := evalString(t, env)
+		if err != nil {
+			return nil, nil, permanent(fmt.Errorf("headers.%s: %w", k, err))
+		}
+		headers.Set(k, v)
+	}
+	var body []byte
+	var inputBody any
+	switch {
+	case st.JSONTemplate() != nil:
+		v, err := st.JSONTemplate().Eval(env)
+		if err != nil {
+			return nil, nil, permanent(fmt.Errorf("json: %w", err))
+		}
+		if body, err = json.Marshal(v); err != nil {
+			return nil, nil, permanent(fmt.Errorf("json: %w", err))
+		}
+		inputBody = v
+		if headers.Get("Content-Type") == "" {
+			headers.Set("Content-Type", "application/json")
+		}
+	case st.BodyTemplate() != nil:
+		v, err := st.BodyTemplate().EvalString(env)
+		if err != nil {
+			return nil, nil, permanent(fmt.Errorf("body: %w", err))
+		}
+		body, inputBody = []byte(v), v
+	}
+	if st.Auth == "credential" {
+		if err := s.applyCredential(x, headers); err != nil {
+			return nil, nil, permanent(err)
+		}
+	}
+	input := map[string]any{"method": st.HTTPMethod(), "url": u.String()}
+	if inputBody != nil {
+		input["body"] = inputBody
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, st.StepTimeout())
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, st.HTTPMethod(), u.String(), bytes.NewReader(body))
+	if err != nil {
+		return input, nil, permanent(err)
+	}
+	req.Header = headers
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "switchboard/1")
+	}
+	resp, err := s.opts.HTTPClient.Do(req)
+	if err != nil {
+		if errors.Is(err, egress.ErrForbiddenAddress) {
+			return input, nil, permanent(err)
+		}
+		return input, nil, fmt.Errorf("request failed: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := egress.ReadBody(resp, maxResponseBody)
+	if err != nil {
+		return input, nil, fmt.Errorf("reading response: %w", err)
+	}
+	out := map[string]any{
+		"status":  resp.StatusCode,
+		"headers": flatHeaders(resp.Header),
+		"body":    responseBody(resp.Header.Get("Content-Type"), raw),
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return input, out, fmt.Errorf("HTTP %d from %s", resp.StatusCode, u.Host)
+	case resp.StatusCode >= 400:
+		return input, out, permanent(fmt.Errorf("HTTP %d from %s", resp.StatusCode, u.Host))
+	}
+	return input, out, nil
+}
+
+// applyCredential adds the run's credential to an outbound request, as the
+// integration's auth type says.
+func (s *Service) applyCredential(x *execution, h http.Header) error {
+	if x.cred == nil {
+		return fmt.Errorf("auth: credential: the run has no credential")
+	}
+	secret := x.cred.Secret
+	str := func(k string) string { v, _ := secret[k].(string); return v }
+	authType, header := "", ""
+	if in, ok := s.opts.Catalog.Integration(x.run.Project, x.cred.Integration); ok {
+		authType, header = in.Auth.Type, in.Auth.Header
+	}
+	if authType == "" {
+		switch {
+		case str("accessToken") != "":
+			authType = "bearer"
+		case str("apiKey") != "":
+			authType = "api_key"
+		case str("username") != "":
+			authType = "basic"
+		}
+	}
+	switch authType {
+	case "bearer":
+		if str("accessToken") == "" {
+			return fmt.Errorf("auth: credential %s has no secret.accessToken", x.cred.ID)
+		}
+		h.Set("Authorization", "Bearer "+str("accessToken"))
+	case "api_key":
+		if str("apiKey") == "" {
+			return fmt.Errorf("auth: credential %s has no secret.apiKey", x.cred.ID)
+		}
+		if header == "" {
+			header = "X-API-Key"
+		}
+		h.Set(header, str("apiKey"))
+	case "basic":
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(str("username")+":"+str("password"))))
+	case "none":
+	default:
+		return fmt.Errorf("auth: credential %s has no usable secret (accessToken, apiKey or username)", x.cred.ID)
+	}
+	return nil
+}
+
+func flatHeaders(h http.Header) map[string]any {
+	out := make(map[string]any, len(h))
+	for k, v := range h {
+		out[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	return out
+}
+
+func responseBody(contentType string, raw []byte) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	if strings.Contains(strings.ToLower(contentType), "json") {
+		var v any
+		if err := json.Unmarshal(raw, &v); err == nil {
+			return v
+		}
+	}
+	return string(raw)
+}
+
+// emitStep publishes another App Event for the same (or a named) user. Its
+// id derives from the run and step, so re-running the step after a crash
+// publishes the same event, which JetStream dedupes.
+func (s *Service) emitStep(ctx context.Context, x *execution, st *workflow.Step) (any, any, error) {
+	payload, err := st.PayloadTemplate().Eval(x.env)
+	if err != nil {
+		return nil, nil, permanent(fmt.Errorf("payload: %w", err))
+	}
+	user := x.run.User
+	if t := st.UserTemplate(); t != nil {
+		if user, err = t.EvalString(x.env); err != nil {
+			return nil, nil, permanent(fmt.Errorf("user: %w", err))
+		}
+	}
+	if _, ok := s.opts.Catalog.AppEvent(x.run.Project, st.Event); !ok {
+		return nil, nil, permanent(fmt.Errorf("event %q is not declared in project %s", st.Event, x.run.Project))
+	}
+	pb, err := json.Marshal(payload)
+	if err != nil {
+		return nil, nil, permanent(fmt.Errorf("payload: %w", err))
+	}
+	now := time.Now()
+	ev := &sbv1.TriggerEvent{
+		Id:         envelope.DerivedID(x.run.CreatedAt, "emit", x.run.ID, st.ID),
+		Project:    x.run.Project,
+		Kind:       sbv1.Kind_APP_EVENT,
+		Name:       st.Event,
+		User:       user,
+		Payload:    pb,
+		OccurredAt: timestamppb.New(now),
+		ReceivedAt: timestamppb.New(now),
+	}
+	m, err := envelope.NewMsg(subjects.Trigger(ev.Project, subjects.KindAppEvent, user), ev)
+	if err != nil {
+		return nil, nil, permanent(err)
+	}
+	input := map[string]any{"event": st.Event, "user": user, "payload": payload}
+	if _, err := s.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(ev.Id)); err != nil {
+		return input, nil, fmt.Errorf("publish event: %w", err)
+	}
+	return input, map[string]any{"eventId": ev.Id}, nil
+}
+
+// requestEnv is what a run of a request trigger sees as trigger.request.
+func requestEnv(r *sbv1.Request) map[string]any {
+	flat := func(m map[string]*sbv1.Values) map[string]any {
+		out := make(map[string]any, len(m))
+		for k, v := range m {
+			if len(v.GetValues()) == 1 {
+				out[k] = v.Values[0]
+			} else {
+				vals := make([]any, len(v.GetValues()))
+				for i, s := range v.GetValues() {
+					vals[i] = s
+				}
+				out[k] = vals
+			}
+		}
+		return out
+	}
+	return map[string]any{
+		"method":  r.Method,
+		"headers": flat(r.Headers),
+		"query":   flat(r.Query),
+		"body":    decodeJSON(r.Body),
+	}
+}

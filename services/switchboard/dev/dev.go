@@ -1,0 +1,322 @@
+// Package dev composes every Switchboard service in one process around an
+// embedded nats-server: the `switchboard dev` mode, also used by the
+// end-to-end tests and the benchmark.
+package dev
+
+import (
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/egress"
+	"github.com/switchboard-hq/switchboard/pkg/history"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/metrics"
+	"github.com/switchboard-hq/switchboard/pkg/service"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
+	"github.com/switchboard-hq/switchboard/services/ingress"
+	"github.com/switchboard-hq/switchboard/services/router"
+)
+
+// Project is the project dev mode creates.
+const Project = "dev"
+
+// Files in the data dir.
+const (
+	APIKeyFile     = "dev-api-key"
+	AdminTokenFile = "admin-token"
+)
+
+// Options configure a dev system.
+type Options struct {
+	DataDir string
+	// HTTPAddr serves every API ("127.0.0.1:0" picks a port).
+	HTTPAddr string
+	// NATSAddr is where the embedded NATS also listens for outside clients;
+	// empty keeps it in-process only.
+	NATSAddr string
+	// ExamplesDir holds documents applied to the dev project at start;
+	// empty skips them.
+	ExamplesDir string
+	// APIKey fixes the dev API key (SWITCHBOARD_DEV_API_KEY); empty keeps
+	// the one in the data dir or mints one.
+	APIKey string
+	// AdminToken fixes the operator token; empty keeps or mints one.
+	AdminToken string
+	// AllowPrivate lets http steps call private networks; loopback is
+	// always allowed in dev mode so the quick start can call a local listener.
+	AllowPrivate bool
+	MaxBody      int64
+	Concurrency  int
+	Limits       broker.Limits
+	Logger       *slog.Logger
+}
+
+// System is a running dev system.
+type System struct {
+	Options    Options
+	HTTPAddr   string
+	NATSURL    string
+	APIKey     string
+	AdminToken string
+	SigningKey *rsa.PrivateKey
+	Catalog    *catalog.Catalog
+	History    *history.Store
+	NC         *nats.Conn
+	JS         jetstream.JetStream
+	Metrics    *metrics.Metrics
+	Echo       *echo.Echo
+
+	log       *slog.Logger
+	ns        *broker.Embedded
+	srv       *httpx.Server
+	router    *router.Service
+	health    *service.Health
+	stopBg    context.CancelFunc
+	histDone  chan error
+	serveDone chan error
+}
+
+// Start brings the whole system up and returns once it serves.
+func Start(ctx context.Context, opts Options) (_ *System, err error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("dev: data dir is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:8080"
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("dev: data dir: %w", err)
+	}
+	s := &System{Options: opts, log: opts.Logger, health: &service.Health{}}
+	defer func() {
+		if err != nil {
+			s.Stop(context.Background())
+		}
+	}()
+	if s.ns, err = broker.StartEmbedded(broker.EmbeddedOptions{DataDir: opts.DataDir, ListenAddr: opts.NATSAddr}); err != nil {
+		return nil, err
+	}
+	s.NATSURL = s.ns.ClientURL()
+	if s.NC, err = s.ns.Connect("switchboard-dev"); err != nil {
+		return nil, err
+	}
+	if s.JS, err = broker.JetStream(s.NC); err != nil {
+		return nil, err
+	}
+	if err = broker.Provision(ctx, s.JS, opts.Limits); err != nil {
+		return nil, err
+	}
+	if s.Catalog, err = catalog.Open(ctx, catalog.Options{JS: s.JS, Logger: opts.Logger}); err != nil {
+		return nil, err
+	}
+	bg, stopBg := context.WithCancel(context.Background())
+	s.stopBg = stopBg
+	if err = s.Catalog.Start(bg); err != nil {
+		return nil, err
+	}
+	if err = s.setupProject(ctx); err != nil {
+		return nil, err
+	}
+	if opts.ExamplesDir != "" {
+		if err = s.applyExamples(ctx, opts.ExamplesDir); err != nil {
+			return nil, err
+		}
+	}
+	if s.History, err = history.Open(ctx, history.Options{Path: filepath.Join(opts.DataDir, "history.db"), JS: s.JS, Logger: opts.Logger}); err != nil {
+		return nil, err
+	}
+	s.histDone = make(chan error, 1)
+	go func() { s.histDone <- s.History.Run(bg) }()
+
+	s.Metrics = metrics.New()
+	if s.router, err = router.New(router.Options{
+		NC: s.NC, JS: s.JS, Catalog: s.Catalog, Metrics: s.Metrics, Logger: opts.Logger,
+		HTTPClient:  egress.NewClient(egress.Options{AllowLoopback: true, AllowPrivate: opts.AllowPrivate}),
+		Concurrency: opts.Concurrency,
+	}); err != nil {
+		return nil, err
+	}
+	if err = s.router.Start(ctx); err != nil {
+		return nil, err
+	}
+
+	checker := access.New(access.Options{Catalog: s.Catalog, AdminToken: s.AdminToken})
+	ing, err := ingress.New(ingress.Options{
+		NC: s.NC, JS: s.JS, Catalog: s.Catalog, Access: checker, History: s.History,
+		Metrics: s.Metrics, Logger: opts.Logger, MaxBody: opts.MaxBody,
+	})
+	if err != nil {
+		return nil, err
+	}
+	lc, err := lifecycle.New(lifecycle.Options{Catalog: s.Catalog, Access: checker, MaxBody: opts.MaxBody, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.Echo = httpx.NewEcho(opts.Logger)
+	s.health.Register(s.Echo, s.Metrics)
+	ing.Register(s.Echo)
+	lc.Register(s.Echo)
+	if s.srv, err = httpx.Listen(opts.HTTPAddr, s.Echo); err != nil {
+		return nil, err
+	}
+	s.HTTPAddr = s.srv.Addr()
+	s.serveDone = make(chan error, 1)
+	go func() { s.serveDone <- s.srv.Serve() }()
+	s.health.SetReady(true)
+	return s, nil
+}
+
+// setupProject creates project dev with the data dir's signing key and API key.
+func (s *System) setupProject(ctx context.Context) error {
+	key, _, err := auth.LoadOrCreateSigningKey(s.Options.DataDir)
+	if err != nil {
+		return err
+	}
+	s.SigningKey = key
+	if s.APIKey, err = secretFile(filepath.Join(s.Options.DataDir, APIKeyFile), s.Options.APIKey, auth.GenerateAPIKey); err != nil {
+		return err
+	}
+	if s.AdminToken, err = secretFile(filepath.Join(s.Options.DataDir, AdminTokenFile), s.Options.AdminToken, func() (string, error) {
+		k, err := auth.GenerateAPIKey()
+		return "adm_" + strings.TrimPrefix(k, "sk_"), err
+	}); err != nil {
+		return err
+	}
+	pub := auth.EncodePublicKeyPEM(&key.PublicKey)
+	hash := auth.HashAPIKey(s.APIKey)
+	if p, ok := s.Catalog.Project(Project); ok && hasKey(p, hash) && len(p.UserTokenKeys) == 1 && p.UserTokenKeys[0] == pub {
+		return nil // warm start: nothing to write
+	}
+	_, rev, err := s.Catalog.UpdateProject(ctx, Project, func(p *catalog.Project) error {
+		p.Name = "Development"
+		p.UserTokenKeys = []string{pub}
+		if !hasKey(p, hash) {
+			p.APIKeys = append(p.APIKeys, catalog.APIKey{ID: "dev", Hash: hash, Prefix: s.APIKey[:10], CreatedAt: time.Now().UTC()})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.Catalog.WaitRevision(ctx, rev)
+}
+
+func hasKey(p *catalog.Project, hash string) bool {
+	for _, k := range p.APIKeys {
+		if k.Hash == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// secretFile returns fixed if set (and records it), else the file's
+// contents, else a new value from gen written to the file.
+func secretFile(path, fixed string, gen func() (string, error)) (string, error) {
+	if fixed == "" {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		v, err := gen()
+		if err != nil {
+			return "", err
+		}
+		fixed = v
+	}
+	if err := os.WriteFile(path, []byte(fixed+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("dev: write %s: %w", path, err)
+	}
+	return fixed, nil
+}
+
+// applyExamples applies every .yaml/.yml/.json file in dir to project dev.
+func (s *System) applyExamples(ctx context.Context, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dev: examples: %w", err)
+	}
+	var all []workflow.Object
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("dev: examples: %w", err)
+		}
+		objs, err := workflow.Parse(b, Project)
+		if err != nil {
+			return fmt.Errorf("dev: example %s: %w", e.Name(), err)
+		}
+		all = append(all, objs...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	rev, err := s.Catalog.Apply(ctx, all)
+	if err != nil {
+		return err
+	}
+	return s.Catalog.WaitRevision(ctx, rev)
+}
+
+// Stop shuts down in order: stop HTTP intake, drain the consumers and finish
+// (or abandon for redelivery) in-flight runs, stop the read model, drain
+// NATS, stop the embedded server.
+func (s *System) Stop(ctx context.Context) {
+	s.health.SetReady(false)
+	if s.srv != nil {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.log.Warn("http shutdown", "err", err)
+		}
+		<-s.serveDone
+	}
+	if s.router != nil {
+		if err := s.router.Stop(ctx); err != nil {
+			s.log.Warn("router stop", "err", err)
+		}
+	}
+	if s.stopBg != nil {
+		s.stopBg()
+	}
+	if s.histDone != nil {
+		<-s.histDone
+	}
+	if s.History != nil {
+		_ = s.History.Close()
+	}
+	if s.NC != nil {
+		broker.Drain(ctx, s.NC)
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+	}
+}
+
+// Token mints a user token for user in the dev project.
+func (s *System) Token(user string, ttl time.Duration) (string, error) {
+	return auth.MintUserToken(s.SigningKey, Project, user, ttl, time.Now())
+}

@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
+)
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "switchboard",
+		Short:         "Switchboard: a self-hosted trigger plane for embedded integration workflows",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newDevCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newEchoServerCmd())
+	return root
+}
+
+func newApplyCmd() *cobra.Command {
+	var cf clientFlags
+	var file string
+	cmd := &cobra.Command{
+		Use:   "apply -f PATH",
+		Short: "Apply workflow, app event and integration documents (a file or a directory of .yaml/.json files)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("-f PATH is required")
+			}
+			body, err := readDocuments(file)
+			if err != nil {
+				return err
+			}
+			return cf.call("POST", projectPath(cf.project, "/apply"), "application/yaml", body, cmd.OutOrStdout())
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file or directory to apply")
+	return cmd
+}
+
+// readDocuments joins a file, or every YAML/JSON file of a directory, into
+// one multi-document YAML stream (JSON documents are valid YAML).
+func readDocuments(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return os.ReadFile(path)
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var docs []string
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(path, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, string(b))
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("%s has no .yaml, .yml or .json files", path)
+	}
+	return []byte(strings.Join(docs, "\n---\n")), nil
+}
+
+func newTokenCmd() *cobra.Command {
+	var project, user, dataDir string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "token --user U",
+		Short: "Print a user token signed with the dev signing key of the data dir (the token alone on the last line)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" {
+				return fmt.Errorf("--user is required")
+			}
+			b, err := os.ReadFile(filepath.Join(dataDir, "signing-key.pem"))
+			if err != nil {
+				return fmt.Errorf("no signing key in %s (start `switchboard dev --data-dir %s` once): %w", dataDir, dataDir, err)
+			}
+			key, err := auth.ParsePrivateKeyPEM(b)
+			if err != nil {
+				return err
+			}
+			tok, err := auth.MintUserToken(key, project, user, ttl, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&project, "project", dev.Project, "project id (the token's audience)")
+	cmd.Flags().StringVar(&user, "user", "", "connected user id (the token's subject)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", DefaultDataDir, "dev data dir holding signing-key.pem")
+	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "token lifetime")
+	return cmd
+}
+
+func newEventsCmd() *cobra.Command {
+	events := &cobra.Command{Use: "events", Short: "App events"}
+	var cf clientFlags
+	var name, user, payload, credential string
+	send := &cobra.Command{
+		Use:   "send --name NAME --user U [--payload JSON]",
+		Short: "Send an app event for a connected user",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !json.Valid([]byte(payload)) {
+				return fmt.Errorf("--payload is not valid JSON")
+			}
+			body, _ := json.Marshal(map[string]any{"name": name, "user": user, "payload": json.RawMessage(payload)})
+			return cf.call("POST", projectPath(cf.project, "/events"), "application/json", body, cmd.OutOrStdout(), func(r *http.Request) {
+				if credential != "" {
+					r.Header.Set("X-Switchboard-Credential", credential)
+				}
+			})
+		},
+	}
+	cf.register(send)
+	send.Flags().StringVar(&name, "name", "", "event name")
+	send.Flags().StringVar(&user, "user", "", "connected user id")
+	send.Flags().StringVar(&payload, "payload", "{}", "payload (JSON)")
+	send.Flags().StringVar(&credential, "credential", "", "only run for this credential")
+	events.AddCommand(send)
+	return events
+}
+
+func newRunsCmd() *cobra.Command {
+	runsCmd := &cobra.Command{Use: "runs", Short: "Run history"}
+	var lf clientFlags
+	var workflow, user, status, cursor string
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List runs, newest first",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"workflow": workflow, "user": user, "status": status, "cursor": cursor} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if limit > 0 {
+				q.Set("limit", fmt.Sprint(limit))
+			}
+			return lf.call("GET", projectPath(lf.project, "/runs?"+q.Encode()), "", nil, cmd.OutOrStdout())
+		},
+	}
+	lf.register(list)
+	list.Flags().StringVar(&workflow, "workflow", "", "only this workflow")
+	list.Flags().StringVar(&user, "user", "", "only this user")
+	list.Flags().StringVar(&status, "status", "", "queued, running, succeeded or failed")
+	list.Flags().StringVar(&cursor, "cursor", "", "continue after this cursor")
+	list.Flags().IntVar(&limit, "limit", 0, "page size (1..500)")
+
+	var gf clientFlags
+	get := &cobra.Command{
+		Use:   "get RUN_ID",
+		Short: "Show one run with every step",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return gf.call("GET", projectPath(gf.project, "/runs/"+url.PathEscape(args[0])), "", nil, cmd.OutOrStdout())
+		},
+	}
+	gf.register(get)
+	runsCmd.AddCommand(list, get)
+	return runsCmd
+}
