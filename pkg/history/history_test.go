@@ -547,14 +547,14 @@ func seedMixed(t *testing.T, js jetstream.JetStream, n int) uint64 {
 		project := []string{"acme", "beta"}[i%2]
 		at := base.Add(time.Duration(i) * time.Second)
 		id := runs.ID(ev, "wf", "u", "")
-		pubDecision(t, js, runs.Decision{EventID: ev, Project: project, ReceivedAt: at, User: "u",
+		last = pubDecision(t, js, runs.Decision{EventID: ev, Project: project, ReceivedAt: at, User: "u",
 			Candidates: []runs.Candidate{{Workflow: "wf", User: "u", Outcome: runs.OutcomeRan, RunID: id}}})
 		if i%3 == 0 {
 			continue // stays queued
 		}
 		r := runs.Run{ID: id, Project: project, Workflow: "wf", User: "u", EventID: ev, Seq: 2,
 			Status: runs.StatusSucceeded, CreatedAt: at.Add(time.Millisecond)}
-		pubRun(t, js, r)
+		last = pubRun(t, js, r)
 		r.Seq, r.Status = 1, runs.StatusRunning
 		last = pubRun(t, js, r) // stale
 		if i%5 == 0 {

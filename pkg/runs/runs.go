@@ -154,3 +154,17 @@ func ValidID(s string) bool {
 	}
 	return true
 }
+
+// Reply is what the executor publishes to a synchronous caller's inbox when
+// the run reaches its response step (or fails to render it).
+type Reply struct {
+	RunID   string            `json:"runId"`
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the response body; JSON-encoded as base64.
+	Body []byte `json:"body,omitempty"`
+	// Error is set when the response could not be produced, e.g.
+	// "response_template_failed"; Message then explains it.
+	Error   string `json:"error,omitempty"`
+	Message string `json:"message,omitempty"`
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
@@ -108,6 +109,14 @@ func (s *Service) postEvent(c *echo.Context) error {
 	if req.OccurredAt != nil {
 		ev.OccurredAt = timestamppb.New(*req.OccurredAt)
 	}
+	scope := "evt." + p
+	prev, err := s.idempotent(c, scope, idempotency.Record{EventID: ev.Id}, []byte(user), []byte(ev.Credential), body)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		return c.JSON(http.StatusAccepted, EventAccepted{ID: prev.EventID, Status: "accepted"})
+	}
 	waitRouted := c.QueryParam("wait") == "routed"
 	var decisions *nats.Subscription
 	if waitRouted {
@@ -118,6 +127,7 @@ func (s *Service) postEvent(c *echo.Context) error {
 		defer func() { _ = decisions.Unsubscribe() }()
 	}
 	if err := s.publish(c.Request().Context(), subjects.Trigger(p, subjects.KindAppEvent, user), ev); err != nil {
+		s.releaseIdempotency(c, scope)
 		return err
 	}
 	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindAppEvent).Inc()

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 )
 
@@ -41,8 +42,10 @@ type Options struct {
 
 // Service serves the ingress routes.
 type Service struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	replies *replyMux
+	idem    *idempotency.Store
 }
 
 // New validates opts.
@@ -62,7 +65,17 @@ func New(opts Options) (*Service, error) {
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = 10 * time.Second
 	}
-	return &Service{opts: opts, log: opts.Logger.With("service", "ingress")}, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	idem, err := idempotency.Open(ctx, opts.JS)
+	if err != nil {
+		return nil, err
+	}
+	replies, err := newReplyMux(opts.NC)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{opts: opts, log: opts.Logger.With("service", "ingress"), replies: replies, idem: idem}, nil
 }
 
 // Register mounts the routes on e.
@@ -78,14 +91,20 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET("/v1/projects/:p/workflows/:w", s.getWorkflow)
 	e.DELETE("/v1/projects/:p/workflows/:w", s.deleteWorkflow)
 
+	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	e.Match(methods, "/v1/projects/:p/workflows/:w/trigger", s.triggerRequest)
+	e.Match(methods, "/projects/:p/sdk/triggers/:w", s.triggerRequest)
+
 	e.GET("/v1/projects/:p/runs", s.listRuns)
 	e.GET("/v1/projects/:p/runs/:run", s.getRun)
+	e.POST("/v1/projects/:p/runs/:run/replay", s.replayRun)
 	e.GET("/v1/projects/:p/events/:event", s.getEvent)
 }
 
-// Stop has nothing of its own to drain: HTTP intake is stopped by the
-// server, and every accepted request was already acknowledged by JetStream.
-func (s *Service) Stop(context.Context) error { return nil }
+// Stop releases the reply subscription. HTTP intake is stopped by the
+// server first, and every accepted request was already acknowledged by
+// JetStream, so nothing else needs draining.
+func (s *Service) Stop(context.Context) error { return s.replies.close() }
 
 // projectCaller authenticates a call on project p and checks p exists.
 func (s *Service) projectCaller(c *echo.Context) (access.Principal, error) {

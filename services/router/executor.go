@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/reqbody"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/template"
@@ -32,6 +33,8 @@ type execution struct {
 	cred *catalog.Credential
 	env  map[string]any
 	pubs publishes
+	// reply is the response step's answer, sent once it is checkpointed.
+	reply *runs.Reply
 }
 
 // execute handles one run message.
@@ -180,7 +183,23 @@ func (x *execution) runSteps(ctx context.Context) error {
 		x.run.Steps = append(x.run.Steps, rec)
 		steps[st.ID] = rec.Output
 		if rec.Status == runs.StepFailed {
+			if st.Type == workflow.StepResponse {
+				x.sendReply(&runs.Reply{RunID: x.run.ID, Status: 500, Error: ErrResponseTemplate.Error(), Message: rec.Error})
+			}
 			return x.finish(ctx, runs.StatusFailed, fmt.Sprintf("step %s failed: %s", st.ID, rec.Error))
+		}
+		if x.reply != nil {
+			// The answer goes out only once the response step is stored,
+			// so a redelivered run resumes after it and never answers twice.
+			if err := x.snapshot(); err != nil {
+				return err
+			}
+			if err := x.flush(ctx); err != nil {
+				return err
+			}
+			x.sendReply(x.reply)
+			x.reply = nil
+			continue
 		}
 		if i < len(wf.Steps)-1 {
 			// Checkpoint, so a redelivered run resumes after this step.
@@ -202,6 +221,11 @@ func (x *execution) finish(ctx context.Context, status runs.Status, msg string) 
 	if err := x.snapshot(); err != nil {
 		return err
 	}
+	if status == runs.StatusFailed {
+		if err := x.deadLetter(msg); err != nil {
+			return err
+		}
+	}
 	if err := x.flush(ctx); err != nil {
 		return err
 	}
@@ -214,6 +238,23 @@ func (x *execution) finish(ctx context.Context, status runs.Status, msg string) 
 		x.log.Debug("run succeeded")
 	}
 	return nil
+}
+
+// deadLetter copies a failed run to the DEAD stream with its reason. The
+// copy is the run's final snapshot; the original trigger stays in TRIGGERS
+// and the decision record, from where a replay starts a new run.
+func (x *execution) deadLetter(reason string) error {
+	b, err := json.Marshal(x.run)
+	if err != nil {
+		return fmt.Errorf("encode dead run: %w", err)
+	}
+	m := nats.NewMsg(subjects.DeadRun(x.run.Project, x.run.Workflow))
+	m.Header.Set(HeaderDeadReason, reason)
+	m.Header.Set(HeaderRunID, x.run.ID)
+	m.Header.Set(HeaderWorkflow, x.run.Workflow)
+	m.Header.Set(runs.HeaderRecord, runs.RecordRun)
+	m.Data = b
+	return x.pubs.add(m, jetstream.WithMsgID("dead:"+x.run.ID))
 }
 
 // buildEnv is what expressions see: trigger, user, credential (no secret).
@@ -233,7 +274,7 @@ func (x *execution) buildEnv() map[string]any {
 		trig["occurredAt"] = ev.OccurredAt.AsTime().Format(time.RFC3339Nano)
 	}
 	if ev.Request != nil {
-		trig["request"] = requestEnv(ev.Request)
+		trig["request"] = reqbody.Env(ev.Request, reqbody.Limits{})
 	}
 	user := map[string]any{"id": x.run.User}
 	if x.user != nil {

@@ -12,11 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/routing"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
-	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
 
@@ -151,7 +150,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 		EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Name, User: ev.User,
 		Trigger: trigger, ReceivedAt: ev.ReceivedAt.AsTime(), DecidedAt: time.Now().UTC(),
 	}
-	dec.Candidates = s.decide(ev)
+	dec.Candidates = routing.Decide(s.opts.Catalog, ev)
 	if dec.Candidates == nil {
 		dec.Candidates = []runs.Candidate{}
 	}
@@ -192,90 +191,4 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 	}
 	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(dec.Candidates))
 	return nil
-}
-
-// decide lists every candidate (workflow × credential) for ev with the
-// reason it runs or not.
-func (s *Service) decide(ev *sbv1.TriggerEvent) []runs.Candidate {
-	cat := s.opts.Catalog
-	var wfs []*workflow.Workflow
-	switch ev.Kind {
-	case sbv1.Kind_APP_EVENT:
-		wfs = cat.WorkflowsForEvent(ev.Project, ev.Name)
-	case sbv1.Kind_REQUEST:
-		w, ok := cat.Workflow(ev.Project, ev.Workflow)
-		if !ok || w.Trigger.Type != workflow.TriggerRequest {
-			return []runs.Candidate{{Workflow: ev.Workflow, User: ev.User, Outcome: runs.OutcomeSkipped,
-				Reason: "workflow_not_found", Message: "no request-triggered workflow with this id"}}
-		}
-		wfs = []*workflow.Workflow{w}
-	}
-	user, userOK := cat.User(ev.Project, ev.User)
-	var out []runs.Candidate
-	for _, w := range wfs {
-		base := runs.Candidate{Workflow: w.ID, User: ev.User}
-		if !userOK {
-			c := base
-			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonUnknownUser, "the user is not a connected user of this project"
-			out = append(out, c)
-			continue
-		}
-		if w.Integration == "" {
-			c := base
-			if ev.Credential != "" {
-				c.Credential = ev.Credential
-			}
-			if !user.Enabled(w) {
-				c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this user"
-			} else {
-				c.Outcome, c.RunID = runs.OutcomeRan, runs.ID(ev.Id, w.ID, ev.User, "")
-			}
-			out = append(out, c)
-			continue
-		}
-		out = append(out, s.credentialCandidates(ev, w, base)...)
-	}
-	return out
-}
-
-func (s *Service) credentialCandidates(ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate) []runs.Candidate {
-	var creds []*catalog.Credential
-	if ev.Credential != "" {
-		cr, ok := s.opts.Catalog.Credential(ev.Project, ev.User, ev.Credential)
-		if !ok || cr.Integration != w.Integration {
-			c := base
-			c.Credential = ev.Credential
-			c.Outcome, c.Reason = runs.OutcomeSkipped, runs.ReasonCredentialUnknown
-			c.Message = fmt.Sprintf("the user has no %s credential %q", w.Integration, ev.Credential)
-			return []runs.Candidate{c}
-		}
-		creds = []*catalog.Credential{cr}
-	} else {
-		for _, cr := range s.opts.Catalog.Credentials(ev.Project, ev.User) {
-			if cr.Integration == w.Integration {
-				creds = append(creds, cr)
-			}
-		}
-	}
-	if len(creds) == 0 {
-		c := base
-		c.Outcome, c.Reason = runs.OutcomeSkipped, runs.ReasonNoCredential
-		c.Message = fmt.Sprintf("the user has not connected %s", w.Integration)
-		return []runs.Candidate{c}
-	}
-	out := make([]runs.Candidate, 0, len(creds))
-	for _, cr := range creds {
-		c := base
-		c.Credential = cr.ID
-		switch {
-		case cr.Status != catalog.CredentialValid:
-			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonCredentialInvalid, "the credential's status is "+cr.Status
-		case !cr.Enabled(w):
-			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this credential"
-		default:
-			c.Outcome, c.RunID = runs.OutcomeRan, runs.ID(ev.Id, w.ID, ev.User, cr.ID)
-		}
-		out = append(out, c)
-	}
-	return out
 }

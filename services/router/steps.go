@@ -29,6 +29,10 @@ func (s *Service) runStepOnce(ctx context.Context, x *execution, st *workflow.St
 		return s.httpStep(ctx, x, st)
 	case workflow.StepEmit:
 		return s.emitStep(ctx, x, st)
+	case workflow.StepResponse:
+		return s.responseStep(ctx, x, st)
+	case workflow.StepFunction:
+		return s.functionStep(ctx, x, st)
 	default:
 		return nil, nil, permanent(fmt.Errorf("not implemented: %s steps", st.Type))
 	}
@@ -240,29 +244,4 @@ func (s *Service) emitStep(ctx context.Context, x *execution, st *workflow.Step)
 		return input, nil, fmt.Errorf("publish event: %w", err)
 	}
 	return input, map[string]any{"eventId": ev.Id}, nil
-}
-
-// requestEnv is what a run of a request trigger sees as trigger.request.
-func requestEnv(r *sbv1.Request) map[string]any {
-	flat := func(m map[string]*sbv1.Values) map[string]any {
-		out := make(map[string]any, len(m))
-		for k, v := range m {
-			if len(v.GetValues()) == 1 {
-				out[k] = v.Values[0]
-			} else {
-				vals := make([]any, len(v.GetValues()))
-				for i, s := range v.GetValues() {
-					vals[i] = s
-				}
-				out[k] = vals
-			}
-		}
-		return out
-	}
-	return map[string]any{
-		"method":  r.Method,
-		"headers": flat(r.Headers),
-		"query":   flat(r.Query),
-		"body":    decodeJSON(r.Body),
-	}
 }

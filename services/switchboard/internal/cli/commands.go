@@ -180,6 +180,17 @@ func newRunsCmd() *cobra.Command {
 		},
 	}
 	gf.register(get)
-	runsCmd.AddCommand(list, get)
+
+	var rf clientFlags
+	replay := &cobra.Command{
+		Use:   "replay RUN_ID",
+		Short: "Start a new run from a run's original trigger (linked to it by replayOf)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return rf.call("POST", projectPath(rf.project, "/runs/"+url.PathEscape(args[0])+"/replay"), "", nil, cmd.OutOrStdout())
+		},
+	}
+	rf.register(replay)
+	runsCmd.AddCommand(list, get, replay)
 	return runsCmd
 }

@@ -1,0 +1,115 @@
+// Package routing decides which workflows a trigger event starts, for which
+// connected user and credential — and, for every candidate that does not
+// run, why. The router uses it for every trigger; ingress uses it to answer
+// a request trigger's caller (403, 404) before anything is published.
+package routing
+
+import (
+	"fmt"
+
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// ReasonWorkflowNotFound is a request or replay naming no usable workflow.
+const ReasonWorkflowNotFound = "workflow_not_found"
+
+// Decide lists every candidate (workflow × credential) for ev.
+//
+// App events start every workflow of that event; an envelope that names a
+// workflow (a replay) starts only that one. Request triggers name their
+// workflow. A workflow with an integration runs once per VALID, enabled
+// credential of the user for it (or only ev.Credential when set); one
+// without an integration runs once for the user unless disabled for them.
+func Decide(cat *catalog.Catalog, ev *sbv1.TriggerEvent) []runs.Candidate {
+	var wfs []*workflow.Workflow
+	switch {
+	case ev.Workflow != "":
+		w, ok := cat.Workflow(ev.Project, ev.Workflow)
+		want := workflow.TriggerAppEvent
+		if ev.Kind == sbv1.Kind_REQUEST {
+			want = workflow.TriggerRequest
+		}
+		if !ok || w.Trigger.Type != want || (want == workflow.TriggerAppEvent && w.Trigger.Event != ev.Name) {
+			return []runs.Candidate{{Workflow: ev.Workflow, User: ev.User, Outcome: runs.OutcomeSkipped,
+				Reason: ReasonWorkflowNotFound, Message: fmt.Sprintf("no %s workflow %q", want, ev.Workflow)}}
+		}
+		wfs = []*workflow.Workflow{w}
+	case ev.Kind == sbv1.Kind_APP_EVENT:
+		wfs = cat.WorkflowsForEvent(ev.Project, ev.Name)
+	}
+	user, userOK := cat.User(ev.Project, ev.User)
+	out := make([]runs.Candidate, 0, len(wfs))
+	for _, w := range wfs {
+		base := runs.Candidate{Workflow: w.ID, User: ev.User}
+		switch {
+		case !userOK:
+			base.Outcome, base.Reason, base.Message = runs.OutcomeSkipped, runs.ReasonUnknownUser, "the user is not a connected user of this project"
+			out = append(out, base)
+		case w.Integration == "":
+			if !user.Enabled(w) {
+				base.Outcome, base.Reason, base.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this user"
+			} else {
+				base.Outcome, base.RunID = runs.OutcomeRan, runs.ID(ev.Id, w.ID, ev.User, "")
+			}
+			out = append(out, base)
+		default:
+			out = append(out, credentialCandidates(cat, ev, w, base)...)
+		}
+	}
+	return out
+}
+
+func credentialCandidates(cat *catalog.Catalog, ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate) []runs.Candidate {
+	var creds []*catalog.Credential
+	if ev.Credential != "" {
+		cr, ok := cat.Credential(ev.Project, ev.User, ev.Credential)
+		if !ok || cr.Integration != w.Integration {
+			base.Credential = ev.Credential
+			base.Outcome, base.Reason = runs.OutcomeSkipped, runs.ReasonCredentialUnknown
+			base.Message = fmt.Sprintf("the user has no %s credential %q", w.Integration, ev.Credential)
+			return []runs.Candidate{base}
+		}
+		creds = []*catalog.Credential{cr}
+	} else {
+		for _, cr := range cat.Credentials(ev.Project, ev.User) {
+			if cr.Integration == w.Integration {
+				creds = append(creds, cr)
+			}
+		}
+	}
+	if len(creds) == 0 {
+		base.Outcome, base.Reason = runs.OutcomeSkipped, runs.ReasonNoCredential
+		base.Message = fmt.Sprintf("the user has not connected %s", w.Integration)
+		return []runs.Candidate{base}
+	}
+	out := make([]runs.Candidate, 0, len(creds))
+	for _, cr := range creds {
+		c := base
+		c.Credential = cr.ID
+		switch {
+		case cr.Status != catalog.CredentialValid:
+			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonCredentialInvalid, "the credential's status is "+cr.Status
+		case !cr.Enabled(w):
+			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this credential"
+		default:
+			c.Outcome, c.RunID = runs.OutcomeRan, runs.ID(ev.Id, w.ID, ev.User, cr.ID)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// First returns the first candidate that runs, if any; a request trigger
+// runs at most once, so ingress narrows a request to this candidate's
+// credential before publishing.
+func First(cands []runs.Candidate) (runs.Candidate, bool) {
+	for _, c := range cands {
+		if c.Outcome == runs.OutcomeRan {
+			return c, true
+		}
+	}
+	return runs.Candidate{}, false
+}
