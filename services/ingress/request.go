@@ -45,7 +45,9 @@ func ParsePrefer(h string) Prefer {
 			p.RespondAsync = true
 		case strings.HasPrefix(part, "wait="):
 			if n, err := strconv.Atoi(strings.TrimSpace(part[5:])); err == nil && n >= 0 {
-				p.Wait = time.Duration(n) * time.Second
+				// Waits never exceed the longest workflow timeout; capping
+				// first also keeps the multiplication from overflowing.
+				p.Wait = time.Duration(min(n, int(workflow.MaxRequestTimeout/time.Second))) * time.Second
 			}
 		}
 	}

@@ -94,11 +94,10 @@ var httpClient = &http.Client{Timeout: 30 * time.Second}
 
 // api calls one Switchboard HTTP endpoint set.
 type api struct {
-	t    testing.TB
 	base string // http://host:port
 }
 
-func newAPI(t testing.TB, addr string) api { return api{t: t, base: "http://" + addr} }
+func newAPI(addr string) api { return api{base: "http://" + addr} }
 
 // response is what a call returned.
 type response struct {
@@ -138,8 +137,8 @@ type apiError struct {
 // call sends method path with token as bearer (none when empty). body may
 // be nil, a string, []byte, an io.Reader (sent as is, chunked) or any value
 // (sent as JSON). hdr holds extra header name/value pairs.
-func (a api) call(method, path, token string, body any, hdr ...string) response {
-	a.t.Helper()
+func (a api) call(t testing.TB, method, path, token string, body any, hdr ...string) response {
+	t.Helper()
 	var rd io.Reader
 	length := int64(-1)
 	switch b := body.(type) {
@@ -154,13 +153,13 @@ func (a api) call(method, path, token string, body any, hdr ...string) response 
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			a.t.Fatalf("encode body: %v", err)
+			t.Fatalf("encode body: %v", err)
 		}
 		rd, length = bytes.NewReader(j), int64(len(j))
 	}
 	req, err := http.NewRequest(method, a.base+path, rd)
 	if err != nil {
-		a.t.Fatalf("new request: %v", err)
+		t.Fatalf("new request: %v", err)
 	}
 	req.ContentLength = length
 	if length > 0 || length == -1 {
@@ -174,22 +173,22 @@ func (a api) call(method, path, token string, body any, hdr ...string) response 
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		a.t.Fatalf("%s %s: read body: %v", method, path, err)
+		t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
 	return response{Status: resp.StatusCode, Body: raw, Header: resp.Header}
 }
 
 // must calls and fails the test unless the status is want.
-func (a api) must(want int, method, path, token string, body any, hdr ...string) response {
-	a.t.Helper()
-	r := a.call(method, path, token, body, hdr...)
+func (a api) must(t testing.TB, want int, method, path, token string, body any, hdr ...string) response {
+	t.Helper()
+	r := a.call(t, method, path, token, body, hdr...)
 	if r.Status != want {
-		a.t.Fatalf("%s %s: got %s, want status %d", method, path, r, want)
+		t.Fatalf("%s %s: got %s, want status %d", method, path, r, want)
 	}
 	return r
 }
@@ -349,7 +348,7 @@ func getDecision(t testing.TB, a api, key, eventID string) runs.Decision {
 	t.Helper()
 	var d runs.Decision
 	eventually(t, 20*time.Second, "decision record of "+eventID, func() (bool, string) {
-		r := a.call("GET", "/v1/projects/dev/events/"+eventID, key, nil)
+		r := a.call(t, "GET", "/v1/projects/dev/events/"+eventID, key, nil)
 		if r.Status != http.StatusOK {
 			return false, r.String()
 		}
@@ -364,7 +363,7 @@ func waitRun(t testing.TB, a api, key, runID string) runs.Run {
 	t.Helper()
 	var run runs.Run
 	eventually(t, 20*time.Second, "run "+runID+" to finish", func() (bool, string) {
-		r := a.call("GET", "/v1/projects/dev/runs/"+runID, key, nil)
+		r := a.call(t, "GET", "/v1/projects/dev/runs/"+runID, key, nil)
 		if r.Status != http.StatusOK {
 			return false, r.String()
 		}
@@ -401,9 +400,9 @@ type eventAccepted struct {
 // setupWalkthrough applies the documents against l and connects u1/c1.
 func setupWalkthrough(t testing.TB, a api, key string, l *listener) {
 	t.Helper()
-	a.must(http.StatusOK, "POST", "/v1/projects/dev/apply", key, documents(l.URL))
-	a.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u1", key, map[string]any{"metadata": map[string]any{"plan": "pro"}})
-	a.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u1/credentials/c1", key,
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, documents(l.URL))
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u1", key, map[string]any{"metadata": map[string]any{"plan": "pro"}})
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u1/credentials/c1", key,
 		map[string]any{"integration": "crm", "secret": map[string]any{"accessToken": "tok-c1"}})
 }
 

@@ -22,14 +22,14 @@ func TestRestartKeepsState(t *testing.T) {
 	l := newListener(t)
 
 	sys1, stop1 := startDev(t, dev.Options{DataDir: dir})
-	a1 := newAPI(t, sys1.HTTPAddr)
+	a1 := newAPI(sys1.HTTPAddr)
 	key := sys1.APIKey
 	setupWalkthrough(t, a1, key, l)
 	token, err := sys1.Token("u1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc := accepted(t, a1.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", token,
+	acc := accepted(t, a1.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", token,
 		map[string]any{"name": eventName, "payload": map[string]any{"email": "before@example.com"}}))
 	if len(acc.RunIDs) != 1 {
 		t.Fatalf("want one run, got %+v", acc)
@@ -37,26 +37,26 @@ func TestRestartKeepsState(t *testing.T) {
 	if run := waitRun(t, a1, key, acc.RunIDs[0]); run.Status != runs.StatusSucceeded {
 		t.Fatalf("run before restart: %s (%s)", run.Status, run.Error)
 	}
-	wfBefore := a1.must(http.StatusOK, "GET", "/v1/projects/dev/workflows/"+workflowID, key, nil).Body
-	userBefore := a1.must(http.StatusOK, "GET", "/v1/projects/dev/users/u1", key, nil).Body
-	runBefore := a1.must(http.StatusOK, "GET", "/v1/projects/dev/runs/"+acc.RunIDs[0], key, nil).Body
+	wfBefore := a1.must(t, http.StatusOK, "GET", "/v1/projects/dev/workflows/"+workflowID, key, nil).Body
+	userBefore := a1.must(t, http.StatusOK, "GET", "/v1/projects/dev/users/u1", key, nil).Body
+	runBefore := a1.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs/"+acc.RunIDs[0], key, nil).Body
 	decisionBefore := getDecision(t, a1, key, acc.ID)
 	stop1()
 
 	sys2, _ := startDev(t, dev.Options{DataDir: dir})
-	a2 := newAPI(t, sys2.HTTPAddr)
+	a2 := newAPI(sys2.HTTPAddr)
 	if sys2.APIKey != key {
 		t.Fatalf("API key changed across the restart: %q -> %q", key, sys2.APIKey)
 	}
 
 	t.Run("workflow", func(t *testing.T) {
-		got := a2.must(http.StatusOK, "GET", "/v1/projects/dev/workflows/"+workflowID, key, nil).Body
+		got := a2.must(t, http.StatusOK, "GET", "/v1/projects/dev/workflows/"+workflowID, key, nil).Body
 		if !bytes.Equal(got, wfBefore) {
 			t.Errorf("workflow after restart:\n%s\nbefore:\n%s", got, wfBefore)
 		}
 	})
 	t.Run("user and credentials", func(t *testing.T) {
-		got := a2.must(http.StatusOK, "GET", "/v1/projects/dev/users/u1", key, nil).Body
+		got := a2.must(t, http.StatusOK, "GET", "/v1/projects/dev/users/u1", key, nil).Body
 		if !bytes.Equal(got, userBefore) {
 			t.Errorf("user after restart:\n%s\nbefore:\n%s", got, userBefore)
 		}
@@ -69,12 +69,12 @@ func TestRestartKeepsState(t *testing.T) {
 	})
 	t.Run("run history", func(t *testing.T) {
 		// The read model file was kept: no rebuild, so no waiting.
-		got := a2.must(http.StatusOK, "GET", "/v1/projects/dev/runs/"+acc.RunIDs[0], key, nil).Body
+		got := a2.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs/"+acc.RunIDs[0], key, nil).Body
 		if !bytes.Equal(got, runBefore) {
 			t.Errorf("run after restart:\n%s\nbefore:\n%s", got, runBefore)
 		}
 		var list runList
-		a2.must(http.StatusOK, "GET", "/v1/projects/dev/runs?workflow="+workflowID, key, nil).decode(t, &list)
+		a2.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs?workflow="+workflowID, key, nil).decode(t, &list)
 		if len(list.Runs) != 1 || list.Runs[0].ID != acc.RunIDs[0] || list.Runs[0].Status != runs.StatusSucceeded {
 			t.Errorf("run list after restart: %+v", list)
 		}
@@ -83,7 +83,7 @@ func TestRestartKeepsState(t *testing.T) {
 		}
 	})
 	t.Run("a token minted before still works and runs use the stored secret", func(t *testing.T) {
-		acc := accepted(t, a2.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", token,
+		acc := accepted(t, a2.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", token,
 			map[string]any{"name": eventName, "payload": map[string]any{"email": "after@example.com"}}))
 		if len(acc.RunIDs) != 1 {
 			t.Fatalf("want one run after restart, got %+v", acc)
@@ -108,17 +108,17 @@ func TestReadModelRebuild(t *testing.T) {
 	l := newListener(t)
 
 	sys1, stop1 := startDev(t, dev.Options{DataDir: dir})
-	a1 := newAPI(t, sys1.HTTPAddr)
+	a1 := newAPI(sys1.HTTPAddr)
 	key := sys1.APIKey
 	setupWalkthrough(t, a1, key, l)
-	a1.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u2/credentials/c1", key,
+	a1.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u2/credentials/c1", key,
 		map[string]any{"integration": "crm", "secret": map[string]any{"accessToken": "t"}, "status": "INVALID"})
-	a1.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u3/credentials/c1", key,
+	a1.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u3/credentials/c1", key,
 		map[string]any{"integration": "crm", "secret": map[string]any{"accessToken": "t3"}})
 
 	var eventIDs, runIDs []string
 	for i, user := range []string{"u1", "u2", "u3", "u1", "u3"} {
-		acc := accepted(t, a1.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
+		acc := accepted(t, a1.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
 			map[string]any{"name": eventName, "user": user, "payload": map[string]any{"email": user + "@example.com", "n": i}}))
 		eventIDs = append(eventIDs, acc.ID)
 		runIDs = append(runIDs, acc.RunIDs...)
@@ -152,7 +152,7 @@ func TestReadModelRebuild(t *testing.T) {
 	snapshot := func(a api) map[string]string {
 		out := map[string]string{}
 		for _, p := range paths {
-			r := a.call("GET", p, key, nil)
+			r := a.call(t, "GET", p, key, nil)
 			out[p] = r.String()
 		}
 		return out
@@ -161,12 +161,12 @@ func TestReadModelRebuild(t *testing.T) {
 	var nextPage string
 	{
 		var page runList
-		a1.must(http.StatusOK, "GET", "/v1/projects/dev/runs?limit=2", key, nil).decode(t, &page)
+		a1.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs?limit=2", key, nil).decode(t, &page)
 		if page.NextCursor == "" {
 			t.Fatal("a page of 2 out of 4 runs has no next cursor")
 		}
 		nextPage = "/v1/projects/dev/runs?limit=2&cursor=" + page.NextCursor
-		before[nextPage] = a1.call("GET", nextPage, key, nil).String()
+		before[nextPage] = a1.call(t, "GET", nextPage, key, nil).String()
 		paths = append(paths, nextPage)
 	}
 	listBefore, err := sys1.History.ListRuns(history.Filter{Project: "dev", Limit: history.MaxLimit})
@@ -181,7 +181,7 @@ func TestReadModelRebuild(t *testing.T) {
 	}
 
 	sys2, _ := startDev(t, dev.Options{DataDir: dir})
-	a2 := newAPI(t, sys2.HTTPAddr)
+	a2 := newAPI(sys2.HTTPAddr)
 	if _, err := os.Stat(dbPath); err != nil {
 		t.Fatalf("no read model file after the restart: %v", err)
 	}

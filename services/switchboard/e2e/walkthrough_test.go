@@ -24,7 +24,7 @@ import (
 // published straight to NATS.
 func TestWalkthrough(t *testing.T) {
 	sys, _ := startDev(t, dev.Options{NATSAddr: "127.0.0.1:0"})
-	a := newAPI(t, sys.HTTPAddr)
+	a := newAPI(sys.HTTPAddr)
 	key := sys.APIKey
 	l := newListener(t)
 	setupWalkthrough(t, a, key, l)
@@ -40,7 +40,7 @@ func TestWalkthrough(t *testing.T) {
 		var all []sent
 		for i, path := range []string{"/v1/projects/dev/events", "/projects/dev/sdk/events/trigger"} {
 			email := fmt.Sprintf("ada+%d@example.com", i)
-			r := a.must(http.StatusAccepted, "POST", path, token, map[string]any{"name": eventName, "payload": map[string]any{"email": email}})
+			r := a.must(t, http.StatusAccepted, "POST", path, token, map[string]any{"name": eventName, "payload": map[string]any{"email": email}})
 			acc := accepted(t, r)
 			if acc.ID == "" || acc.Status != "accepted" {
 				t.Fatalf("%s: got %s, want an id and status accepted", path, r)
@@ -69,7 +69,7 @@ func TestWalkthrough(t *testing.T) {
 		// The run list shows both runs succeeded, with the step's output.
 		var list runList
 		eventually(t, 20*time.Second, "both runs succeeded in the run list", func() (bool, string) {
-			r := a.call("GET", "/v1/projects/dev/runs?workflow="+workflowID, key, nil)
+			r := a.call(t, "GET", "/v1/projects/dev/runs?workflow="+workflowID, key, nil)
 			if r.Status != http.StatusOK {
 				return false, r.String()
 			}
@@ -127,7 +127,7 @@ func TestWalkthrough(t *testing.T) {
 		}
 		// The user token sees its own run (design §7b: status, timings,
 		// trigger, every step).
-		r := a.must(http.StatusOK, "GET", "/v1/projects/dev/runs/"+firstRun, token, nil)
+		r := a.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs/"+firstRun, token, nil)
 		var run runs.Run
 		r.decode(t, &run)
 		if run.Status != runs.StatusSucceeded {
@@ -147,11 +147,11 @@ func TestWalkthrough(t *testing.T) {
 
 	t.Run("X-Switchboard-Credential selects one credential", func(t *testing.T) {
 		for _, c := range []string{"ca", "cb"} {
-			a.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u2/credentials/"+c, key,
+			a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u2/credentials/"+c, key,
 				map[string]any{"integration": "crm", "secret": map[string]any{"accessToken": "tok-" + c}})
 		}
 		const email = "selected@example.com"
-		r := a.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
+		r := a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
 			map[string]any{"name": eventName, "user": "u2", "payload": map[string]any{"email": email}},
 			"X-Switchboard-Credential", "cb")
 		acc := accepted(t, r)
@@ -173,7 +173,7 @@ func TestWalkthrough(t *testing.T) {
 
 		// Without the header, every valid credential of the user runs.
 		const both = "both@example.com"
-		r = a.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
+		r = a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
 			map[string]any{"name": eventName, "user": "u2", "payload": map[string]any{"email": both}})
 		acc = accepted(t, r)
 		if len(acc.RunIDs) != 2 {
@@ -189,7 +189,7 @@ func TestWalkthrough(t *testing.T) {
 		}
 
 		// A credential the user does not have is recorded, not run.
-		r = a.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
+		r = a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
 			map[string]any{"name": eventName, "user": "u2", "payload": map[string]any{"email": "nobody@example.com"}},
 			"X-Switchboard-Credential", "zz")
 		acc = accepted(t, r)
@@ -204,16 +204,16 @@ func TestWalkthrough(t *testing.T) {
 
 	t.Run("workflow disabled for a credential", func(t *testing.T) {
 		for _, c := range []string{"c1", "c2"} {
-			a.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u3/credentials/"+c, key,
+			a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u3/credentials/"+c, key,
 				map[string]any{"integration": "crm", "secret": map[string]any{"accessToken": "tok-u3-" + c}})
 		}
-		a.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u3/credentials/c2/workflows/"+workflowID, key, map[string]any{"enabled": false})
+		a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u3/credentials/c2/workflows/"+workflowID, key, map[string]any{"enabled": false})
 		tok3, err := sys.Token("u3", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		const email = "disabled@example.com"
-		r := a.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", tok3,
+		r := a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", tok3,
 			map[string]any{"name": eventName, "payload": map[string]any{"email": email}})
 		acc := accepted(t, r)
 		if len(acc.RunIDs) != 1 {
@@ -239,9 +239,9 @@ func TestWalkthrough(t *testing.T) {
 	})
 
 	t.Run("INVALID credential is skipped", func(t *testing.T) {
-		a.must(http.StatusOK, "PUT", "/v1/projects/dev/users/u4/credentials/c1", key,
+		a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u4/credentials/c1", key,
 			map[string]any{"integration": "crm", "secret": map[string]any{"accessToken": "tok-u4"}, "status": "INVALID"})
-		r := a.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
+		r := a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
 			map[string]any{"name": eventName, "user": "u4", "payload": map[string]any{"email": "invalid@example.com"}})
 		acc := accepted(t, r)
 		if acc.Status != "routed" || len(acc.RunIDs) != 0 {
@@ -252,7 +252,7 @@ func TestWalkthrough(t *testing.T) {
 		if len(d.Candidates) != 1 || !sameCandidate(d.Candidates[0], want) {
 			t.Errorf("decision candidates %+v, want %+v", d.Candidates, want)
 		}
-		r = a.must(http.StatusOK, "GET", "/v1/projects/dev/runs?user=u4", key, nil)
+		r = a.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs?user=u4", key, nil)
 		var list runList
 		r.decode(t, &list)
 		if len(list.Runs) != 0 {
@@ -261,7 +261,7 @@ func TestWalkthrough(t *testing.T) {
 	})
 
 	t.Run("unknown user is recorded", func(t *testing.T) {
-		r := a.must(http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
+		r := a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events?wait=routed", key,
 			map[string]any{"name": eventName, "user": "stranger", "payload": map[string]any{"email": "s@example.com"}})
 		acc := accepted(t, r)
 		d := getDecision(t, a, key, acc.ID)
@@ -273,7 +273,7 @@ func TestWalkthrough(t *testing.T) {
 	t.Run("wait=routed returns the run ids", func(t *testing.T) {
 		for _, path := range []string{"/v1/projects/dev/events?wait=routed", "/projects/dev/sdk/events/trigger?wait=routed"} {
 			email := "routed" + fmt.Sprint(len(path)) + "@example.com"
-			r := a.must(http.StatusAccepted, "POST", path, token, map[string]any{"name": eventName, "payload": map[string]any{"email": email}})
+			r := a.must(t, http.StatusAccepted, "POST", path, token, map[string]any{"name": eventName, "payload": map[string]any{"email": email}})
 			acc := accepted(t, r)
 			if acc.Status != "routed" || len(acc.RunIDs) != 1 || acc.RunIDs[0] != runs.ID(acc.ID, workflowID, "u1", "c1") {
 				t.Fatalf("%s: got %s, want status routed and the run id", path, r)

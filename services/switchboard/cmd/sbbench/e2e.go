@@ -123,6 +123,7 @@ steps:
 
 	t := target{name: "send", url: b.base + "/v1/projects/dev/events",
 		header: http.Header{"Authorization": {"Bearer " + b.token}}, body: eventBody("Bench E2E")}
+	cpu0 := sampleCPU()
 	start := time.Now()
 	sent := make(chan result, 1)
 	go func() { sent <- closedLoop(ctx, t, b.cfg.conns, limit{n: n}) }()
@@ -163,6 +164,7 @@ steps:
 		b.printf("  sent      %s\n", send)
 	}
 	want := send.ok
+	cpu := cpuSince(cpu0)
 	_, last := l.times()
 	callsDur := last.Sub(start)
 	rate := float64(l.hits.Load()) / callsDur.Seconds()
@@ -202,6 +204,7 @@ steps:
 		send.ok, send.elapsed.Round(time.Millisecond), send.rps(), ms(send.pct(99)))
 	b.printf("  listener  %d calls, the last %s after the first send: %.0f completed runs/s\n",
 		l.hits.Load(), callsDur.Round(time.Millisecond), rate)
+	b.printf("  %s (until the last call)\n", cpu)
 	b.printf("  executor  every run stored as finished after %s (%.0f runs/s)\n",
 		execDur.Round(time.Millisecond), float64(want)/execDur.Seconds())
 	b.printf("  read model %d runs succeeded in GET /runs after %s (%.0f runs/s)\n",

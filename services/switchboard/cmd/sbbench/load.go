@@ -45,6 +45,7 @@ type result struct {
 	errs    int64         // transport errors and non-2xx answers
 	byError map[string]int64
 	lat     []time.Duration // 2xx latencies, sorted
+	cpu     cpuUse
 }
 
 func (r result) rps() float64 {
@@ -84,14 +85,25 @@ func (r result) String() string {
 		}
 		s += " (" + strings.Join(parts, "; ") + ")"
 	}
+	if r.cpu.valid {
+		s += "  [" + r.cpu.String() + "]"
+	}
 	return s
 }
 
 // merge combines rounds of one target (latencies pooled, elapsed summed), so
 // rps() of the merge is the mean rate over all rounds.
 func merge(name string, rs []result) result {
-	out := result{name: name, byError: map[string]int64{}}
+	out := result{name: name, byError: map[string]int64{}, cpu: cpuUse{valid: true}}
+	var total time.Duration
 	for _, r := range rs {
+		total += r.elapsed
+	}
+	for _, r := range rs {
+		w := r.elapsed.Seconds() / total.Seconds()
+		out.cpu.self += r.cpu.self * w
+		out.cpu.other += r.cpu.other * w
+		out.cpu.valid = out.cpu.valid && r.cpu.valid
 		out.conns = r.conns
 		out.elapsed += r.elapsed
 		out.ok += r.ok
@@ -154,6 +166,7 @@ func closedLoop(ctx context.Context, t target, conns int, lim limit) result {
 		byError = map[string]int64{}
 		wg      sync.WaitGroup
 	)
+	cpu0 := sampleCPU()
 	start := time.Now()
 	deadline := start.Add(lim.d)
 	for range conns {
@@ -201,7 +214,7 @@ func closedLoop(ctx context.Context, t target, conns int, lim limit) result {
 	wg.Wait()
 	elapsed := time.Since(start)
 	slices.Sort(all)
-	return result{name: t.name, conns: conns, elapsed: elapsed, ok: ok, errs: errs, byError: byError, lat: all}
+	return result{name: t.name, conns: conns, elapsed: elapsed, ok: ok, errs: errs, byError: byError, lat: all, cpu: cpuSince(cpu0)}
 }
 
 func post(ctx context.Context, c *http.Client, t target, i int64) (int, time.Duration, error) {

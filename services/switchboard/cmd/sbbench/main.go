@@ -104,8 +104,10 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	b.printf("sbbench: %s, GOMAXPROCS %d, NumCPU %d, %d conns, -duration %s, -events %d\n\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), cfg.conns, cfg.duration, cfg.events)
+	b.printf("sbbench: %s, GOMAXPROCS %d, NumCPU %d, %d conns, -duration %s, -events %d, load average %s\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), cfg.conns, cfg.duration, cfg.events, loadavg())
+	b.summary = append(b.summary, fmt.Sprintf("%-28s %s, %d CPUs, %d conns, load average at start %s",
+		"machine", runtime.Version(), runtime.NumCPU(), cfg.conns, loadavg()))
 
 	needSys := false
 	for _, s := range selected {
@@ -130,6 +132,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (err error) {
 		}
 		b.printf("\n")
 	}
+	b.summary = append(b.summary, fmt.Sprintf("%-28s %s", "load average at end", loadavg()))
 	b.printf("== summary (paste into docs/benchmarks.md)\n```\n")
 	for _, l := range b.summary {
 		b.printf("%s\n", l)
