@@ -16,34 +16,35 @@
 // which makes 0x00 an unambiguous separator and "<project>\x00" an exact
 // prefix):
 //
-//	meta        "lastSeq" -> uint64, "version" -> uint64
-//	runs        project \x00 runID   -> row (see row.go)
-//	decisions   project \x00 eventID -> JSON runs.Decision
-//	idx_project project \x00 ts \x00 runID
-//	idx_wf      project \x00 workflow \x00 ts \x00 runID
-//	idx_user    project \x00 user \x00 ts \x00 runID
+//	meta      "lastSeq" -> uint64, "version" -> uint64
+//	runs      project \x00 ts \x00 runID   -> row (keys.go: small header + JSON)
+//	run_ids   project \x00 runID           -> ts
+//	decisions project \x00 eventID         -> JSON runs.Decision
+//	idx_wf    project \x00 workflow \x00 ts \x00 runID
+//	idx_user  project \x00 user \x00 ts \x00 runID
 //
 // ts is the run's first-seen CreatedAt as 8 order-preserving big-endian
 // bytes. It never changes once a run is stored, so a run has exactly one
 // entry per index and paging cursors stay valid while the run progresses.
+// Rows are stored in time order, which makes the runs bucket itself the
+// per-project index and keeps writes clustered: new and still-active runs
+// are recent, so a batch of snapshots dirties a few pages at the tree's
+// right edge rather than one random page per run. Only run_ids takes random
+// inserts, one small entry per new run.
 package history
 
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 )
 
@@ -65,11 +66,11 @@ const schemaVersion = 1
 var (
 	bucketMeta      = []byte("meta")
 	bucketRuns      = []byte("runs")
+	bucketRunIDs    = []byte("run_ids")
 	bucketDecisions = []byte("decisions")
-	bucketIdxProj   = []byte("idx_project")
 	bucketIdxWf     = []byte("idx_wf")
 	bucketIdxUser   = []byte("idx_user")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketDecisions, bucketIdxProj, bucketIdxWf, bucketIdxUser}
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketRunIDs, bucketDecisions, bucketIdxWf, bucketIdxUser}
 
 	keyLastSeq = []byte("lastSeq")
 	keyVersion = []byte("version")
@@ -329,10 +330,12 @@ func (s *Store) follow(ctx context.Context) (applied bool, err error) {
 	}
 	stop := make(chan struct{})
 	defer close(stop)
-	msgs := make(chan jetstream.Msg, 2*maxBatch)
+	// Records are decoded in the consumer's goroutine, so JSON work overlaps
+	// with the commit of the previous batch.
+	recs := make(chan record, 2*maxBatch)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
-		case msgs <- m:
+		case recs <- decodeMsg(m):
 		case <-stop:
 		}
 	},
@@ -355,17 +358,17 @@ func (s *Store) follow(ctx context.Context) (applied bool, err error) {
 			return applied, ctx.Err()
 		case <-cc.Closed():
 			return applied, errConsumerGo
-		case m := <-msgs:
-			batch = appendMsg(batch, m)
+		case r := <-recs:
+			batch = append(batch, r)
 		}
 		// Take what else is already waiting without delaying the first
-		// message: while a commit is in flight messages pile up in msgs, so
+		// record: while a commit is in flight records pile up in recs, so
 		// batches grow with the load and an idle stream costs no latency.
 	collect:
 		for len(batch) < maxBatch {
 			select {
-			case m := <-msgs:
-				batch = appendMsg(batch, m)
+			case r := <-recs:
+				batch = append(batch, r)
 			default:
 				break collect
 			}
@@ -400,312 +403,4 @@ func (s *Store) checkStream(ctx context.Context) error {
 	}
 	s.resetSeq(0)
 	return nil
-}
-
-// record is one RUN_EVENTS message.
-type record struct {
-	seq     uint64
-	subject string
-	header  nats.Header
-	data    []byte
-}
-
-func appendMsg(batch []record, m jetstream.Msg) []record {
-	var seq uint64
-	if md, err := m.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-	}
-	return append(batch, record{seq: seq, subject: m.Subject(), header: m.Headers(), data: m.Data()})
-}
-
-// Apply applies one RUN_EVENTS message in its own transaction. Messages at or
-// below LastSeq are ignored, so re-applying is harmless; seq 0 applies
-// without tracking a sequence. Malformed records are logged and skipped
-// (nil error). Not for use while Run is active.
-func (s *Store) Apply(seq uint64, subject string, header nats.Header, data []byte) error {
-	return s.applyBatch([]record{{seq: seq, subject: subject, header: header, data: data}})
-}
-
-func (s *Store) applyBatch(batch []record) error {
-	last := s.LastSeq()
-	newLast := last
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := bucketsOf(tx)
-		for i := range batch {
-			r := &batch[i]
-			if r.seq != 0 && r.seq <= newLast {
-				continue
-			}
-			if err := s.applyTx(b, r); err != nil {
-				return err
-			}
-			if r.seq > newLast {
-				newLast = r.seq
-			}
-		}
-		if newLast == last {
-			return nil
-		}
-		return b.meta.Put(keyLastSeq, be64(newLast))
-	})
-	if err != nil {
-		return fmt.Errorf("history: apply: %w", err)
-	}
-	s.setSeq(newLast)
-	return nil
-}
-
-type buckets struct {
-	meta, runs, decisions, idxProj, idxWf, idxUser *bolt.Bucket
-}
-
-func bucketsOf(tx *bolt.Tx) buckets {
-	return buckets{
-		meta:      tx.Bucket(bucketMeta),
-		runs:      tx.Bucket(bucketRuns),
-		decisions: tx.Bucket(bucketDecisions),
-		idxProj:   tx.Bucket(bucketIdxProj),
-		idxWf:     tx.Bucket(bucketIdxWf),
-		idxUser:   tx.Bucket(bucketIdxUser),
-	}
-}
-
-// subjectParts splits sb.history.<project>.<kind>.<id>; missing parts are "".
-func subjectParts(subject string) (project, kind, id string) {
-	parts := strings.SplitN(subject, ".", 5)
-	if len(parts) < 3 || parts[0] != "sb" || parts[1] != "history" {
-		return "", "", ""
-	}
-	project = parts[2]
-	if len(parts) > 3 {
-		kind = parts[3]
-	}
-	if len(parts) > 4 {
-		id = parts[4]
-	}
-	return project, kind, id
-}
-
-// applyTx applies one record. Only errors of the file are returned; a record
-// that cannot be understood is logged and skipped.
-func (s *Store) applyTx(b buckets, r *record) error {
-	project, kind, id := subjectParts(r.subject)
-	if v := r.header.Get(runs.HeaderRecord); v != "" {
-		kind = v
-	}
-	skip := func(reason string, err error) error {
-		s.log.Warn("history: skipping record", "seq", r.seq, "subject", r.subject, "reason", reason, "err", err)
-		return nil
-	}
-	switch kind {
-	case runs.RecordRun:
-		var run runs.Run
-		if err := json.Unmarshal(r.data, &run); err != nil {
-			return skip("malformed run", err)
-		}
-		data := r.data
-		changed := false
-		if run.ID == "" && id != "" {
-			run.ID, changed = id, true
-		}
-		if project == "" {
-			project = run.Project
-		} else if run.Project != project {
-			if run.Project != "" {
-				s.log.Warn("history: run project differs from its subject; using the subject's",
-					"seq", r.seq, "subject", r.subject, "project", run.Project)
-			}
-			run.Project, changed = project, true
-		}
-		if run.ID == "" || project == "" {
-			return skip("run without id or project", nil)
-		}
-		if changed {
-			var err error
-			if data, err = json.Marshal(&run); err != nil {
-				return skip("encode run", err)
-			}
-		}
-		return putRun(b, &run, data)
-	case runs.RecordDecision:
-		var d runs.Decision
-		if err := json.Unmarshal(r.data, &d); err != nil {
-			return skip("malformed decision", err)
-		}
-		data := r.data
-		changed := false
-		if d.EventID == "" && id != "" {
-			d.EventID, changed = id, true
-		}
-		if project == "" {
-			project = d.Project
-		} else if d.Project != project {
-			d.Project, changed = project, true
-		}
-		if d.EventID == "" || project == "" {
-			return skip("decision without event id or project", nil)
-		}
-		if changed {
-			var err error
-			if data, err = json.Marshal(&d); err != nil {
-				return skip("encode decision", err)
-			}
-		}
-		return putDecision(b, &d, data)
-	default:
-		return skip("unknown record kind "+kind, nil)
-	}
-}
-
-// putRun stores a snapshot unless a newer one (higher Seq) is stored. The
-// index time of an already stored run is kept.
-func putRun(b buckets, run *runs.Run, data []byte) error {
-	key := rowKey(run.Project, run.ID)
-	ts := tsKey(run.CreatedAt)
-	if old := b.runs.Get(key); old != nil {
-		h, _, err := decodeRow(old)
-		if err == nil {
-			if int64(run.Seq) < h.seq {
-				return nil // stale snapshot
-			}
-			ts = h.ts
-			if h.workflow != run.Workflow || h.user != run.User {
-				if err := deleteIndex(b, run.Project, run.ID, h); err != nil {
-					return err
-				}
-			}
-		}
-		// A row that doesn't decode is simply replaced.
-	}
-	h := rowHeader{ts: ts, seq: int64(run.Seq), workflow: run.Workflow, user: run.User, status: string(run.Status)}
-	if err := b.runs.Put(key, encodeRow(h, data)); err != nil {
-		return err
-	}
-	return putIndex(b, run.Project, run.ID, h)
-}
-
-// putDecision stores a decision and a queued row for every run it started
-// that has no row yet.
-func putDecision(b buckets, d *runs.Decision, data []byte) error {
-	if err := b.decisions.Put(rowKey(d.Project, d.EventID), data); err != nil {
-		return err
-	}
-	for _, c := range d.Candidates {
-		if c.Outcome != runs.OutcomeRan || c.RunID == "" {
-			continue
-		}
-		if b.runs.Get(rowKey(d.Project, c.RunID)) != nil {
-			continue
-		}
-		user := c.User
-		if user == "" {
-			user = d.User
-		}
-		run := runs.Run{
-			ID:         c.RunID,
-			Project:    d.Project,
-			Workflow:   c.Workflow,
-			User:       user,
-			Credential: c.Credential,
-			EventID:    d.EventID,
-			Status:     runs.StatusQueued,
-			Steps:      []runs.Step{},
-			Trigger:    d.Trigger,
-			CreatedAt:  d.ReceivedAt,
-		}
-		rd, err := json.Marshal(&run)
-		if err != nil {
-			return fmt.Errorf("encode queued run: %w", err)
-		}
-		if err := putRun(b, &run, rd); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func putIndex(b buckets, project, runID string, h rowHeader) error {
-	if err := b.idxProj.Put(idxKey(project, "", false, h.ts, runID), nil); err != nil {
-		return err
-	}
-	if h.workflow != "" {
-		if err := b.idxWf.Put(idxKey(project, h.workflow, true, h.ts, runID), nil); err != nil {
-			return err
-		}
-	}
-	if h.user != "" {
-		if err := b.idxUser.Put(idxKey(project, h.user, true, h.ts, runID), nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func deleteIndex(b buckets, project, runID string, h rowHeader) error {
-	if h.workflow != "" {
-		if err := b.idxWf.Delete(idxKey(project, h.workflow, true, h.ts, runID)); err != nil {
-			return err
-		}
-	}
-	if h.user != "" {
-		if err := b.idxUser.Delete(idxKey(project, h.user, true, h.ts, runID)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// GetRun returns the stored state of a run.
-func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
-	var run *runs.Run
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRuns).Get(rowKey(project, runID))
-		if v == nil {
-			return ErrNotFound
-		}
-		var err error
-		run, err = decodeRun(v)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return run, nil
-}
-
-// GetDecision returns the decision record of a trigger event.
-func (s *Store) GetDecision(project, eventID string) (*runs.Decision, error) {
-	var d runs.Decision
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketDecisions).Get(rowKey(project, eventID))
-		if v == nil {
-			return ErrNotFound
-		}
-		if err := json.Unmarshal(v, &d); err != nil {
-			return fmt.Errorf("history: decode decision: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &d, nil
-}
-
-func decodeRun(v []byte) (*runs.Run, error) {
-	_, data, err := decodeRow(v)
-	if err != nil {
-		return nil, err
-	}
-	var run runs.Run
-	if err := json.Unmarshal(data, &run); err != nil {
-		return nil, fmt.Errorf("history: decode run: %w", err)
-	}
-	return &run, nil
-}
-
-func be64(v uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return b[:]
 }

@@ -937,28 +937,85 @@ func FuzzCursor(f *testing.F) {
 	})
 }
 
-func benchRecords(b *testing.B, n int) []record {
-	b.Helper()
-	out := make([]record, n)
+// rawRecord is a message as it sits in the stream.
+type rawRecord struct {
+	subject, kind string
+	data          []byte
+}
+
+// benchSnapshots is n first snapshots of n different runs: every record is
+// a new run (the worst case for the write pattern).
+func benchSnapshots(b testing.TB, n int) []rawRecord {
+	out := make([]rawRecord, n)
 	for i := range out {
 		r := mkRun(fmt.Sprintf("p%d", i%4), fmt.Sprintf("wf%d", i%16), fmt.Sprintf("u%d", i%100),
 			runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Millisecond))
 		r.Steps = append(r.Steps, runs.Step{ID: "s2", Type: "fn", Status: runs.StepSucceeded, Output: map[string]any{"ok": true, "n": i}})
-		out[i] = record{seq: uint64(i + 1), subject: subjects.RunEvent(r.Project, r.ID), data: mustJSON(b, r)}
+		out[i] = rawRecord{subjects.RunEvent(r.Project, r.ID), runs.RecordRun, mustJSON(b, r)}
 	}
 	return out
 }
 
-// BenchmarkApply measures applying snapshots in batches of maxBatch per
-// transaction (what Run does under load) and one per transaction (Apply).
+// benchLifecycle is n records of runs going through their life: a decision
+// (queued row), a running and a succeeded snapshot, with about 50 runs in
+// flight at any time.
+func benchLifecycle(b testing.TB, n int) []rawRecord {
+	out := make([]rawRecord, 0, n+3)
+	const inFlight = 50
+	var pending [][]rawRecord
+	for i := 0; len(out) < n; i++ {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		project, wf, user := fmt.Sprintf("p%d", i%4), fmt.Sprintf("wf%d", i%16), fmt.Sprintf("u%d", i%100)
+		ev := fmt.Sprintf("evt-%08d", i)
+		id := runs.ID(ev, wf, user, "")
+		d := runs.Decision{EventID: ev, Project: project, Kind: subjects.KindAppEvent, ReceivedAt: at, DecidedAt: at,
+			Trigger:    json.RawMessage(`{"order":12345,"items":[1,2,3]}`),
+			Candidates: []runs.Candidate{{Workflow: wf, User: user, Outcome: runs.OutcomeRan, RunID: id}}}
+		out = append(out, rawRecord{subjects.Decision(project, ev), runs.RecordDecision, mustJSON(b, d)})
+		r := runs.Run{ID: id, Project: project, Workflow: wf, User: user, EventID: ev, Trigger: d.Trigger,
+			Status: runs.StatusRunning, Seq: 1, CreatedAt: at, StartedAt: at}
+		running := rawRecord{subjects.RunEvent(project, id), runs.RecordRun, mustJSON(b, r)}
+		r.Seq, r.Status, r.FinishedAt = 2, runs.StatusSucceeded, at.Add(time.Second)
+		r.Steps = []runs.Step{
+			{ID: "s1", Type: "http", Status: runs.StepSucceeded, Attempts: 1, Output: map[string]any{"status": 200}},
+			{ID: "s2", Type: "fn", Status: runs.StepSucceeded, Attempts: 1, Output: map[string]any{"ok": true}},
+		}
+		pending = append(pending, []rawRecord{running, {subjects.RunEvent(project, id), runs.RecordRun, mustJSON(b, r)}})
+		if len(pending) > inFlight {
+			out = append(out, pending[0][0])
+			pending[0] = pending[0][1:]
+			if len(pending[0]) == 0 {
+				pending = pending[1:]
+			}
+		}
+	}
+	return out[:n]
+}
+
+// BenchmarkApply measures decoding and applying records the way Run does
+// under load (up to maxBatch records per transaction), and one record per
+// transaction (Apply).
 func BenchmarkApply(b *testing.B) {
-	for _, size := range []int{1, maxBatch} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		gen   func(testing.TB, int) []rawRecord
+		batch int
+	}{
+		{"new-runs/batch=1", benchSnapshots, 1},
+		{"new-runs/batch=500", benchSnapshots, maxBatch},
+		{"lifecycle/batch=500", benchLifecycle, maxBatch},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			s := openStore(b, filepath.Join(b.TempDir(), "h.db"), nil, nil)
-			recs := benchRecords(b, b.N)
+			raw := bc.gen(b, b.N)
+			batch := make([]record, 0, bc.batch)
 			b.ResetTimer()
-			for i := 0; i < len(recs); i += size {
-				if err := s.applyBatch(recs[i:min(i+size, len(recs))]); err != nil {
+			for i := 0; i < len(raw); i += bc.batch {
+				batch = batch[:0]
+				for j := i; j < min(i+bc.batch, len(raw)); j++ {
+					batch = append(batch, decodeRecord(uint64(j+1), raw[j].subject, nats.Header{runs.HeaderRecord: {raw[j].kind}}, raw[j].data))
+				}
+				if err := s.applyBatch(batch); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -967,16 +1024,16 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-// BenchmarkRun measures the follower end to end: b.N snapshots already in
-// the stream, from Run's start until all are applied.
+// BenchmarkRun measures the follower end to end: b.N lifecycle records
+// already in the stream, from Run's start until all are applied.
 func BenchmarkRun(b *testing.B) {
 	js := startNATS(b)
-	recs := benchRecords(b, b.N)
+	recs := benchLifecycle(b, b.N)
 	var last uint64
 	ctx := context.Background()
 	for i, r := range recs {
 		m := nats.NewMsg(r.subject)
-		m.Header.Set(runs.HeaderRecord, runs.RecordRun)
+		m.Header.Set(runs.HeaderRecord, r.kind)
 		m.Data = r.data
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			b.Fatal(err)

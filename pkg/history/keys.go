@@ -49,22 +49,36 @@ func rowKey(project, id string) []byte {
 	return escape(k, id)
 }
 
-// idxPrefix is project \x00 [field \x00]; every key of the index with that
-// project (and field) starts with it and no other key does.
-func idxPrefix(project, field string, withField bool) []byte {
+// projectPrefix is project \x00: every runs key of the project starts with
+// it and no other key does.
+func projectPrefix(project string) []byte {
+	k := make([]byte, 0, len(project)+1+9+30)
+	k = escape(k, project)
+	return append(k, 0)
+}
+
+// idxPrefix is project \x00 field \x00, the same for an index on field.
+func idxPrefix(project, field string) []byte {
 	k := make([]byte, 0, len(project)+len(field)+2+9+30)
 	k = escape(k, project)
 	k = append(k, 0)
-	if withField {
-		k = escape(k, field)
-		k = append(k, 0)
-	}
-	return k
+	k = escape(k, field)
+	return append(k, 0)
 }
 
-// idxKey is prefix ts \x00 runID.
-func idxKey(project, field string, withField bool, ts uint64, runID string) []byte {
-	k := idxPrefix(project, field, withField)
+// runKey is project \x00 ts \x00 runID, the key of a run row.
+func runKey(project string, ts uint64, runID string) []byte {
+	return appendTail(projectPrefix(project), ts, runID)
+}
+
+// idxKey is project \x00 field \x00 ts \x00 runID.
+func idxKey(project, field string, ts uint64, runID string) []byte {
+	return appendTail(idxPrefix(project, field), ts, runID)
+}
+
+// appendTail appends ts \x00 runID, the part every run key and index key of
+// a run share.
+func appendTail(k []byte, ts uint64, runID string) []byte {
 	k = binary.BigEndian.AppendUint64(k, ts)
 	k = append(k, 0)
 	return escape(k, runID)

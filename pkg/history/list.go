@@ -50,14 +50,16 @@ const (
 )
 
 // index picks the narrowest index for f: by workflow, by user, or by project.
+// Keys of every index end in ts \x00 runID after the prefix.
 func (f Filter) index() (kind byte, bucket []byte, prefix []byte) {
 	switch {
 	case f.Workflow != "":
-		return kindWorkflow, bucketIdxWf, idxPrefix(f.Project, f.Workflow, true)
+		return kindWorkflow, bucketIdxWf, idxPrefix(f.Project, f.Workflow)
 	case f.User != "":
-		return kindUser, bucketIdxUser, idxPrefix(f.Project, f.User, true)
+		return kindUser, bucketIdxUser, idxPrefix(f.Project, f.User)
 	default:
-		return kindProject, bucketIdxProj, idxPrefix(f.Project, "", false)
+		// The runs bucket is ordered by project and time: its own index.
+		return kindProject, bucketRuns, projectPrefix(f.Project)
 	}
 }
 
@@ -126,22 +128,23 @@ func (s *Store) ListRuns(f Filter) (Page, error) {
 	if !f.Since.IsZero() {
 		since = tsKey(f.Since)
 	}
-	projectKey := append(escape(nil, f.Project), 0)
+	projectKey := projectPrefix(f.Project)
 
 	page := Page{Runs: []*runs.Run{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		rows := tx.Bucket(bucketRuns)
 		c := tx.Bucket(bucket).Cursor()
-		k, _ := c.Seek(upper)
+		// Position on the last key below upper.
+		k, v := c.Seek(upper)
 		if k == nil {
-			k, _ = c.Last()
+			k, v = c.Last()
 		}
 		for k != nil && bytes.Compare(k, upper) >= 0 {
-			k, _ = c.Prev()
+			k, v = c.Prev()
 		}
 		var last []byte
 		rowKey := bytes.Clone(projectKey)
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
 			rest := k[len(prefix):]
 			if len(rest) < 10 {
 				continue
@@ -149,14 +152,15 @@ func (s *Store) ListRuns(f Filter) (Page, error) {
 			if binary.BigEndian.Uint64(rest) < since {
 				break
 			}
-			rowKey = append(rowKey[:len(projectKey)], rest[9:]...)
-			v := rows.Get(rowKey)
-			if v == nil {
-				continue
+			if kind != kindProject {
+				rowKey = append(rowKey[:len(projectKey)], rest...)
+				if v = rows.Get(rowKey); v == nil {
+					continue
+				}
 			}
 			h, data, err := decodeRow(v)
 			if err != nil {
-				s.log.Warn("history: corrupt run row", "key", string(rowKey))
+				s.log.Warn("history: corrupt run row", "key", string(k))
 				continue
 			}
 			if f.Workflow != "" && h.workflow != f.Workflow ||
@@ -171,7 +175,7 @@ func (s *Store) ListRuns(f Filter) (Page, error) {
 			}
 			run := new(runs.Run)
 			if err := json.Unmarshal(data, run); err != nil {
-				s.log.Warn("history: corrupt run row", "key", string(rowKey), "err", err)
+				s.log.Warn("history: corrupt run row", "key", string(k), "err", err)
 				continue
 			}
 			page.Runs = append(page.Runs, run)

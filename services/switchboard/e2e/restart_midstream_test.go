@@ -216,7 +216,8 @@ steps:
 		t.Fatalf("router stop: %v", err)
 	}
 	atStop, _ := hits.counts()
-	t.Logf("first router stopped after %d runs (stop took %s)", atStop, time.Since(stopStart).Round(time.Millisecond))
+	t.Logf("first router stopped after %d runs (stop took %s); left: %s, %s", atStop, time.Since(stopStart).Round(time.Millisecond),
+		consumerState(ctx, t, js, subjects.StreamTriggers, router.ConsumerRouter), consumerState(ctx, t, js, subjects.StreamRuns, router.ConsumerExecutor))
 	if atStop >= midstreamEvents {
 		t.Fatalf("the first router ran all %d events before it was stopped; the restart was not mid-stream", atStop)
 	}
@@ -270,4 +271,16 @@ steps:
 	}
 	t.Logf("%d events routed and run exactly once across a router restart in %s (after publishing: %s)",
 		midstreamEvents, time.Since(start).Round(time.Millisecond), time.Since(published).Round(time.Millisecond))
+}
+
+func consumerState(ctx context.Context, t testing.TB, js jetstream.JetStream, stream, consumer string) string {
+	c, err := js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s/%s pending %d ack-pending %d", stream, consumer, info.NumPending, info.NumAckPending)
 }

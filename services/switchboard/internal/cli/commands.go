@@ -23,7 +23,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newEchoServerCmd())
+	root.AddCommand(newDevCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newEchoServerCmd())
 	return root
 }
 

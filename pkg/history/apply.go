@@ -1,0 +1,363 @@
+package history
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+)
+
+// record is one decoded RUN_EVENTS message. Decoding needs no file access,
+// so Run does it ahead of the transaction that applies the record.
+type record struct {
+	seq     uint64
+	subject string
+	kind    string // runs.RecordRun or runs.RecordDecision
+	run     *runs.Run
+	dec     *runs.Decision
+	data    []byte // the JSON to store
+	skip    string // why the record cannot be applied; "" if it can
+	err     error  // with skip, the underlying error
+	note    string // something worth a warning that doesn't stop the record
+}
+
+func decodeMsg(m jetstream.Msg) record {
+	var seq uint64
+	if md, err := m.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	return decodeRecord(seq, m.Subject(), m.Headers(), m.Data())
+}
+
+// subjectParts splits sb.history.<project>.<kind>.<id>; missing parts are "".
+func subjectParts(subject string) (project, kind, id string) {
+	parts := strings.SplitN(subject, ".", 5)
+	if len(parts) < 3 || parts[0] != "sb" || parts[1] != "history" {
+		return "", "", ""
+	}
+	project = parts[2]
+	if len(parts) > 3 {
+		kind = parts[3]
+	}
+	if len(parts) > 4 {
+		id = parts[4]
+	}
+	return project, kind, id
+}
+
+// decodeRecord parses one message. The subject's project is authoritative:
+// it is what the stream is partitioned and permissioned by. Ids missing from
+// the JSON are taken from the subject.
+func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) record {
+	r := record{seq: seq, subject: subject, data: data}
+	project, kind, id := subjectParts(subject)
+	if v := header.Get(runs.HeaderRecord); v != "" {
+		kind = v
+	}
+	r.kind = kind
+	changed := false
+	switch kind {
+	case runs.RecordRun:
+		run := new(runs.Run)
+		if err := json.Unmarshal(data, run); err != nil {
+			r.skip, r.err = "malformed run", err
+			return r
+		}
+		if run.ID == "" && id != "" {
+			run.ID, changed = id, true
+		}
+		if project == "" {
+			project = run.Project
+		} else if run.Project != project {
+			if run.Project != "" {
+				r.note = "run project " + run.Project + " differs from its subject; using the subject's"
+			}
+			run.Project, changed = project, true
+		}
+		if run.ID == "" || project == "" {
+			r.skip = "run without id or project"
+			return r
+		}
+		r.run = run
+		if changed {
+			r.data, r.err = json.Marshal(run)
+		}
+	case runs.RecordDecision:
+		d := new(runs.Decision)
+		if err := json.Unmarshal(data, d); err != nil {
+			r.skip, r.err = "malformed decision", err
+			return r
+		}
+		if d.EventID == "" && id != "" {
+			d.EventID, changed = id, true
+		}
+		if project == "" {
+			project = d.Project
+		} else if d.Project != project {
+			if d.Project != "" {
+				r.note = "decision project " + d.Project + " differs from its subject; using the subject's"
+			}
+			d.Project, changed = project, true
+		}
+		if d.EventID == "" || project == "" {
+			r.skip = "decision without event id or project"
+			return r
+		}
+		r.dec = d
+		if changed {
+			r.data, r.err = json.Marshal(d)
+		}
+	default:
+		r.skip = fmt.Sprintf("unknown record kind %q", kind)
+	}
+	if r.err != nil {
+		r.skip = "encode record"
+	}
+	return r
+}
+
+// Apply applies one RUN_EVENTS message in its own transaction. Messages at or
+// below LastSeq are ignored, so re-applying is harmless; seq 0 applies
+// without tracking a sequence. Malformed records are logged and skipped
+// (nil error). Not for use while Run is active.
+func (s *Store) Apply(seq uint64, subject string, header nats.Header, data []byte) error {
+	return s.applyBatch([]record{decodeRecord(seq, subject, header, data)})
+}
+
+// applyBatch applies records in one transaction, together with the new last
+// sequence, and then wakes WaitSeq callers.
+func (s *Store) applyBatch(batch []record) error {
+	last := s.LastSeq()
+	newLast := last
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		for i := range batch {
+			r := &batch[i]
+			if r.seq != 0 && r.seq <= newLast {
+				continue
+			}
+			if err := s.applyTx(b, r); err != nil {
+				return err
+			}
+			newLast = max(newLast, r.seq)
+		}
+		if newLast == last {
+			return nil
+		}
+		return b.meta.Put(keyLastSeq, be64(newLast))
+	})
+	if err != nil {
+		return fmt.Errorf("history: apply: %w", err)
+	}
+	s.setSeq(newLast)
+	return nil
+}
+
+type buckets struct {
+	meta, runs, runIDs, decisions, idxWf, idxUser *bolt.Bucket
+}
+
+func bucketsOf(tx *bolt.Tx) buckets {
+	b := buckets{
+		meta:      tx.Bucket(bucketMeta),
+		runs:      tx.Bucket(bucketRuns),
+		runIDs:    tx.Bucket(bucketRunIDs),
+		decisions: tx.Bucket(bucketDecisions),
+		idxWf:     tx.Bucket(bucketIdxWf),
+		idxUser:   tx.Bucket(bucketIdxUser),
+	}
+	// Keys of these grow with time: fill pages fuller than the default 50%
+	// split, which suits mostly-appending inserts.
+	b.runs.FillPercent = 0.8
+	b.idxWf.FillPercent = 0.9
+	b.idxUser.FillPercent = 0.9
+	return b
+}
+
+// applyTx applies one record. Only errors of the file are returned; a record
+// that cannot be understood is logged and skipped.
+func (s *Store) applyTx(b buckets, r *record) error {
+	if r.note != "" {
+		s.log.Warn("history: "+r.note, "seq", r.seq, "subject", r.subject)
+	}
+	switch {
+	case r.skip != "":
+		s.log.Warn("history: skipping record", "seq", r.seq, "subject", r.subject, "reason", r.skip, "err", r.err)
+		return nil
+	case r.run != nil:
+		return putRun(b, r.run, r.data)
+	case r.dec != nil:
+		return putDecision(b, r.dec, r.data)
+	}
+	return nil
+}
+
+// putRun stores a snapshot unless a newer one (higher Seq) is stored. A run
+// keeps the position (first-seen CreatedAt) of its first row.
+func putRun(b buckets, run *runs.Run, data []byte) error {
+	idKey := rowKey(run.Project, run.ID)
+	h := rowHeader{seq: int64(run.Seq), workflow: run.Workflow, user: run.User, status: string(run.Status)}
+	newIndex := true
+	var old rowHeader
+	if v := b.runIDs.Get(idKey); len(v) == 8 {
+		h.ts = binary.BigEndian.Uint64(v)
+		if ov := b.runs.Get(runKey(run.Project, h.ts, run.ID)); ov != nil {
+			if oh, _, err := decodeRow(ov); err == nil {
+				if h.seq < oh.seq {
+					return nil // stale snapshot
+				}
+				old, newIndex = oh, oh.workflow != h.workflow || oh.user != h.user
+			}
+			// A row that doesn't decode is replaced and reindexed.
+		}
+	} else {
+		h.ts = tsKey(run.CreatedAt)
+		if err := b.runIDs.Put(idKey, be64(h.ts)); err != nil {
+			return err
+		}
+	}
+	if err := b.runs.Put(runKey(run.Project, h.ts, run.ID), encodeRow(h, data)); err != nil {
+		return err
+	}
+	if !newIndex {
+		return nil // index entries are already right; don't dirty their pages
+	}
+	if err := deleteIndex(b, run.Project, run.ID, old); err != nil {
+		return err
+	}
+	return putIndex(b, run.Project, run.ID, h)
+}
+
+// putDecision stores a decision and a queued row for every run it started
+// that has no row yet.
+func putDecision(b buckets, d *runs.Decision, data []byte) error {
+	if err := b.decisions.Put(rowKey(d.Project, d.EventID), data); err != nil {
+		return err
+	}
+	for _, c := range d.Candidates {
+		if c.Outcome != runs.OutcomeRan || c.RunID == "" {
+			continue
+		}
+		if b.runIDs.Get(rowKey(d.Project, c.RunID)) != nil {
+			continue
+		}
+		user := c.User
+		if user == "" {
+			user = d.User
+		}
+		run := runs.Run{
+			ID:         c.RunID,
+			Project:    d.Project,
+			Workflow:   c.Workflow,
+			User:       user,
+			Credential: c.Credential,
+			EventID:    d.EventID,
+			Status:     runs.StatusQueued,
+			Steps:      []runs.Step{},
+			Trigger:    d.Trigger,
+			CreatedAt:  d.ReceivedAt,
+		}
+		rd, err := json.Marshal(&run)
+		if err != nil {
+			return fmt.Errorf("encode queued run: %w", err)
+		}
+		if err := putRun(b, &run, rd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putIndex(b buckets, project, runID string, h rowHeader) error {
+	if h.workflow != "" {
+		if err := b.idxWf.Put(idxKey(project, h.workflow, h.ts, runID), nil); err != nil {
+			return err
+		}
+	}
+	if h.user != "" {
+		if err := b.idxUser.Put(idxKey(project, h.user, h.ts, runID), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteIndex removes the entries of h (a zero h has none).
+func deleteIndex(b buckets, project, runID string, h rowHeader) error {
+	if h.workflow != "" {
+		if err := b.idxWf.Delete(idxKey(project, h.workflow, h.ts, runID)); err != nil {
+			return err
+		}
+	}
+	if h.user != "" {
+		if err := b.idxUser.Delete(idxKey(project, h.user, h.ts, runID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetRun returns the stored state of a run.
+func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
+	var run *runs.Run
+	err := s.db.View(func(tx *bolt.Tx) error {
+		ts := tx.Bucket(bucketRunIDs).Get(rowKey(project, runID))
+		if len(ts) != 8 {
+			return ErrNotFound
+		}
+		v := tx.Bucket(bucketRuns).Get(runKey(project, binary.BigEndian.Uint64(ts), runID))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		run, err = decodeRun(v)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// GetDecision returns the decision record of a trigger event.
+func (s *Store) GetDecision(project, eventID string) (*runs.Decision, error) {
+	var d runs.Decision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDecisions).Get(rowKey(project, eventID))
+		if v == nil {
+			return ErrNotFound
+		}
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("history: decode decision: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func decodeRun(v []byte) (*runs.Run, error) {
+	_, data, err := decodeRow(v)
+	if err != nil {
+		return nil, err
+	}
+	var run runs.Run
+	if err := json.Unmarshal(data, &run); err != nil {
+		return nil, fmt.Errorf("history: decode run: %w", err)
+	}
+	return &run, nil
+}
+
+func be64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}

@@ -1,0 +1,553 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/egress"
+	"github.com/switchboard-hq/switchboard/pkg/history"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
+	"github.com/switchboard-hq/switchboard/services/ingress"
+	"github.com/switchboard-hq/switchboard/services/router"
+	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
+)
+
+// ---- raw HTTP, safe from any goroutine ----------------------------------------
+
+// rqClient is shared by the request-trigger tests; it keeps enough idle
+// connections for the concurrent ones.
+var rqClient = &http.Client{
+	Timeout:   60 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 0, IdleConnTimeout: 30 * time.Second},
+}
+
+// rqDo sends one request and returns its answer without touching testing.T,
+// so goroutines may call it. hdr holds header name/value pairs; a body with
+// no Content-Type in hdr is sent as application/json.
+func rqDo(ctx context.Context, method, url string, body []byte, hdr ...string) (response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return response{}, err
+	}
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := rqClient.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	return response{Status: resp.StatusCode, Body: raw, Header: resp.Header}, nil
+}
+
+// rqCall is rqDo failing the test on a transport error.
+func rqCall(t testing.TB, method, url string, body []byte, hdr ...string) response {
+	t.Helper()
+	r, err := rqDo(context.Background(), method, url, body, hdr...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return r
+}
+
+// rqJSON marshals v.
+func rqJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rqObject decodes a JSON object body.
+func rqObject(t testing.TB, r response) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("answer %d is not a JSON object (%v): %s", r.Status, err, r.Body)
+	}
+	return m
+}
+
+// rqMultipart builds a multipart/form-data body: fields as plain parts and
+// files as name -> (filename, content type, data).
+type rqFile struct {
+	Field, Filename, ContentType string
+	Data                         []byte
+}
+
+func rqMultipart(t testing.TB, fields [][2]string, files ...rqFile) (contentType string, body []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	for _, f := range fields {
+		if err := w.WriteField(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, f.Field, f.Filename))
+		h.Set("Content-Type", f.ContentType)
+		p, err := w.CreatePart(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Write(f.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return w.FormDataContentType(), buf.Bytes()
+}
+
+// ---- run history ----------------------------------------------------------------
+
+// rqListRuns lists the runs of workflow w.
+func rqListRuns(t testing.TB, a api, key, w string) []runs.Run {
+	t.Helper()
+	var list runList
+	a.must(t, http.StatusOK, "GET", "/v1/projects/dev/runs?limit=500&workflow="+w, key, nil).decode(t, &list)
+	return list.Runs
+}
+
+// rqWaitRunStatus polls GET path (a run URL) until the run is final.
+func rqWaitRunAt(t testing.TB, a api, key, path string) runs.Run {
+	t.Helper()
+	var run runs.Run
+	eventually(t, 20*time.Second, "run at "+path+" to finish", func() (bool, string) {
+		r := a.call(t, "GET", path, key, nil)
+		if r.Status != http.StatusOK {
+			return false, r.String()
+		}
+		run = runs.Run{}
+		r.decode(t, &run)
+		return run.Status.Terminal(), r.String()
+	})
+	return run
+}
+
+// rqStepCount counts the recorded steps with id.
+func rqStepCount(run runs.Run, id string) int {
+	n := 0
+	for _, s := range run.Steps {
+		if s.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// rqDecisions reads every decision record of project dev from RUN_EVENTS.
+func rqDecisions(t testing.TB, js jetstream.JetStream) []runs.Decision {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, subjects.StreamRunEvents)
+	if err != nil {
+		t.Fatalf("stream %s: %v", subjects.StreamRunEvents, err)
+	}
+	filter := subjects.Decision(dev.Project, "*")
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	var total uint64
+	for _, n := range info.State.Subjects {
+		total += n
+	}
+	if total == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatalf("ordered consumer: %v", err)
+	}
+	var out []runs.Decision
+	for uint64(len(out)) < total {
+		batch, err := c.Fetch(int(total)-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("fetch decisions: %v", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var d runs.Decision
+			if err := json.Unmarshal(m.Data(), &d); err != nil {
+				t.Fatalf("decision record is not JSON: %v", err)
+			}
+			out = append(out, d)
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out
+}
+
+// rqWaitDecision waits until a decision record of workflow w (a request
+// trigger names its workflow) has a candidate skipped for reason.
+func rqWaitDecision(t testing.TB, js jetstream.JetStream, w, reason string) runs.Decision {
+	t.Helper()
+	var found runs.Decision
+	eventually(t, 10*time.Second, fmt.Sprintf("a decision record of %s with reason %s", w, reason), func() (bool, string) {
+		ds := rqDecisions(t, js)
+		for _, d := range ds {
+			if d.Name != w {
+				continue
+			}
+			for _, c := range d.Candidates {
+				if c.Reason == reason && c.Outcome == runs.OutcomeSkipped {
+					found = d
+					return true, ""
+				}
+			}
+		}
+		return false, fmt.Sprintf("%d decision records, none matching", len(ds))
+	})
+	return found
+}
+
+// rqSubjectMsgs counts the messages stored on one subject of a stream.
+func rqSubjectMsgs(t testing.TB, js jetstream.JetStream, stream, subject string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatalf("stream %s info: %v", stream, err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// rqSetup applies docs and creates user u1, on a dev-like API.
+func rqSetup(t testing.TB, a api, key, docs string) {
+	t.Helper()
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, docs)
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u1", key, map[string]any{"metadata": map[string]any{"plan": "pro"}})
+}
+
+// rqConnect opens an outside NATS connection, closed at cleanup.
+func rqConnect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	if url == "" {
+		t.Fatal("the system has no NATS client URL (set NATSAddr)")
+	}
+	nc, err := nats.Connect(url, nats.Name(t.Name()))
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ---- a system composed by hand --------------------------------------------------
+
+// rqStack is the pieces dev.Start composes, assembled by hand so a test can
+// stop and start routers and run several ingress instances on one NATS.
+type rqStack struct {
+	t       testing.TB
+	dir     string
+	ns      *broker.Embedded
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cat     *catalog.Catalog
+	hist    *history.Store
+	apiKey  string
+	signing *rsa.PrivateKey
+	bg      context.Context
+
+	mu       sync.Mutex
+	catalogs []*catalog.Catalog // every catalog copy, the stack's first
+}
+
+// rqStartStack starts an embedded NATS (listening on 127.0.0.1 for outside
+// clients), provisions it, creates project dev with an API key and signing
+// key, and follows RUN_EVENTS into a history read model. No router and no
+// ingress yet.
+func rqStartStack(t testing.TB) *rqStack {
+	t.Helper()
+	log := testLogger(t)
+	s := &rqStack{t: t, dir: t.TempDir()}
+	bg, stopBg := context.WithCancel(context.Background())
+	s.bg = bg
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	if s.ns, err = broker.StartEmbedded(broker.EmbeddedOptions{DataDir: s.dir, ListenAddr: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	histDone := make(chan error, 1)
+	t.Cleanup(func() {
+		stopBg()
+		if s.hist != nil {
+			<-histDone
+			_ = s.hist.Close()
+		}
+		if s.nc != nil {
+			dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			broker.Drain(dctx, s.nc)
+			dcancel()
+		}
+		s.ns.Shutdown()
+	})
+	if s.nc, err = s.ns.Connect("rq-stack"); err != nil {
+		t.Fatal(err)
+	}
+	if s.js, err = broker.JetStream(s.nc); err != nil {
+		t.Fatal(err)
+	}
+	if err = broker.Provision(ctx, s.js, broker.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if s.cat, err = catalog.Open(ctx, catalog.Options{JS: s.js, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if err = s.cat.Start(bg); err != nil {
+		t.Fatal(err)
+	}
+	s.catalogs = []*catalog.Catalog{s.cat}
+	if s.signing, _, err = auth.LoadOrCreateSigningKey(s.dir); err != nil {
+		t.Fatal(err)
+	}
+	if s.apiKey, err = auth.GenerateAPIKey(); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, err := s.cat.UpdateProject(ctx, dev.Project, func(p *catalog.Project) error {
+		p.Name = "Request tests"
+		p.UserTokenKeys = []string{auth.EncodePublicKeyPEM(&s.signing.PublicKey)}
+		p.APIKeys = append(p.APIKeys, catalog.APIKey{ID: "rq", Hash: auth.HashAPIKey(s.apiKey), Prefix: s.apiKey[:10], CreatedAt: time.Now().UTC()})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err = s.cat.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	if s.hist, err = history.Open(ctx, history.Options{Path: filepath.Join(s.dir, "history.db"), JS: s.js, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { histDone <- s.hist.Run(bg) }()
+	return s
+}
+
+// token mints a user token of project dev.
+func (s *rqStack) token(user string) string {
+	s.t.Helper()
+	tok, err := auth.MintUserToken(s.signing, dev.Project, user, time.Hour, time.Now())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// rqRouter is a started router with an idempotent stop.
+type rqRouter struct {
+	svc  *router.Service
+	once sync.Once
+}
+
+// stop stops the router, waiting for in-flight runs until ctx ends.
+func (r *rqRouter) stop(ctx context.Context) {
+	r.once.Do(func() { _ = r.svc.Stop(ctx) })
+}
+
+// startRouter starts a router (router + executor) on the stack's connection
+// and catalog; it is stopped at cleanup unless stopped before.
+func (s *rqStack) startRouter(t testing.TB, opts router.Options) *rqRouter {
+	t.Helper()
+	opts.NC, opts.JS, opts.Catalog = s.nc, s.js, s.cat
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = egress.NewClient(egress.Options{AllowLoopback: true})
+	}
+	svc, err := router.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := &rqRouter{svc: svc}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.stop(ctx)
+	})
+	return r
+}
+
+// startIngress starts one more ingress instance (with the connection
+// lifecycle routes, as in dev mode) on its own NATS connection, its own
+// catalog copy and its own HTTP server; it returns the API on it.
+func (s *rqStack) startIngress(t testing.TB, maxBody int64) api {
+	t.Helper()
+	log := testLogger(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(s.ns.ClientURL(), nats.Name(fmt.Sprintf("rq-ingress-%d", len(s.catalogs))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := broker.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Open(ctx, catalog.Options{JS: js, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	catCtx, stopCat := context.WithCancel(context.Background())
+	if err := cat.Start(catCtx); err != nil {
+		t.Fatal(err)
+	}
+	checker := access.New(access.Options{Catalog: cat})
+	ing, err := ingress.New(ingress.Options{NC: nc, JS: js, Catalog: cat, Access: checker, History: s.hist, Logger: log, MaxBody: maxBody})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, err := lifecycle.New(lifecycle.Options{Catalog: cat, Access: checker, MaxBody: maxBody, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := httpx.NewEcho(log)
+	ing.Register(e)
+	lc.Register(e)
+	srv, err := httpx.Listen("127.0.0.1:0", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-served
+		_ = ing.Stop(ctx)
+		stopCat()
+		broker.Drain(ctx, nc)
+	})
+	s.mu.Lock()
+	s.catalogs = append(s.catalogs, cat)
+	s.mu.Unlock()
+	return newAPI(srv.Addr())
+}
+
+// syncCatalogs waits until every catalog copy has caught up with the
+// newest revision any of them has seen, so a document applied through one
+// ingress is known to all of them (and to the router).
+func (s *rqStack) syncCatalogs(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	cats := append([]*catalog.Catalog(nil), s.catalogs...)
+	s.mu.Unlock()
+	var rev uint64
+	for _, c := range cats {
+		rev = max(rev, c.Revision())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range cats {
+		if err := c.WaitRevision(ctx, rev); err != nil {
+			t.Fatalf("catalog copy did not reach revision %d: %v", rev, err)
+		}
+	}
+}
+
+// rqCounter is a goroutine-safe counter with a channel signalled on the
+// first increment.
+type rqCounter struct {
+	mu    sync.Mutex
+	n     int
+	first chan struct{}
+}
+
+func newRqCounter() *rqCounter { return &rqCounter{first: make(chan struct{})} }
+
+func (c *rqCounter) inc() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	if c.n == 1 {
+		close(c.first)
+	}
+	return c.n
+}
+
+func (c *rqCounter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// rqWaitChan waits for ch or fails after d.
+func rqWaitChan(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		t.Fatalf("timed out after %s waiting for %s", d, what)
+	}
+}
+
+// rqNormalize passes v through JSON (numbers become float64, structs maps).
+func rqNormalize(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return err
+	}
+	return out
+}
+
+// rqJSONEqual compares two values as JSON.
+func rqJSONEqual(a, b any) bool { return reflect.DeepEqual(rqNormalize(a), rqNormalize(b)) }
