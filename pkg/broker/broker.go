@@ -51,8 +51,8 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		JetStream:  true,
 		StoreDir:   filepath.Join(opts.DataDir, "nats"),
 		// Without NoSigs the server traps SIGINT and calls os.Exit itself.
-		NoSigs:    true,
-		NoLog:     opts.Logger == nil,
+		NoSigs:     true,
+		NoLog:      opts.Logger == nil,
 		MaxPayload: 8 << 20,
 	}
 	if opts.ListenAddr == "" {

@@ -19,10 +19,10 @@ type Object interface {
 	DocName() string
 }
 
-func (w *Workflow) DocKind() string    { return KindWorkflow }
-func (w *Workflow) DocName() string    { return w.ID }
-func (e *AppEvent) DocKind() string    { return KindAppEvent }
-func (e *AppEvent) DocName() string    { return e.Name }
+func (w *Workflow) DocKind() string     { return KindWorkflow }
+func (w *Workflow) DocName() string     { return w.ID }
+func (e *AppEvent) DocKind() string     { return KindAppEvent }
+func (e *AppEvent) DocName() string     { return e.Name }
 func (in *Integration) DocKind() string { return KindIntegration }
 func (in *Integration) DocName() string { return in.ID }
 

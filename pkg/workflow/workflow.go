@@ -106,10 +106,10 @@ type Trigger struct {
 // RequestValidation is the declarative check a request trigger runs before
 // any run starts.
 type RequestValidation struct {
-	AllowArbitraryPayload bool          `json:"allowArbitraryPayload,omitempty"`
-	Query                 []QueryRule   `json:"query,omitempty"`
-	Headers               []HeaderRule  `json:"headers,omitempty"`
-	Body                  []BodyRule    `json:"body,omitempty"`
+	AllowArbitraryPayload bool         `json:"allowArbitraryPayload,omitempty"`
+	Query                 []QueryRule  `json:"query,omitempty"`
+	Headers               []HeaderRule `json:"headers,omitempty"`
+	Body                  []BodyRule   `json:"body,omitempty"`
 }
 
 type QueryRule struct {
@@ -185,19 +185,19 @@ type compiledStep struct {
 
 // Compiled accessors used by the executor.
 
-func (s *Step) Cond() *template.Expr                        { return s.c.cond }
-func (s *Step) URLTemplate() *template.Template             { return s.c.url }
-func (s *Step) HTTPMethod() string                          { return s.c.method }
+func (s *Step) Cond() *template.Expr                           { return s.c.cond }
+func (s *Step) URLTemplate() *template.Template                { return s.c.url }
+func (s *Step) HTTPMethod() string                             { return s.c.method }
 func (s *Step) HeaderTemplates() map[string]*template.Template { return s.c.headers }
 func (s *Step) QueryTemplates() map[string]*template.Template  { return s.c.query }
-func (s *Step) JSONTemplate() *template.Template            { return s.c.json }
-func (s *Step) BodyTemplate() *template.Template            { return s.c.body }
-func (s *Step) PayloadTemplate() *template.Template         { return s.c.payload }
-func (s *Step) UserTemplate() *template.Template            { return s.c.user }
-func (s *Step) StatusTemplate() *template.Template          { return s.c.status }
-func (s *Step) InputTemplate() *template.Template           { return s.c.input }
-func (s *Step) StepTimeout() time.Duration                  { return s.c.timeout }
-func (s *Step) RetryPolicy() Retry                          { return s.c.retry }
+func (s *Step) JSONTemplate() *template.Template               { return s.c.json }
+func (s *Step) BodyTemplate() *template.Template               { return s.c.body }
+func (s *Step) PayloadTemplate() *template.Template            { return s.c.payload }
+func (s *Step) UserTemplate() *template.Template               { return s.c.user }
+func (s *Step) StatusTemplate() *template.Template             { return s.c.status }
+func (s *Step) InputTemplate() *template.Template              { return s.c.input }
+func (s *Step) StepTimeout() time.Duration                     { return s.c.timeout }
+func (s *Step) RetryPolicy() Retry                             { return s.c.retry }
 
 // IsEnabledByDefault is the enablement for credentials and users that have
 // not chosen: true unless the document says otherwise.
@@ -248,10 +248,10 @@ type AppEvent struct {
 // Integration is a minimal integration document: its id and how its
 // credentials authenticate outbound calls. Webhook manifests come later.
 type Integration struct {
-	Kind    string         `json:"kind"`
-	Project string         `json:"project"`
-	ID      string         `json:"id"`
-	Name    string         `json:"name,omitempty"`
+	Kind    string          `json:"kind"`
+	Project string          `json:"project"`
+	ID      string          `json:"id"`
+	Name    string          `json:"name,omitempty"`
 	Auth    IntegrationAuth `json:"auth"`
 }
 
