@@ -86,6 +86,7 @@ type System struct {
 	ns        *broker.Embedded
 	srv       *httpx.Server
 	router    *router.Service
+	ingress   *ingress.Service
 	health    *service.Health
 	stopBg    context.CancelFunc
 	histDone  chan error
@@ -160,7 +161,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	}
 
 	checker := access.New(access.Options{Catalog: s.Catalog, AdminToken: s.AdminToken})
-	ing, err := ingress.New(ingress.Options{
+	s.ingress, err = ingress.New(ingress.Options{
 		NC: s.NC, JS: s.JS, Catalog: s.Catalog, Access: checker, History: s.History,
 		Metrics: s.Metrics, Logger: opts.Logger, MaxBody: opts.MaxBody,
 	})
@@ -173,7 +174,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	}
 	s.Echo = httpx.NewEcho(opts.Logger)
 	s.health.Register(s.Echo, s.Metrics)
-	ing.Register(s.Echo)
+	s.ingress.Register(s.Echo)
 	lc.Register(s.Echo)
 	if s.srv, err = httpx.Listen(opts.HTTPAddr, s.Echo); err != nil {
 		return nil, err
@@ -293,6 +294,11 @@ func (s *System) Stop(ctx context.Context) {
 			s.log.Warn("http shutdown", "err", err)
 		}
 		<-s.serveDone
+	}
+	if s.ingress != nil {
+		if err := s.ingress.Stop(ctx); err != nil {
+			s.log.Warn("ingress stop", "err", err)
+		}
 	}
 	if s.router != nil {
 		if err := s.router.Stop(ctx); err != nil {
