@@ -183,7 +183,10 @@ func wipe(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return ensureBuckets(tx)
+	if err := ensureBuckets(tx); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keyVersion, be64(schemaVersion))
 }
 
 // Close stops an active Run, waits for it, and closes the file.

@@ -324,7 +324,9 @@ func (x *execution) runStep(ctx context.Context, st *workflow.Step) runs.Step {
 	backoff := time.Duration(policy.Backoff)
 	for attempt := 1; ; attempt++ {
 		rec.Attempts = attempt
+		stop := x.keepAlive()
 		input, output, err := x.s.runStepOnce(ctx, x, st)
+		stop()
 		rec.Input, rec.Output = input, output
 		if err == nil {
 			rec.Status, rec.Error = runs.StepSucceeded, ""
@@ -343,6 +345,26 @@ func (x *execution) runStep(ctx context.Context, st *workflow.Step) runs.Step {
 	}
 	rec.FinishedAt = time.Now().UTC()
 	return rec
+}
+
+// keepAlive tells JetStream the run is still in progress while a step runs
+// longer than a third of the ack wait, so a slow step is not redelivered to
+// another executor meanwhile. It returns the function that stops it.
+func (x *execution) keepAlive() func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(x.s.opts.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = x.msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // sleep waits d, telling JetStream the run is still in progress so the
