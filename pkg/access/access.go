@@ -152,6 +152,9 @@ func (c *Checker) verifyUserToken(tok, p string) (auth.Claims, error) {
 // (requested may come from the body or the X-Switchboard-User header).
 // A user token may not act for someone else.
 func ActingUser(pr Principal, requested string) (string, error) {
+	if err := ID("user", requested); err != nil {
+		return "", err
+	}
 	switch pr.Role {
 	case RoleUser:
 		if requested != "" && requested != pr.User {

@@ -234,6 +234,9 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 		if len(parts) != 3 {
 			return fmt.Errorf("bad workflow key")
 		}
+		// Reindex however this ends, so the event index never keeps a
+		// workflow the by-id map no longer has.
+		defer ps.reindex()
 		delete(ps.workflows, parts[2])
 		if !deleted {
 			obj, err := workflow.Decode(workflow.KindWorkflow, value)
@@ -243,7 +246,6 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 			w := obj.(*workflow.Workflow)
 			ps.workflows[w.ID] = w
 		}
-		ps.reindex()
 	case prefixEvent:
 		if len(parts) != 3 {
 			return fmt.Errorf("bad event key")

@@ -65,12 +65,12 @@ func ErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 				ae = apierr.Internal(err)
 			}
 		}
-		if ae.Status >= 500 {
-			logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "code", ae.Code, "err", err)
-		}
 		status := ae.Status
 		if status == 0 {
 			status = http.StatusInternalServerError
+		}
+		if status >= 500 {
+			logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "code", ae.Code, "err", err)
 		}
 		_ = c.JSON(status, errorBody{Error: ae})
 	}
@@ -86,6 +86,10 @@ func codeForStatus(status int) string {
 		return "payload_too_large"
 	case http.StatusUnsupportedMediaType:
 		return "unsupported_media_type"
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusNotFound:
+		return "not_found"
 	default:
 		return "bad_request"
 	}

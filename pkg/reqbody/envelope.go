@@ -35,7 +35,7 @@ func ToProto(r *http.Request, body []byte) *sbv1.Request {
 	}
 	if r.Host != "" {
 		if _, ok := out.Headers["host"]; !ok {
-			out.Headers["host"] = &sbv1.Values{Values: []string{r.Host}}
+			appendValues(out.Headers, "host", []string{r.Host})
 		}
 	}
 	if r.URL != nil {
@@ -46,12 +46,20 @@ func ToProto(r *http.Request, body []byte) *sbv1.Request {
 	return out
 }
 
+// appendValues adds values under key. Protobuf strings must be valid UTF-8
+// and HTTP does not promise that, so invalid bytes become U+FFFD rather than
+// making the whole request unpublishable.
 func appendValues(m map[string]*sbv1.Values, key string, vs []string) {
+	key = strings.ToValidUTF8(key, "\uFFFD")
+	clean := make([]string, len(vs))
+	for i, v := range vs {
+		clean[i] = strings.ToValidUTF8(v, "\uFFFD")
+	}
 	if prev, ok := m[key]; ok {
-		prev.Values = append(prev.Values, vs...)
+		prev.Values = append(prev.Values, clean...)
 		return
 	}
-	m[key] = &sbv1.Values{Values: append([]string(nil), vs...)}
+	m[key] = &sbv1.Values{Values: clean}
 }
 
 // Header returns the envelope's headers as an http.Header (for Validate).

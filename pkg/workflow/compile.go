@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/switchboard-hq/switchboard/pkg/template"
 )
@@ -335,6 +337,10 @@ func (e *AppEvent) ValidatePayload(payload []byte) Problems {
 	return nil
 }
 
+// schemaPrinter renders schema violations; jsonschema formats every message
+// through a printer, and a nil one panics.
+var schemaPrinter = message.NewPrinter(language.English)
+
 func schemaProblems(ve *jsonschema.ValidationError) Problems {
 	var out Problems
 	var walk func(e *jsonschema.ValidationError)
@@ -344,7 +350,7 @@ func schemaProblems(ve *jsonschema.ValidationError) Problems {
 			for _, t := range e.InstanceLocation {
 				field += "." + t
 			}
-			out = append(out, Problem{Field: field, Message: e.ErrorKind.LocalizedString(nil)})
+			out = append(out, Problem{Field: field, Message: e.ErrorKind.LocalizedString(schemaPrinter)})
 			return
 		}
 		for _, c := range e.Causes {

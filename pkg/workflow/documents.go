@@ -90,6 +90,11 @@ func splitDocuments(data []byte) ([]map[string]any, error) {
 		if err := json.Unmarshal(trimmed, &list); err != nil {
 			return nil, fmt.Errorf("invalid JSON: %v", err)
 		}
+		for i, m := range list {
+			if m == nil {
+				return nil, fmt.Errorf("document %d is not a mapping", i)
+			}
+		}
 		return list, nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -122,6 +127,11 @@ func decodeOne(raw map[string]any, defaultProject string) (Object, *DocError) {
 		raw["project"] = defaultProject
 	} else if defaultProject != "" && p != defaultProject {
 		de.Problems.add("project", "document is for project %q, applied to %q", p, defaultProject)
+		if n, _ := raw["id"].(string); n != "" {
+			de.Name = n
+		} else if n, _ := raw["name"].(string); n != "" {
+			de.Name = n
+		}
 		return nil, de
 	}
 	b, err := json.Marshal(raw)

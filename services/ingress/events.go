@@ -86,6 +86,9 @@ func (s *Service) postEvent(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := access.ID(HeaderCredential, c.Request().Header.Get(HeaderCredential)); err != nil {
+		return err
+	}
 	p := pr.Project
 	decl, ok := s.opts.Catalog.AppEvent(p, req.Name)
 	if !ok {
@@ -104,12 +107,12 @@ func (s *Service) postEvent(c *echo.Context) error {
 		Credential: c.Request().Header.Get(HeaderCredential),
 		Payload:    req.Payload,
 		ReceivedAt: timestamppb.New(now),
-		Trace:      c.Request().Header.Get("traceparent"),
+		Trace:      traceparent(c.Request()),
 	}
 	if req.OccurredAt != nil {
 		ev.OccurredAt = timestamppb.New(*req.OccurredAt)
 	}
-	scope := "evt." + p
+	scope := "evt." + p + "." + subjects.Token(user)
 	prev, err := s.idempotent(c, scope, idempotency.Record{EventID: ev.Id}, []byte(user), []byte(ev.Credential), body)
 	if err != nil {
 		return err
@@ -181,4 +184,20 @@ func waitDecision(ctx context.Context, sub *nats.Subscription) ([]string, error)
 		}
 	}
 	return ids, nil
+}
+
+// traceparent returns the request's W3C traceparent, or "" when it is not a
+// well-formed one: a malformed header is dropped, not an error.
+func traceparent(r *http.Request) string {
+	v := r.Header.Get("traceparent")
+	if len(v) != 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '-' && !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	return v
 }

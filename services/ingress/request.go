@@ -92,6 +92,9 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := access.ID(HeaderCredential, r.Header.Get(HeaderCredential)); err != nil {
+		return err
+	}
 	body, err := httpx.ReadBody(c, s.opts.MaxBody)
 	if err != nil {
 		return err
@@ -106,7 +109,7 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		Credential: r.Header.Get(HeaderCredential),
 		Request:    reqbody.ToProto(r, body),
 		ReceivedAt: timestamppb.New(now),
-		Trace:      r.Header.Get("traceparent"),
+		Trace:      traceparent(r),
 	}
 
 	// Who would run: answer 403/404 now rather than after a round trip.
@@ -126,7 +129,8 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		return err
 	}
 
-	scope := "req." + p + "." + wid
+	// Keys are scoped per user, so two users' keys never collide.
+	scope := "req." + p + "." + wid + "." + subjects.Token(user)
 	replayed, err := s.claimIdempotency(c, scope, ev, cand.RunID, body)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,8 @@ type execution struct {
 	pubs publishes
 	// reply is the response step's answer, sent once it is checkpointed.
 	reply *runs.Reply
+	// replied is set once the synchronous caller got its answer.
+	replied bool
 }
 
 // execute handles one run message.
@@ -171,6 +174,9 @@ func (x *execution) runSteps(ctx context.Context) error {
 	x.env["steps"] = steps
 	for _, done := range x.run.Steps {
 		steps[done.ID] = done.Output
+		if done.Type == workflow.StepResponse {
+			x.replied = true // answered by an earlier delivery
+		}
 	}
 	for i, st := range wf.Steps {
 		if _, done := x.run.StepByID(st.ID); done {
@@ -184,7 +190,8 @@ func (x *execution) runSteps(ctx context.Context) error {
 		steps[st.ID] = rec.Output
 		if rec.Status == runs.StepFailed {
 			if st.Type == workflow.StepResponse {
-				x.sendReply(&runs.Reply{RunID: x.run.ID, Status: 500, Error: ErrResponseTemplate.Error(), Message: rec.Error})
+				x.sendReply(&runs.Reply{RunID: x.run.ID, Status: 500, Error: ErrResponseTemplate.Error(),
+					Message: "the response step failed: " + strings.TrimPrefix(rec.Error, ErrResponseTemplate.Error()+": ")})
 			}
 			return x.finish(ctx, runs.StatusFailed, fmt.Sprintf("step %s failed: %s", st.ID, rec.Error))
 		}
@@ -228,6 +235,16 @@ func (x *execution) finish(ctx context.Context, status runs.Status, msg string) 
 	}
 	if err := x.flush(ctx); err != nil {
 		return err
+	}
+	if !x.replied {
+		// The run ended without answering (it failed before its response
+		// step, or skipped it): tell a waiting caller now rather than let
+		// it wait for the timeout.
+		if status == runs.StatusFailed {
+			x.sendReply(&runs.Reply{RunID: x.run.ID, Status: 500, Error: "run_failed", Message: msg})
+		} else {
+			x.sendReply(&runs.Reply{RunID: x.run.ID, Status: 204})
+		}
 	}
 	d := x.run.FinishedAt.Sub(x.run.StartedAt).Seconds()
 	x.s.opts.Metrics.RunsFinished.WithLabelValues(string(status)).Inc()

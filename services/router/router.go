@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,6 +63,7 @@ type Service struct {
 	log  *slog.Logger
 	runs jetstream.Stream // RUN_EVENTS, for resuming runs
 
+	stopping  atomic.Bool
 	mu        sync.Mutex
 	consumers []jetstream.ConsumeContext
 	inflight  sync.WaitGroup
@@ -173,8 +175,17 @@ func (s *Service) Start(ctx context.Context) error {
 // consume callback never blocks on one slow run.
 func (s *Service) dispatch(sem chan struct{}, h func(jetstream.Msg)) jetstream.MessageHandler {
 	return func(m jetstream.Msg) {
-		sem <- struct{}{}
+		// Count the message before waiting for a slot, so Stop's Wait
+		// cannot return while a callback is still about to start one.
 		s.inflight.Add(1)
+		if s.stopping.Load() {
+			// Draining: hand fetched messages straight back for another
+			// instance instead of starting work or waiting out AckWait.
+			_ = m.Nak()
+			s.inflight.Done()
+			return
+		}
+		sem <- struct{}{}
 		go func() {
 			defer func() {
 				<-sem
@@ -193,8 +204,15 @@ func (s *Service) Stop(ctx context.Context) error {
 	cons := s.consumers
 	s.consumers = nil
 	s.mu.Unlock()
+	s.stopping.Store(true)
 	for _, c := range cons {
-		c.Stop()
+		c.Drain()
+	}
+	for _, c := range cons {
+		select {
+		case <-c.Closed():
+		case <-ctx.Done():
+		}
 	}
 	if s.stopStats != nil {
 		s.stopStats()

@@ -90,9 +90,10 @@ func renderResponse(env map[string]any, st *workflow.Step) (*runs.Reply, error) 
 // sendReply answers the synchronous caller, if one waits. Core NATS: if the
 // caller is gone, the answer is dropped and nothing else changes.
 func (x *execution) sendReply(rep *runs.Reply) {
-	if x.ev.Reply == "" || rep == nil {
+	if x.ev.Reply == "" || rep == nil || x.replied {
 		return
 	}
+	x.replied = true
 	b, err := json.Marshal(rep)
 	if err != nil {
 		x.log.Error("encode reply", "err", err)
