@@ -22,9 +22,18 @@ type record struct {
 	run     *runs.Run
 	dec     *runs.Decision
 	data    []byte // the JSON to store
+	row     []byte // for a run: its encoded row, ts still to be set
+	queued  []queued
 	skip    string // why the record cannot be applied; "" if it can
 	err     error  // with skip, the underlying error
 	note    string // something worth a warning that doesn't stop the record
+}
+
+// queued is the row a decision creates for a run it started, unless the
+// run has a row already.
+type queued struct {
+	run *runs.Run
+	row []byte
 }
 
 func decodeMsg(m jetstream.Msg) record {
@@ -88,6 +97,7 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 		if changed {
 			r.data, r.err = json.Marshal(run)
 		}
+		r.row = encodeRow(headerOf(run), r.data)
 	case runs.RecordDecision:
 		d := new(runs.Decision)
 		if err := json.Unmarshal(data, d); err != nil {
@@ -112,6 +122,18 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 		r.dec = d
 		if changed {
 			r.data, r.err = json.Marshal(d)
+		}
+		for _, c := range d.Candidates {
+			if c.Outcome != runs.OutcomeRan || c.RunID == "" {
+				continue
+			}
+			run := queuedRun(d, c)
+			data, err := json.Marshal(run)
+			if err != nil {
+				r.err = err
+				break
+			}
+			r.queued = append(r.queued, queued{run, encodeRow(headerOf(run), data)})
 		}
 	default:
 		r.skip = fmt.Sprintf("unknown record kind %q", kind)
@@ -191,23 +213,51 @@ func (s *Store) applyTx(b buckets, r *record) error {
 		s.log.Warn("history: skipping record", "seq", r.seq, "subject", r.subject, "reason", r.skip, "err", r.err)
 		return nil
 	case r.run != nil:
-		return putRun(b, r.run, r.data)
+		return putRun(b, r.run, r.row)
 	case r.dec != nil:
-		return putDecision(b, r.dec, r.data)
+		return putDecision(b, r)
 	}
 	return nil
 }
 
-// putRun stores a snapshot unless a newer one (higher Seq) is stored. A run
-// keeps the position (first-seen CreatedAt) of its first row.
-func putRun(b buckets, run *runs.Run, data []byte) error {
+func headerOf(run *runs.Run) rowHeader {
+	return rowHeader{seq: int64(run.Seq), workflow: run.Workflow, user: run.User, status: string(run.Status)}
+}
+
+// queuedRun is the row of a run a decision started, until its first
+// snapshot arrives.
+func queuedRun(d *runs.Decision, c runs.Candidate) *runs.Run {
+	user := c.User
+	if user == "" {
+		user = d.User
+	}
+	return &runs.Run{
+		ID:         c.RunID,
+		Project:    d.Project,
+		Workflow:   c.Workflow,
+		User:       user,
+		Credential: c.Credential,
+		EventID:    d.EventID,
+		Status:     runs.StatusQueued,
+		Steps:      []runs.Step{},
+		Trigger:    d.Trigger,
+		CreatedAt:  d.ReceivedAt,
+	}
+}
+
+// putRun stores a snapshot (row from encodeRow) unless a newer one (higher
+// Seq) is stored. A run keeps the position (first-seen CreatedAt) of its
+// first row. row is owned by the transaction afterwards.
+func putRun(b buckets, run *runs.Run, row []byte) error {
 	idKey := rowKey(run.Project, run.ID)
-	h := rowHeader{seq: int64(run.Seq), workflow: run.Workflow, user: run.User, status: string(run.Status)}
+	h := headerOf(run)
 	newIndex := true
 	var old rowHeader
+	var key []byte
 	if v := b.runIDs.Get(idKey); len(v) == 8 {
 		h.ts = binary.BigEndian.Uint64(v)
-		if ov := b.runs.Get(runKey(run.Project, h.ts, run.ID)); ov != nil {
+		key = runKey(run.Project, h.ts, run.ID)
+		if ov := b.runs.Get(key); ov != nil {
 			if oh, _, err := decodeRow(ov); err == nil {
 				if h.seq < oh.seq {
 					return nil // stale snapshot
@@ -218,11 +268,13 @@ func putRun(b buckets, run *runs.Run, data []byte) error {
 		}
 	} else {
 		h.ts = tsKey(run.CreatedAt)
+		key = runKey(run.Project, h.ts, run.ID)
 		if err := b.runIDs.Put(idKey, be64(h.ts)); err != nil {
 			return err
 		}
 	}
-	if err := b.runs.Put(runKey(run.Project, h.ts, run.ID), encodeRow(h, data)); err != nil {
+	setRowTS(row, h.ts)
+	if err := b.runs.Put(key, row); err != nil {
 		return err
 	}
 	if !newIndex {
@@ -236,38 +288,16 @@ func putRun(b buckets, run *runs.Run, data []byte) error {
 
 // putDecision stores a decision and a queued row for every run it started
 // that has no row yet.
-func putDecision(b buckets, d *runs.Decision, data []byte) error {
-	if err := b.decisions.Put(rowKey(d.Project, d.EventID), data); err != nil {
+func putDecision(b buckets, r *record) error {
+	d := r.dec
+	if err := b.decisions.Put(rowKey(d.Project, d.EventID), r.data); err != nil {
 		return err
 	}
-	for _, c := range d.Candidates {
-		if c.Outcome != runs.OutcomeRan || c.RunID == "" {
+	for _, q := range r.queued {
+		if b.runIDs.Get(rowKey(q.run.Project, q.run.ID)) != nil {
 			continue
 		}
-		if b.runIDs.Get(rowKey(d.Project, c.RunID)) != nil {
-			continue
-		}
-		user := c.User
-		if user == "" {
-			user = d.User
-		}
-		run := runs.Run{
-			ID:         c.RunID,
-			Project:    d.Project,
-			Workflow:   c.Workflow,
-			User:       user,
-			Credential: c.Credential,
-			EventID:    d.EventID,
-			Status:     runs.StatusQueued,
-			Steps:      []runs.Step{},
-			Trigger:    d.Trigger,
-			CreatedAt:  d.ReceivedAt,
-		}
-		rd, err := json.Marshal(&run)
-		if err != nil {
-			return fmt.Errorf("encode queued run: %w", err)
-		}
-		if err := putRun(b, &run, rd); err != nil {
+		if err := putRun(b, q.run, q.row); err != nil {
 			return err
 		}
 	}

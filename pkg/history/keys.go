@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"strings"
 	"time"
 )
 
@@ -12,10 +11,15 @@ import (
 // 0x00/0x01: 0x01 becomes 01 02 and 0x00 becomes 01 01. Ids and names are
 // plain tokens in practice, so this is almost always a no-op.
 func escape(dst []byte, s string) []byte {
-	if !strings.ContainsAny(s, "\x00\x01") {
+	i := 0
+	for i < len(s) && s[i] > 0x01 {
+		i++
+	}
+	if i == len(s) {
 		return append(dst, s...)
 	}
-	for i := 0; i < len(s); i++ {
+	dst = append(dst, s[:i]...)
+	for ; i < len(s); i++ {
 		switch c := s[i]; c {
 		case 0x00:
 			dst = append(dst, 0x01, 0x01)
@@ -97,6 +101,8 @@ type rowHeader struct {
 var errBadRow = errors.New("history: corrupt run row")
 
 // encodeRow: ts(8) seq(8) uvarint-prefixed workflow, user, status, JSON.
+// The ts bytes come first so that a row can be encoded before its ts is
+// known and patched with setRowTS.
 func encodeRow(h rowHeader, data []byte) []byte {
 	v := make([]byte, 0, 16+3*binary.MaxVarintLen16+len(h.workflow)+len(h.user)+len(h.status)+len(data))
 	v = binary.BigEndian.AppendUint64(v, h.ts)
@@ -107,6 +113,8 @@ func encodeRow(h rowHeader, data []byte) []byte {
 	}
 	return append(v, data...)
 }
+
+func setRowTS(row []byte, ts uint64) { binary.BigEndian.PutUint64(row, ts) }
 
 func decodeRow(v []byte) (rowHeader, []byte, error) {
 	var h rowHeader
