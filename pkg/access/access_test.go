@@ -11,38 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/auth"
-	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 )
-
-func startNATS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 var keys = sync.OnceValue(func() [3]*rsa.PrivateKey {
 	var ks [3]*rsa.PrivateKey
@@ -71,16 +45,9 @@ type fixture struct {
 // user token key 1), project bare (no keys). Key 2 belongs to nobody.
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	js := startNATS(t)
+	cat := brokertest.Catalog(t, brokertest.Start(t).JS)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat, err := catalog.Open(ctx, catalog.Options{JS: js})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	f := &fixture{cat: cat}
 	k := keys()
 	var rev uint64

@@ -237,15 +237,7 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 		// Reindex however this ends, so the event index never keeps a
 		// workflow the by-id map no longer has.
 		defer ps.reindex()
-		delete(ps.workflows, parts[2])
-		if !deleted {
-			obj, err := workflow.Decode(workflow.KindWorkflow, value)
-			if err != nil {
-				return err
-			}
-			w := obj.(*workflow.Workflow)
-			ps.workflows[w.ID] = w
-		}
+		return replaceObject(ps.workflows, parts[2], workflow.KindWorkflow, value, deleted)
 	case prefixEvent:
 		if len(parts) != 3 {
 			return fmt.Errorf("bad event key")
@@ -268,22 +260,13 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 		if len(parts) != 3 {
 			return fmt.Errorf("bad integration key")
 		}
-		delete(ps.integrations, parts[2])
-		if !deleted {
-			obj, err := workflow.Decode(workflow.KindIntegration, value)
-			if err != nil {
-				return err
-			}
-			in := obj.(*workflow.Integration)
-			ps.integrations[in.ID] = in
-		}
+		return replaceObject(ps.integrations, parts[2], workflow.KindIntegration, value, deleted)
 	case prefixUser:
 		if len(parts) != 3 {
 			return fmt.Errorf("bad user key")
 		}
-		us := ps.users[parts[2]]
 		if deleted {
-			if us != nil {
+			if us := ps.users[parts[2]]; us != nil {
 				us.user = nil
 				if len(us.creds) == 0 {
 					delete(ps.users, parts[2])
@@ -295,18 +278,13 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 		if err := json.Unmarshal(value, &u); err != nil {
 			return err
 		}
-		if us == nil {
-			us = &userState{creds: map[string]*Credential{}}
-			ps.users[parts[2]] = us
-		}
-		us.user = &u
+		ps.userState(parts[2]).user = &u
 	case prefixCredential:
 		if len(parts) != 4 {
 			return fmt.Errorf("bad credential key")
 		}
-		us := ps.users[parts[2]]
 		if deleted {
-			if us != nil {
+			if us := ps.users[parts[2]]; us != nil {
 				delete(us.creds, parts[3])
 			}
 			return nil
@@ -315,13 +293,35 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 		if err := json.Unmarshal(value, &cr); err != nil {
 			return err
 		}
-		if us == nil {
-			us = &userState{creds: map[string]*Credential{}}
-			ps.users[parts[2]] = us
-		}
-		us.creds[parts[3]] = &cr
+		ps.userState(parts[2]).creds[parts[3]] = &cr
 	}
 	return nil
+}
+
+// replaceObject replaces the object stored under the key id in m: it is
+// removed and, unless the entry was deleted, decoded from value (a kind
+// document) and stored under its name. Lock held.
+func replaceObject[T workflow.Object](m map[string]T, id, kind string, value []byte, deleted bool) error {
+	delete(m, id)
+	if deleted {
+		return nil
+	}
+	obj, err := workflow.Decode(kind, value)
+	if err != nil {
+		return err
+	}
+	m[obj.DocName()] = obj.(T)
+	return nil
+}
+
+// userState returns the state of user u, creating it if needed. Lock held.
+func (ps *projectState) userState(u string) *userState {
+	us := ps.users[u]
+	if us == nil {
+		us = &userState{creds: map[string]*Credential{}}
+		ps.users[u] = us
+	}
+	return us
 }
 
 // reindex rebuilds the event -> workflows index. Lock held.

@@ -13,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/switchboard-hq/switchboard/pkg/auth"
-	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -24,51 +22,11 @@ import (
 
 // ---- fixtures -------------------------------------------------------------
 
-func startNATS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 func ctxT(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// openCatalog opens and starts a catalog that follows the bucket until the
-// test ends.
-func openCatalog(t testing.TB, js jetstream.JetStream) *catalog.Catalog {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	c, err := catalog.Open(ctx, catalog.Options{JS: js})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func wait(t testing.TB, c *catalog.Catalog, rev uint64) {
@@ -145,8 +103,7 @@ steps: [{id: r, type: response, status: 201}]
 // ---- tests ----------------------------------------------------------------
 
 func TestApplyThenRead(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	if c.Revision() != 0 {
 		t.Errorf("empty catalog Revision = %d", c.Revision())
 	}
@@ -216,8 +173,7 @@ func TestApplyThenRead(t *testing.T) {
 }
 
 func TestWorkflowsForEventIndex(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	apply(t, c, "acme", docs)
 
 	steps := []struct {
@@ -269,8 +225,7 @@ func TestWorkflowsForEventIndex(t *testing.T) {
 }
 
 func TestConcurrentUserUpdates(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	const n = 20
 	var wg sync.WaitGroup
 	revs := make([]uint64, n)
@@ -315,8 +270,7 @@ func TestConcurrentUserUpdates(t *testing.T) {
 }
 
 func TestConcurrentCredentialUpdates(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	const n = 20
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -364,8 +318,7 @@ func TestConcurrentCredentialUpdates(t *testing.T) {
 }
 
 func TestCredentialLifecycle(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	ctx := ctxT(t)
 	// Ids with dots and spaces go through subjects.Token.
 	const user, cred = "a.b user", "acct 1.2"
@@ -481,8 +434,7 @@ var rsaKeys = sync.OnceValue(func() [2]*rsa.PrivateKey {
 })
 
 func TestProjectKeys(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	ctx := ctxT(t)
 	k := rsaKeys()
 	apiKey, err := auth.GenerateAPIKey()
@@ -557,8 +509,8 @@ func TestProjectKeys(t *testing.T) {
 }
 
 func TestSecondInstanceSeesSameState(t *testing.T) {
-	js := startNATS(t)
-	c1 := openCatalog(t, js)
+	js := brokertest.Start(t).JS
+	c1 := brokertest.Catalog(t, js)
 	ctx := ctxT(t)
 	apply(t, c1, "acme", docs)
 	if _, _, err := c1.UpdateUser(ctx, "acme", "u1", func(u *catalog.User) error {
@@ -588,7 +540,7 @@ func TestSecondInstanceSeesSameState(t *testing.T) {
 	}
 	wait(t, c1, rev)
 
-	c2 := openCatalog(t, js) // watches from scratch
+	c2 := brokertest.Catalog(t, js) // watches from scratch
 	wait(t, c2, rev)
 	if c2.Revision() != c1.Revision() {
 		t.Errorf("Revision: second %d, first %d", c2.Revision(), c1.Revision())
@@ -633,7 +585,7 @@ func TestSecondInstanceSeesSameState(t *testing.T) {
 }
 
 func TestUnreadableValueIsSkipped(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	ctx := ctxT(t)
 	kv, err := js.KeyValue(ctx, subjects.BucketCatalog)
 	if err != nil {
@@ -643,7 +595,7 @@ func TestUnreadableValueIsSkipped(t *testing.T) {
 	if _, err := kv.Put(ctx, "w.acme.early", []byte("\x00\xffnot json")); err != nil {
 		t.Fatal(err)
 	}
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, js)
 	if _, ok := c.Workflow("acme", "early"); ok {
 		t.Error("garbage workflow loaded")
 	}
@@ -679,9 +631,9 @@ func TestUnreadableValueIsSkipped(t *testing.T) {
 // TestGarbageOverValidWorkflow: when a stored workflow is overwritten by an
 // unreadable value, the by-id map and the by-event index must agree.
 func TestGarbageOverValidWorkflow(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	ctx := ctxT(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, js)
 	apply(t, c, "acme", docs)
 	kv, err := js.KeyValue(ctx, subjects.BucketCatalog)
 	if err != nil {
@@ -703,8 +655,7 @@ func TestGarbageOverValidWorkflow(t *testing.T) {
 }
 
 func TestWaitRevisionTimesOut(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := c.WaitRevision(ctx, 1_000_000); !errors.Is(err, context.DeadlineExceeded) {
@@ -716,18 +667,8 @@ func TestWaitRevisionTimesOut(t *testing.T) {
 }
 
 func TestOpenWithoutBucket(t *testing.T) {
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
+	js := brokertest.Start(t).JS
+	if err := js.DeleteKeyValue(ctxT(t), subjects.BucketCatalog); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := catalog.Open(ctxT(t), catalog.Options{JS: js}); err == nil {
@@ -736,8 +677,7 @@ func TestOpenWithoutBucket(t *testing.T) {
 }
 
 func TestUsersWithOddIDs(t *testing.T) {
-	js := startNATS(t)
-	c := openCatalog(t, js)
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
 	ctx := ctxT(t)
 	users := []string{"alice@example.com", "a.b", "a_b", "with space", "=x", "ünï"}
 	var rev uint64

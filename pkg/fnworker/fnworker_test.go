@@ -14,19 +14,10 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/fnworker"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 )
-
-func startNATS(t testing.TB) *broker.Embedded {
-	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	return e
-}
 
 func connect(t testing.TB, e *broker.Embedded) *nats.Conn {
 	t.Helper()
@@ -51,8 +42,7 @@ func serve(t testing.TB, nc *nats.Conn, opts fnworker.Options) micro.Service {
 const reqJSON = `{"input":{"n":21,"tags":["a"]},"runId":"run_abc","workflow":"wf","step":"calc","user":"u1"}`
 
 func TestServe(t *testing.T) {
-	e := startNATS(t)
-	nc := connect(t, e)
+	nc := brokertest.Start(t).NC
 	var gotReq atomic.Pointer[fnworker.Request]
 	var deadline atomic.Int64
 	serve(t, nc, fnworker.Options{
@@ -157,8 +147,7 @@ func TestServe(t *testing.T) {
 }
 
 func TestServeValidation(t *testing.T) {
-	e := startNATS(t)
-	nc := connect(t, e)
+	nc := brokertest.Start(t).NC
 	h := func(context.Context, fnworker.Request) (any, error) { return 1, nil }
 	cases := []struct {
 		name string
@@ -180,8 +169,7 @@ func TestServeValidation(t *testing.T) {
 }
 
 func TestServiceInfo(t *testing.T) {
-	e := startNATS(t)
-	nc := connect(t, e)
+	nc := brokertest.Start(t).NC
 	svc := serve(t, nc, fnworker.Options{Project: "acme", Functions: map[string]fnworker.Handler{
 		"f": func(context.Context, fnworker.Request) (any, error) { return 1, nil },
 	}})
@@ -199,10 +187,10 @@ func TestServiceInfo(t *testing.T) {
 }
 
 func TestQueueGroupSpreadsLoad(t *testing.T) {
-	e := startNATS(t)
+	srv := brokertest.Start(t)
 	var counts [2]atomic.Int64
 	for i := range 2 {
-		nc := connect(t, e)
+		nc := connect(t, srv.Embedded)
 		serve(t, nc, fnworker.Options{Project: "acme", Functions: map[string]fnworker.Handler{
 			"who": func(context.Context, fnworker.Request) (any, error) {
 				counts[i].Add(1)
@@ -210,7 +198,7 @@ func TestQueueGroupSpreadsLoad(t *testing.T) {
 			},
 		}})
 	}
-	client := connect(t, e)
+	client := srv.NC
 	const n = 50
 	replies := map[string]int{}
 	for range n {

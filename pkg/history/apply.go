@@ -70,7 +70,6 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 		kind = v
 	}
 	r.kind = kind
-	changed := false
 	switch kind {
 	case runs.RecordRun:
 		run := new(runs.Run)
@@ -78,18 +77,8 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 			r.skip, r.err = "malformed run", err
 			return r
 		}
-		if run.ID == "" && id != "" {
-			run.ID, changed = id, true
-		}
-		if project == "" {
-			project = run.Project
-		} else if run.Project != project {
-			if run.Project != "" {
-				r.note = "run project " + run.Project + " differs from its subject; using the subject's"
-			}
-			run.Project, changed = project, true
-		}
-		if run.ID == "" || project == "" {
+		changed := r.fromSubject("run", &run.ID, &run.Project, id, project)
+		if run.ID == "" || run.Project == "" {
 			r.skip = "run without id or project"
 			return r
 		}
@@ -104,18 +93,8 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 			r.skip, r.err = "malformed decision", err
 			return r
 		}
-		if d.EventID == "" && id != "" {
-			d.EventID, changed = id, true
-		}
-		if project == "" {
-			project = d.Project
-		} else if d.Project != project {
-			if d.Project != "" {
-				r.note = "decision project " + d.Project + " differs from its subject; using the subject's"
-			}
-			d.Project, changed = project, true
-		}
-		if d.EventID == "" || project == "" {
+		changed := r.fromSubject("decision", &d.EventID, &d.Project, id, project)
+		if d.EventID == "" || d.Project == "" {
 			r.skip = "decision without event id or project"
 			return r
 		}
@@ -142,6 +121,24 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 		r.skip = "encode record"
 	}
 	return r
+}
+
+// fromSubject reconciles a decoded record's id and project fields with its
+// subject's: an id missing from the JSON is the subject's, and the subject's
+// project, when it has one, wins (r.note says so if the JSON named another).
+// It reports whether it changed a field, so the stored JSON must be
+// re-encoded.
+func (r *record) fromSubject(what string, id, project *string, subjectID, subjectProject string) (changed bool) {
+	if *id == "" && subjectID != "" {
+		*id, changed = subjectID, true
+	}
+	if subjectProject != "" && *project != subjectProject {
+		if *project != "" {
+			r.note = what + " project " + *project + " differs from its subject; using the subject's"
+		}
+		*project, changed = subjectProject, true
+	}
+	return changed
 }
 
 // Apply applies one RUN_EVENTS message in its own transaction. Messages at or

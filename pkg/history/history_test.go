@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 )
@@ -27,30 +28,6 @@ import (
 // ---- fixtures -------------------------------------------------------------
 
 var base = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-
-func startNATS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 func openStore(t testing.TB, path string, js jetstream.JetStream, log *slog.Logger) *Store {
 	t.Helper()
@@ -167,7 +144,7 @@ func listAll(t testing.TB, s *Store, f Filter) []*runs.Run {
 // ---- tests ----------------------------------------------------------------
 
 func TestDecisionThenSnapshot(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 
@@ -256,7 +233,7 @@ func TestDecisionThenSnapshot(t *testing.T) {
 }
 
 func TestStaleSnapshotIgnored(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 
@@ -305,7 +282,7 @@ func seedFilterFixture(t *testing.T, js jetstream.JetStream) (all []runs.Run, la
 }
 
 func TestListFilters(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 	all, last := seedFilterFixture(t, js)
@@ -384,7 +361,7 @@ func TestListFilters(t *testing.T) {
 }
 
 func TestPaging(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 
@@ -451,7 +428,7 @@ func TestPaging(t *testing.T) {
 }
 
 func TestBadCursor(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 	var last uint64
@@ -496,7 +473,7 @@ func TestBadCursor(t *testing.T) {
 }
 
 func TestProjectIsolation(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 	// "acme" is a prefix of "acme-2"; both have the same workflow and user.
@@ -589,7 +566,7 @@ func snapshotJSON(t *testing.T, s *Store) string {
 }
 
 func TestRebuildFromStream(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	path := filepath.Join(t.TempDir(), "h.db")
 	s := openStore(t, path, js, nil)
 	stop := follow(t, s)
@@ -634,7 +611,7 @@ func (l *logBuffer) String() string {
 }
 
 func TestRestartContinues(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	path := filepath.Join(t.TempDir(), "h.db")
 	s := openStore(t, path, js, nil)
 	stop := follow(t, s)
@@ -686,7 +663,7 @@ func TestRestartContinues(t *testing.T) {
 }
 
 func TestAgedOutMessages(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	path := filepath.Join(t.TempDir(), "h.db")
 	s := openStore(t, path, js, nil)
 	stop := follow(t, s)
@@ -719,7 +696,7 @@ func TestAgedOutMessages(t *testing.T) {
 }
 
 func TestStreamRecreatedRebuilds(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	path := filepath.Join(t.TempDir(), "h.db")
 	s := openStore(t, path, js, nil)
 	stop := follow(t, s)
@@ -765,7 +742,7 @@ func TestStreamRecreatedRebuilds(t *testing.T) {
 }
 
 func TestMalformedSkipped(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	follow(t, s)
 
@@ -881,7 +858,7 @@ func TestReopenAndClose(t *testing.T) {
 }
 
 func TestCloseStopsRun(t *testing.T) {
-	js := startNATS(t)
+	js := brokertest.Start(t).JS
 	s := openStore(t, filepath.Join(t.TempDir(), "h.db"), js, nil)
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(context.Background()) }()
@@ -1028,7 +1005,7 @@ func BenchmarkApply(b *testing.B) {
 // BenchmarkRun measures the follower end to end: b.N lifecycle records
 // already in the stream, from Run's start until all are applied.
 func BenchmarkRun(b *testing.B) {
-	js := startNATS(b)
+	js := brokertest.Start(b).JS
 	recs := benchLifecycle(b, b.N)
 	var last uint64
 	ctx := context.Background()

@@ -8,39 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 )
 
-func startNATS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 func openStore(t testing.TB) *idempotency.Store {
 	t.Helper()
-	s, err := idempotency.Open(context.Background(), startNATS(t))
+	s, err := idempotency.Open(context.Background(), brokertest.Start(t).JS)
 	if err != nil {
 		t.Fatal(err)
 	}

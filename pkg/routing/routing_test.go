@@ -6,39 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/routing"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
-
-func startNATS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	e, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect("t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.Provision(ctx, js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 const docs = `
 kind: Workflow
@@ -97,16 +71,9 @@ steps: [{id: s, type: emit, event: x}]
 //	ghost: credentials but no user record.
 func setup(t *testing.T) *catalog.Catalog {
 	t.Helper()
-	js := startNATS(t)
+	cat := brokertest.Catalog(t, brokertest.Start(t).JS)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cat, err := catalog.Open(ctx, catalog.Options{JS: js})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	objs, err := workflow.Parse([]byte(docs), "acme")
 	if err != nil {
 		t.Fatal(err)

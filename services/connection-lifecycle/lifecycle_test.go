@@ -16,7 +16,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/auth"
-	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -39,31 +39,8 @@ func newEnv(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
-	emb, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("lifecycle-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := broker.Provision(ctx, js, broker.DefaultLimits()); err != nil {
-		t.Fatal(err)
-	}
+	cat := brokertest.Catalog(t, brokertest.Start(t).JS)
 	logger := slog.New(slog.DiscardHandler)
-	cat, err := catalog.Open(ctx, catalog.Options{JS: js, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	signing, _, err := auth.LoadOrCreateSigningKey(t.TempDir())
 	if err != nil {

@@ -21,6 +21,18 @@ func (s *Service) historyStore() (*history.Store, error) {
 	return s.opts.History, nil
 }
 
+// historyCaller authorizes a read of project p's run history and returns
+// the caller and the history store. The caller is checked first, so an
+// unauthorized request learns nothing about the deployment.
+func (s *Service) historyCaller(c *echo.Context) (access.Principal, *history.Store, error) {
+	pr, err := s.projectCaller(c)
+	if err != nil {
+		return pr, nil, err
+	}
+	h, err := s.historyStore()
+	return pr, h, err
+}
+
 // RunFilter parses the run list query. A user token only ever sees its own
 // user's runs.
 func RunFilter(pr access.Principal, q func(string) string) (history.Filter, error) {
@@ -57,11 +69,7 @@ func RunFilter(pr access.Principal, q func(string) string) (history.Filter, erro
 }
 
 func (s *Service) listRuns(c *echo.Context) error {
-	pr, err := s.projectCaller(c)
-	if err != nil {
-		return err
-	}
-	h, err := s.historyStore()
+	pr, h, err := s.historyCaller(c)
 	if err != nil {
 		return err
 	}
@@ -83,11 +91,7 @@ func (s *Service) listRuns(c *echo.Context) error {
 }
 
 func (s *Service) getRun(c *echo.Context) error {
-	pr, err := s.projectCaller(c)
-	if err != nil {
-		return err
-	}
-	h, err := s.historyStore()
+	pr, h, err := s.historyCaller(c)
 	if err != nil {
 		return err
 	}
@@ -108,11 +112,7 @@ func (s *Service) getRun(c *echo.Context) error {
 }
 
 func (s *Service) getEvent(c *echo.Context) error {
-	pr, err := s.projectCaller(c)
-	if err != nil {
-		return err
-	}
-	h, err := s.historyStore()
+	pr, h, err := s.historyCaller(c)
 	if err != nil {
 		return err
 	}

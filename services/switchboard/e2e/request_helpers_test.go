@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/history"
@@ -313,40 +314,24 @@ func rqStartStack(t testing.TB) *rqStack {
 	s.bg = bg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var err error
-	if s.ns, err = broker.StartEmbedded(broker.EmbeddedOptions{DataDir: s.dir, ListenAddr: "127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
+	srv := brokertest.StartWith(t, broker.EmbeddedOptions{DataDir: s.dir, ListenAddr: "127.0.0.1:0"})
+	s.ns, s.nc, s.js = srv.Embedded, srv.NC, srv.JS
 	histDone := make(chan error, 1)
+	// Registered after StartWith, so it runs before the connection is closed
+	// and the server shut down.
 	t.Cleanup(func() {
 		stopBg()
 		if s.hist != nil {
 			<-histDone
 			_ = s.hist.Close()
 		}
-		if s.nc != nil {
-			dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
-			broker.Drain(dctx, s.nc)
-			dcancel()
-		}
-		s.ns.Shutdown()
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		broker.Drain(dctx, s.nc)
+		dcancel()
 	})
-	if s.nc, err = s.ns.Connect("rq-stack"); err != nil {
-		t.Fatal(err)
-	}
-	if s.js, err = broker.JetStream(s.nc); err != nil {
-		t.Fatal(err)
-	}
-	if err = broker.Provision(ctx, s.js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	if s.cat, err = catalog.Open(ctx, catalog.Options{JS: s.js, Logger: log}); err != nil {
-		t.Fatal(err)
-	}
-	if err = s.cat.Start(bg); err != nil {
-		t.Fatal(err)
-	}
+	s.cat = brokertest.CatalogWith(t, catalog.Options{JS: s.js, Logger: log})
 	s.catalogs = []*catalog.Catalog{s.cat}
+	var err error
 	if s.signing, _, err = auth.LoadOrCreateSigningKey(s.dir); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/switchboard-hq/switchboard/pkg/broker"
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
@@ -72,32 +72,9 @@ func TestRouterRestartMidStream(t *testing.T) {
 	logger := testLogger(t)
 
 	// NATS, streams, catalog.
-	ns, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("e2e-midstream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := broker.Provision(ctx, js, broker.Limits{}); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Open(ctx, catalog.Options{JS: js, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	catCtx, stopCat := context.WithCancel(context.Background())
-	t.Cleanup(stopCat)
-	if err := cat.Start(catCtx); err != nil {
-		t.Fatal(err)
-	}
+	srv := brokertest.Start(t)
+	nc, js := srv.NC, srv.JS
+	cat := brokertest.CatalogWith(t, catalog.Options{JS: js, Logger: logger})
 
 	hits := &hitCounter{perID: map[string]int{}}
 	target := httptest.NewServer(hits)

@@ -38,6 +38,7 @@ func run() error {
 	}
 	defer hist.Close()
 	hctx, stopHist := context.WithCancel(context.Background())
+	defer stopHist()
 	histDone := make(chan error, 1)
 	go func() { histDone <- hist.Run(hctx) }()
 
