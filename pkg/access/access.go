@@ -113,6 +113,13 @@ func (c *Checker) Project(r *http.Request, p string) (Principal, error) {
 
 func (c *Checker) verifyUserToken(tok, p string) (auth.Claims, error) {
 	now := c.now()
+	// Fast path: a token already verified with this project's current keys.
+	// The cache is keyed by the key set, so rotating keys invalidates it.
+	if keys, keySet := c.cat.UserTokenKeys(p); len(keys) > 0 {
+		if cl, ok := c.cache.Get(keySet, tok, now); ok && (cl.Project == "" || cl.Project == p) {
+			return cl, nil
+		}
+	}
 	claimed, err := auth.ParseUnverifiedProject(tok)
 	if err != nil {
 		return auth.Claims{}, apierr.Unauthorized("invalid token: %v", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
@@ -119,25 +120,105 @@ func DecodeJSON(data []byte) (*sbv1.TriggerEvent, error) {
 	return ev, nil
 }
 
-// MarshalJSON renders ev as protojson with payload shown as a JSON value
-// (the same form DecodeJSON accepts), for APIs and logs.
+// MarshalJSON renders ev in the protojson form DecodeJSON accepts, with
+// payload shown as a JSON value, for APIs, logs and decision records.
+//
+// It writes the fields directly instead of going through protojson: the
+// router renders every routed event this way, and the generic path (clone,
+// protojson, re-decode to splice the payload in) cost several times more.
 func MarshalJSON(ev *sbv1.TriggerEvent) ([]byte, error) {
-	c := proto.Clone(ev).(*sbv1.TriggerEvent)
-	payload := c.Payload
-	c.Payload = nil
-	b, err := protojson.MarshalOptions{UseProtoNames: false}.Marshal(c)
+	j := jsonEvent{
+		ID: ev.Id, Project: ev.Project, Name: ev.Name, User: ev.User, Credential: ev.Credential,
+		Integration: ev.Integration, IdempotencyKey: ev.IdempotencyKey, Reply: ev.Reply, Trace: ev.Trace,
+		Workflow: ev.Workflow, ReplayOf: ev.ReplayOf,
+		OccurredAt: timestamp(ev.OccurredAt), ReceivedAt: timestamp(ev.ReceivedAt),
+	}
+	if ev.Kind != sbv1.Kind_KIND_UNSPECIFIED {
+		j.Kind = ev.Kind.String()
+	}
+	switch {
+	case len(ev.Payload) == 0:
+	case json.Valid(ev.Payload):
+		j.Payload = json.RawMessage(ev.Payload)
+	default:
+		// Not JSON (only possible from a hand-made protobuf): keep the
+		// proto3 JSON mapping of bytes, base64.
+		b, _ := json.Marshal(ev.Payload)
+		j.Payload = b
+	}
+	if r := ev.Request; r != nil {
+		j.Request = &jsonRequest{Method: r.Method, Headers: valuesJSON(r.Headers), Query: valuesJSON(r.Query),
+			Body: r.Body, ContentType: r.ContentType}
+	}
+	b, err := json.Marshal(j)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: marshal json: %w", err)
 	}
-	if len(payload) == 0 || !json.Valid(payload) {
-		return b, nil
+	return b, nil
+}
+
+// jsonEvent mirrors TriggerEvent with protojson's field names and omission
+// rules (zero values are left out).
+type jsonEvent struct {
+	ID             string          `json:"id,omitempty"`
+	Project        string          `json:"project,omitempty"`
+	Kind           string          `json:"kind,omitempty"`
+	Name           string          `json:"name,omitempty"`
+	User           string          `json:"user,omitempty"`
+	Credential     string          `json:"credential,omitempty"`
+	Integration    string          `json:"integration,omitempty"`
+	Payload        json.RawMessage `json:"payload,omitempty"`
+	Request        *jsonRequest    `json:"request,omitempty"`
+	OccurredAt     string          `json:"occurredAt,omitempty"`
+	ReceivedAt     string          `json:"receivedAt,omitempty"`
+	IdempotencyKey string          `json:"idempotencyKey,omitempty"`
+	Reply          string          `json:"reply,omitempty"`
+	Trace          string          `json:"trace,omitempty"`
+	Workflow       string          `json:"workflow,omitempty"`
+	ReplayOf       string          `json:"replayOf,omitempty"`
+}
+
+type jsonRequest struct {
+	Method      string                `json:"method,omitempty"`
+	Headers     map[string]jsonValues `json:"headers,omitempty"`
+	Query       map[string]jsonValues `json:"query,omitempty"`
+	Body        []byte                `json:"body,omitempty"`
+	ContentType string                `json:"contentType,omitempty"`
+}
+
+type jsonValues struct {
+	Values []string `json:"values,omitempty"`
+}
+
+func valuesJSON(m map[string]*sbv1.Values) map[string]jsonValues {
+	if len(m) == 0 {
+		return nil
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return nil, fmt.Errorf("envelope: marshal json: %w", err)
+	out := make(map[string]jsonValues, len(m))
+	for k, v := range m {
+		out[k] = jsonValues{Values: v.GetValues()}
 	}
-	fields["payload"] = payload
-	return json.Marshal(fields)
+	return out
+}
+
+// timestamp renders t as protojson does: RFC 3339 in UTC with 0, 3, 6 or 9
+// fractional digits.
+func timestamp(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	ts := time.Unix(t.GetSeconds(), int64(t.GetNanos())).UTC()
+	out := ts.Format("2006-01-02T15:04:05")
+	switch n := t.GetNanos(); {
+	case n == 0:
+	case n%1_000_000 == 0:
+		out += fmt.Sprintf(".%03d", n/1_000_000)
+	case n%1_000 == 0:
+		out += fmt.Sprintf(".%06d", n/1_000)
+	default:
+		out += fmt.Sprintf(".%09d", n)
+	}
+	return out + "Z"
 }
 
 // NewID returns a fresh ULID for a trigger event.

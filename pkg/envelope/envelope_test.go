@@ -3,9 +3,11 @@ package envelope_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -136,4 +138,46 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decode: %v", err)
 		}
 	})
+}
+
+// TestMarshalJSONMatchesProtojson checks the hand-written JSON rendering
+// against protojson itself (the oracle), field by field, for an event with
+// every field set; only payload differs by design (a JSON value, not base64).
+func TestMarshalJSONMatchesProtojson(t *testing.T) {
+	for _, nanos := range []int32{0, 123000000, 123456000, 123456789} {
+		ev := &sbv1.TriggerEvent{
+			Id: "01ARZ3NDEKTSV4RRFFQ69G5FAV", Project: "p", Kind: sbv1.Kind_REQUEST, Name: "n", User: "u",
+			Credential: "c", Integration: "i", Payload: []byte(`{"a":[1,2]}`),
+			Request: &sbv1.Request{Method: "POST", Headers: map[string]*sbv1.Values{"x-a": {Values: []string{"1", "2"}}},
+				Query: map[string]*sbv1.Values{"q": {Values: []string{"v"}}}, Body: []byte("raw\x00body"), ContentType: "text/plain"},
+			OccurredAt:     &timestamppb.Timestamp{Seconds: 1700000000, Nanos: nanos},
+			ReceivedAt:     &timestamppb.Timestamp{Seconds: 1700000001},
+			IdempotencyKey: "k", Reply: "_INBOX.x", Trace: "00-abc", Workflow: "w", ReplayOf: "run_x",
+		}
+		got, err := envelope.MarshalJSON(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		noPayload := proto.Clone(ev).(*sbv1.TriggerEvent)
+		noPayload.Payload = nil
+		ref, err := protojson.Marshal(noPayload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g, w map[string]any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(ref, &w); err != nil {
+			t.Fatal(err)
+		}
+		w["payload"] = map[string]any{"a": []any{1.0, 2.0}}
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("nanos %d:\n got %s\nwant %s", nanos, got, ref)
+		}
+		back, err := envelope.DecodeJSON(got)
+		if err != nil || !proto.Equal(back, ev) {
+			t.Fatalf("round trip: %v\n%v\n%v", err, back, ev)
+		}
+	}
 }

@@ -34,6 +34,7 @@
 package history
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -74,6 +75,10 @@ var (
 
 	keyLastSeq = []byte("lastSeq")
 	keyVersion = []byte("version")
+	// keyClean is 1 only between a clean Close and the next Open. Commits
+	// are not fsynced while the store is open (the file is a read model
+	// the stream can rebuild), so a file found unclean is rebuilt.
+	keyClean = []byte("clean")
 )
 
 // maxBatch is the most messages applied in one bbolt transaction.
@@ -131,8 +136,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	var seq uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		if m := tx.Bucket(bucketMeta); m != nil {
-			if v := m.Get(keyVersion); len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion {
+			switch v := m.Get(keyVersion); {
+			case len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion:
 				log.Warn("history: file layout changed, rebuilding from the stream", "path", opts.Path)
+				if err := wipe(tx); err != nil {
+					return err
+				}
+			case !bytes.Equal(m.Get(keyClean), []byte{1}):
+				log.Warn("history: file was not closed cleanly, rebuilding from the stream", "path", opts.Path)
 				if err := wipe(tx); err != nil {
 					return err
 				}
@@ -145,6 +156,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if err := m.Put(keyVersion, be64(schemaVersion)); err != nil {
 			return err
 		}
+		if err := m.Put(keyClean, []byte{0}); err != nil {
+			return err
+		}
 		if v := m.Get(keyLastSeq); len(v) == 8 {
 			seq = binary.BigEndian.Uint64(v)
 		}
@@ -154,6 +168,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("history: init %s: %w", opts.Path, err)
 	}
+	// The "unclean" mark above is synced; from here on commits are not:
+	// two fsyncs per commit were what bounded ingest throughput, and a file
+	// that may have lost writes is detected and rebuilt on the next Open.
+	db.NoSync = true
 	return &Store{
 		db:     db,
 		js:     opts.JS,
@@ -203,6 +221,17 @@ func (s *Store) Close() error {
 	if cancel != nil {
 		cancel()
 		<-done
+	}
+	s.db.NoSync = false
+	if err := s.db.Sync(); err != nil {
+		s.db.Close()
+		return fmt.Errorf("history: sync: %w", err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyClean, []byte{1})
+	}); err != nil {
+		s.db.Close()
+		return fmt.Errorf("history: mark clean: %w", err)
 	}
 	return s.db.Close()
 }

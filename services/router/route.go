@@ -79,57 +79,60 @@ func (s *Service) deadLetter(ctx context.Context, m jetstream.Msg, reason error)
 }
 
 // decodeTrigger decodes and normalizes an envelope; every problem with the
-// message itself is errPoison.
-func decodeTrigger(m jetstream.Msg) (*sbv1.TriggerEvent, error) {
-	ev, err := envelope.Decode(m.Data(), m.Headers().Get(envelope.HeaderContentType))
+// message itself is errPoison. normalized reports whether fields were
+// filled in, so the stored bytes no longer match the event.
+func decodeTrigger(m jetstream.Msg) (ev *sbv1.TriggerEvent, normalized bool, err error) {
+	ev, err = envelope.Decode(m.Data(), m.Headers().Get(envelope.HeaderContentType))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errPoison, err)
+		return nil, false, fmt.Errorf("%w: %v", errPoison, err)
 	}
 	subjProject, ok := subjects.TriggerProject(m.Subject())
 	if !ok {
-		return nil, fmt.Errorf("%w: subject %q is not sb.trigger.<project>.<kind>.<key>", errPoison, m.Subject())
+		return nil, false, fmt.Errorf("%w: subject %q is not sb.trigger.<project>.<kind>.<key>", errPoison, m.Subject())
 	}
 	switch {
 	case ev.Project == "":
-		ev.Project = subjProject
+		ev.Project, normalized = subjProject, true
 	case ev.Project != subjProject:
 		// Subject permissions are per project; an envelope must not escape them.
-		return nil, fmt.Errorf("%w: envelope project %q does not match subject project %q", errPoison, ev.Project, subjProject)
+		return nil, false, fmt.Errorf("%w: envelope project %q does not match subject project %q", errPoison, ev.Project, subjProject)
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		return nil, fmt.Errorf("trigger metadata: %w", err)
+		return nil, false, fmt.Errorf("trigger metadata: %w", err)
 	}
 	if ev.Id == "" {
 		// Envelopes published by hand may omit the id; derive it from the
 		// stream position so a redelivery gets the same one.
 		ev.Id = envelope.DerivedID(md.Timestamp, subjects.StreamTriggers, strconv.FormatUint(md.Sequence.Stream, 10))
+		normalized = true
 	}
 	if ev.ReceivedAt == nil {
 		ev.ReceivedAt = timestamppb.New(md.Timestamp)
+		normalized = true
 	}
 	switch ev.Kind {
 	case sbv1.Kind_APP_EVENT:
 		if ev.Name == "" {
-			return nil, fmt.Errorf("%w: app event without name", errPoison)
+			return nil, false, fmt.Errorf("%w: app event without name", errPoison)
 		}
 		if ev.User == "" {
-			return nil, fmt.Errorf("%w: app event without user", errPoison)
+			return nil, false, fmt.Errorf("%w: app event without user", errPoison)
 		}
 	case sbv1.Kind_REQUEST:
 		if ev.Workflow == "" || ev.User == "" {
-			return nil, fmt.Errorf("%w: request trigger without workflow or user", errPoison)
+			return nil, false, fmt.Errorf("%w: request trigger without workflow or user", errPoison)
 		}
 	case sbv1.Kind_KIND_UNSPECIFIED:
-		return nil, fmt.Errorf("%w: kind is required", errPoison)
+		return nil, false, fmt.Errorf("%w: kind is required", errPoison)
 	default:
-		return nil, fmt.Errorf("%w: not implemented: routing of %s triggers", errPoison, ev.Kind)
+		return nil, false, fmt.Errorf("%w: not implemented: routing of %s triggers", errPoison, ev.Kind)
 	}
-	return ev, nil
+	return ev, normalized, nil
 }
 
 func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
-	ev, err := decodeTrigger(m)
+	ev, normalized, err := decodeTrigger(m)
 	if err != nil {
 		return err
 	}
@@ -155,9 +158,13 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 		dec.Candidates = []runs.Candidate{}
 	}
 
-	data, err := envelope.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errPoison, err)
+	// Run messages carry the envelope as protobuf; the trigger's own bytes
+	// do when they already are that (the common case: ingress published it).
+	data := m.Data()
+	if m.Headers().Get(envelope.HeaderContentType) != envelope.ContentTypeProto || normalized {
+		if data, err = envelope.Marshal(ev); err != nil {
+			return fmt.Errorf("%w: %v", errPoison, err)
+		}
 	}
 	pubs := publishes{js: s.opts.JS}
 	for _, c := range dec.Candidates {
