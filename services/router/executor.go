@@ -38,6 +38,8 @@ type execution struct {
 	reply *runs.Reply
 	// replied is set once the synchronous caller got its answer.
 	replied bool
+	// running is the delayed "running" snapshot, if not yet flushed.
+	running *lazyPublish
 }
 
 // execute handles one run message.
@@ -53,7 +55,9 @@ func (s *Service) execute(m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
-	if err := x.runSteps(s.runCtx); err != nil {
+	err = x.runSteps(s.runCtx)
+	_ = x.settleRunning()
+	if err != nil {
 		// Infrastructure trouble or shutdown: leave it for redelivery; it
 		// resumes after its last checkpoint.
 		x.log.Warn("run abandoned for redelivery", "err", err)
@@ -131,21 +135,86 @@ func (s *Service) lastSnapshot(project, runID string) (*runs.Run, error) {
 // snapshot publishes the run's current state. Publishes are asynchronous;
 // flush waits for all of them.
 func (x *execution) snapshot() error {
+	// A later snapshot supersedes a pending "running" one; settling it first
+	// also keeps stream order equal to Seq order, which resuming relies on
+	// (it reads the last message of the run's subject).
+	if err := x.settleRunning(); err != nil {
+		return err
+	}
+	m, id, err := x.snapshotMsg()
+	if err != nil {
+		return err
+	}
+	return x.pubs.add(m, jetstream.WithMsgID(id))
+}
+
+// snapshotMsg encodes the run's current state as the next snapshot.
+func (x *execution) snapshotMsg() (*nats.Msg, string, error) {
 	x.run.Seq++
 	b, err := json.Marshal(x.run)
 	if err != nil {
-		return fmt.Errorf("encode run: %w", err)
+		return nil, "", fmt.Errorf("encode run: %w", err)
 	}
 	m := nats.NewMsg(subjects.RunEvent(x.run.Project, x.run.ID))
 	m.Header.Set(runs.HeaderRecord, runs.RecordRun)
 	m.Data = b
-	return x.pubs.add(m, jetstream.WithMsgID(fmt.Sprintf("%s:%d", x.run.ID, x.run.Seq)))
+	return m, fmt.Sprintf("%s:%d", x.run.ID, x.run.Seq), nil
+}
+
+// announceRunning publishes the "running" snapshot only if the run is still
+// going after RunningDelay. Most runs finish sooner, and for them the
+// snapshot would be one more publish and read-model write per run that
+// nobody sees. The snapshot is encoded now, on this goroutine, so the timer
+// touches no run state; if it fires after a later snapshot, its lower Seq
+// makes readers ignore it.
+func (x *execution) announceRunning() error {
+	m, id, err := x.snapshotMsg()
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	x.running = &lazyPublish{done: done}
+	lp := x.running
+	lp.timer = time.AfterFunc(x.s.opts.RunningDelay, func() {
+		defer close(done)
+		lp.future, lp.err = x.s.opts.JS.PublishMsgAsync(m, jetstream.WithMsgID(id))
+	})
+	return nil
+}
+
+type lazyPublish struct {
+	timer  *time.Timer
+	done   chan struct{}
+	future jetstream.PubAckFuture
+	err    error
 }
 
 func (x *execution) flush(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if err := x.settleRunning(); err != nil {
+		return err
+	}
 	return x.pubs.wait(ctx)
+}
+
+// settleRunning cancels the pending "running" snapshot, or, if its timer
+// already fired, makes its publish one of those flush waits for.
+func (x *execution) settleRunning() error {
+	lp := x.running
+	if lp == nil {
+		return nil
+	}
+	x.running = nil
+	if lp.timer.Stop() {
+		return nil
+	}
+	<-lp.done
+	if lp.err != nil {
+		return fmt.Errorf("publish running snapshot: %w", lp.err)
+	}
+	x.pubs.futures = append(x.pubs.futures, lp.future)
+	return nil
 }
 
 // runSteps executes the remaining steps. A step failure fails the run (that
@@ -166,7 +235,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 	if x.run.Status == runs.StatusQueued {
 		x.run.Status = runs.StatusRunning
 		x.run.StartedAt = time.Now().UTC()
-		if err := x.snapshot(); err != nil {
+		if err := x.announceRunning(); err != nil {
 			return err
 		}
 	}

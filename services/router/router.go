@@ -52,6 +52,10 @@ type Options struct {
 	AckWait time.Duration
 	// MaxBackoff caps a step's retry backoff (default 5m).
 	MaxBackoff time.Duration
+	// RunningDelay is how long a run must be going before its "running"
+	// snapshot is published (default 250ms); shorter runs go from queued
+	// straight to their final state.
+	RunningDelay time.Duration
 	// CatalogWait bounds how long routing waits for the catalog to reach the
 	// revision the publisher saw (default 5s).
 	CatalogWait time.Duration
@@ -101,6 +105,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Minute
+	}
+	if opts.RunningDelay <= 0 {
+		opts.RunningDelay = 250 * time.Millisecond
 	}
 	if opts.CatalogWait <= 0 {
 		opts.CatalogWait = 5 * time.Second
