@@ -30,7 +30,7 @@ type Config struct {
 	MaxBody      int64         // SWITCHBOARD_MAX_BODY_BYTES
 	AllowPrivate bool          // SWITCHBOARD_ALLOW_PRIVATE_NETWORKS: http steps may call private/loopback addresses
 	LogLevel     slog.Level    // SWITCHBOARD_LOG_LEVEL
-	Limits       broker.Limits // SWITCHBOARD_REPLICAS, SWITCHBOARD_TRIGGERS_MAX_AGE, SWITCHBOARD_RUN_EVENTS_MAX_AGE, SWITCHBOARD_IDEMPOTENCY_TTL
+	Limits       broker.Limits // SWITCHBOARD_REPLICAS, SWITCHBOARD_*_MAX_AGE, SWITCHBOARD_IDEMPOTENCY_TTL
 	ShutdownWait time.Duration // SWITCHBOARD_SHUTDOWN_TIMEOUT
 	Concurrency  int           // SWITCHBOARD_RUN_CONCURRENCY
 }
@@ -85,6 +85,7 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 	for name, dst := range map[string]*time.Duration{
 		"SWITCHBOARD_TRIGGERS_MAX_AGE":   &c.Limits.TriggersMaxAge,
 		"SWITCHBOARD_RUN_EVENTS_MAX_AGE": &c.Limits.RunEventsMaxAge,
+		"SWITCHBOARD_RUNS_MAX_AGE":       &c.Limits.RunsMaxAge,
 		"SWITCHBOARD_IDEMPOTENCY_TTL":    &c.Limits.IdempotencyTTL,
 		"SWITCHBOARD_SHUTDOWN_TIMEOUT":   &c.ShutdownWait,
 	} {
