@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,17 @@ type record struct {
 	skip    string // why the record cannot be applied; "" if it can
 	err     error  // with skip, the underlying error
 	note    string // something worth a warning that doesn't stop the record
+}
+
+// runIndex is the part of a run snapshot the read model indexes.
+type runIndex struct {
+	ID        string      `json:"id"`
+	Project   string      `json:"project"`
+	Workflow  string      `json:"workflow"`
+	User      string      `json:"user"`
+	Status    runs.Status `json:"status"`
+	Seq       int         `json:"seq"`
+	CreatedAt time.Time   `json:"createdAt"`
 }
 
 // queued is the row a decision creates for a run it started, unless the
@@ -72,11 +84,16 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 	r.kind = kind
 	switch kind {
 	case runs.RecordRun:
-		run := new(runs.Run)
-		if err := json.Unmarshal(data, run); err != nil {
+		// Only the indexed fields are decoded: steps carry arbitrary inputs
+		// and outputs, and decoding them into maps was most of this
+		// follower's allocation. The stored bytes are the snapshot as sent.
+		var ix runIndex
+		if err := json.Unmarshal(data, &ix); err != nil {
 			r.skip, r.err = "malformed run", err
 			return r
 		}
+		run := &runs.Run{ID: ix.ID, Project: ix.Project, Workflow: ix.Workflow, User: ix.User,
+			Status: ix.Status, Seq: ix.Seq, CreatedAt: ix.CreatedAt}
 		changed := r.fromSubject("run", &run.ID, &run.Project, id, project)
 		if run.ID == "" || run.Project == "" {
 			r.skip = "run without id or project"
@@ -84,7 +101,12 @@ func decodeRecord(seq uint64, subject string, header nats.Header, data []byte) r
 		}
 		r.run = run
 		if changed {
-			r.data, r.err = json.Marshal(run)
+			// Rare (hand-published records): re-encode the whole snapshot.
+			full := new(runs.Run)
+			if r.err = json.Unmarshal(data, full); r.err == nil {
+				full.ID, full.Project = run.ID, run.Project
+				r.data, r.err = json.Marshal(full)
+			}
 		}
 		r.row = encodeRow(headerOf(run), r.data)
 	case runs.RecordDecision:

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -137,5 +138,17 @@ func (h *Health) Register(e *echo.Echo, m *metrics.Metrics) {
 	})
 	if m != nil {
 		e.GET("/metrics", echo.WrapHandler(m.Handler()))
+	}
+}
+
+// DefaultGCPercent is the GC target the binaries use unless GOGC is set.
+// Switchboard allocates many short-lived JSON values per event; collecting
+// half as often measured as a clear throughput gain for a few MB of heap.
+const DefaultGCPercent = 200
+
+// TuneRuntime applies DefaultGCPercent when the environment does not choose.
+func TuneRuntime() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(DefaultGCPercent)
 	}
 }

@@ -264,9 +264,10 @@ func (x *execution) runSteps(ctx context.Context) error {
 			}
 			return x.finish(ctx, runs.StatusFailed, fmt.Sprintf("step %s failed: %s", st.ID, rec.Error))
 		}
-		if x.reply != nil {
+		if x.reply != nil && i < len(wf.Steps)-1 {
 			// The answer goes out only once the response step is stored,
 			// so a redelivered run resumes after it and never answers twice.
+			// (As the last step, finish stores it with the final state.)
 			if err := x.snapshot(); err != nil {
 				return err
 			}
@@ -304,6 +305,10 @@ func (x *execution) finish(ctx context.Context, status runs.Status, msg string) 
 	}
 	if err := x.flush(ctx); err != nil {
 		return err
+	}
+	if x.reply != nil {
+		x.sendReply(x.reply) // a response step that was the last step
+		x.reply = nil
 	}
 	if !x.replied {
 		// The run ended without answering (it failed before its response

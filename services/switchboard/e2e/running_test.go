@@ -65,12 +65,12 @@ steps:
 
 	r := a.must(t, http.StatusOK, "POST", "/v1/projects/dev/workflows/quick/trigger", token, map[string]any{})
 	quick := waitRun(t, a, key, r.Header.Get("X-Switchboard-Run-Id"))
-	// Seq 1 is the skipped "running" snapshot; the response step's
-	// checkpoint and the final state follow it.
-	if quick.Status != runs.StatusSucceeded || quick.Seq != 3 {
+	// Seq 1 is the skipped "running" snapshot; a response step that is the
+	// last step is stored with the final state, in one snapshot.
+	if quick.Status != runs.StatusSucceeded || quick.Seq != 2 {
 		t.Fatalf("quick run: status %s seq %d", quick.Status, quick.Seq)
 	}
-	if n := rqSubjectMsgs(t, sys.JS, "RUN_EVENTS", "sb.history.dev.run."+quick.ID); n != 2 {
-		t.Fatalf("quick run stored %d snapshots, want 2 (no running snapshot)", n)
+	if n := rqSubjectMsgs(t, sys.JS, "RUN_EVENTS", "sb.history.dev.run."+quick.ID); n != 1 {
+		t.Fatalf("quick run stored %d snapshots, want 1", n)
 	}
 }

@@ -21,6 +21,7 @@ func main() {
 }
 
 func run() error {
+	service.TuneRuntime()
 	ctx, stop := service.SignalContext()
 	defer stop()
 	d, err := service.Bootstrap(ctx, "connection-lifecycle", "127.0.0.1:8082")

@@ -23,6 +23,7 @@ func main() {
 }
 
 func run() error {
+	service.TuneRuntime()
 	ctx, stop := service.SignalContext()
 	defer stop()
 	d, err := service.Bootstrap(ctx, "ingress", "127.0.0.1:8080")

@@ -19,6 +19,7 @@ func main() {
 }
 
 func run() error {
+	service.TuneRuntime()
 	ctx, stop := service.SignalContext()
 	defer stop()
 	d, err := service.Bootstrap(ctx, "router", "127.0.0.1:8081")

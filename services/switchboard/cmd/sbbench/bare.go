@@ -28,6 +28,7 @@ type bare struct {
 	NC   *nats.Conn
 	JS   jetstream.JetStream
 	Echo *echo.Echo
+	sync *bareSync // the request round trip (sync.go)
 	srv  *httpx.Server
 	done chan error
 	Base string // http://host:port
@@ -106,6 +107,9 @@ func (b *bare) Stop(ctx context.Context) {
 	if b.srv != nil {
 		_ = b.srv.Shutdown(ctx)
 		<-b.done
+	}
+	if b.sync != nil {
+		b.sync.stop()
 	}
 	if b.NC != nil {
 		broker.Drain(ctx, b.NC)

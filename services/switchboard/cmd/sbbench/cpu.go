@@ -84,6 +84,15 @@ func (u cpuUse) String() string {
 	return fmt.Sprintf("cpu: sbbench %.2f, others %.2f cores", u.self, u.other)
 }
 
+// perOp is this process's CPU time per operation at rate ops/s — load
+// generator included, so it compares targets, it is not a server figure.
+func (u cpuUse) perOp(rate float64) string {
+	if !u.valid || rate <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0fµs", u.self/rate*1e6)
+}
+
 // loadavg is /proc/loadavg's first three fields.
 func loadavg() string {
 	b, err := os.ReadFile("/proc/loadavg")

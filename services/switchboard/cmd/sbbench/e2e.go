@@ -123,10 +123,22 @@ steps:
 
 	t := target{name: "send", url: b.base + "/v1/projects/dev/events",
 		header: http.Header{"Authorization": {"Bearer " + b.token}}, body: eventBody("Bench E2E")}
+	stopProf, err := b.startProfile("e2e")
+	if err != nil {
+		return err
+	}
+	profiling := true
+	defer func() {
+		if profiling {
+			stopProf()
+		}
+	}()
 	cpu0 := sampleCPU()
 	start := time.Now()
 	sent := make(chan result, 1)
-	go func() { sent <- closedLoop(ctx, t, b.cfg.conns, limit{n: n}) }()
+	sendCtx, stopSending := context.WithCancel(ctx)
+	defer stopSending() // on an early return, stop the senders before teardown
+	go func() { sent <- closedLoop(sendCtx, t, b.cfg.conns, limit{n: n}) }()
 
 	// Bounded: generous for a slow machine, but never forever.
 	timeout := max(2*time.Minute, time.Duration(n)*10*time.Millisecond)
@@ -165,6 +177,8 @@ steps:
 	}
 	want := send.ok
 	cpu := cpuSince(cpu0)
+	stopProf()
+	profiling = false
 	_, last := l.times()
 	callsDur := last.Sub(start)
 	rate := float64(l.hits.Load()) / callsDur.Seconds()
@@ -204,7 +218,7 @@ steps:
 		send.ok, send.elapsed.Round(time.Millisecond), send.rps(), ms(send.pct(99)))
 	b.printf("  listener  %d calls, the last %s after the first send: %.0f completed runs/s\n",
 		l.hits.Load(), callsDur.Round(time.Millisecond), rate)
-	b.printf("  %s (until the last call)\n", cpu)
+	b.printf("  %s until the last call, %s process CPU per run\n", cpu, cpu.perOp(rate))
 	b.printf("  executor  every run stored as finished after %s (%.0f runs/s)\n",
 		execDur.Round(time.Millisecond), float64(want)/execDur.Seconds())
 	b.printf("  read model %d runs succeeded in GET /runs after %s (%.0f runs/s)\n",
@@ -219,6 +233,8 @@ steps:
 	b.summary = append(b.summary,
 		fmt.Sprintf("%-28s %8.0f runs/s (%d runs, listener's last call %s after the first send; target ≥ 3000: %s)",
 			"e2e completed runs", rate, l.hits.Load(), callsDur.Round(time.Millisecond), verdict),
+		fmt.Sprintf("%-28s %8s per run (whole process incl. load generator; other processes %.2f cores)",
+			"e2e process CPU", cpu.perOp(rate), cpu.other),
 		fmt.Sprintf("%-28s %8.0f events/s over HTTP while runs execute (p99 %s, errors %d)",
 			"e2e send", send.rps(), ms(send.pct(99)), send.errs),
 		fmt.Sprintf("%-28s %8s after the first send (%d succeeded; executor done after %s)",

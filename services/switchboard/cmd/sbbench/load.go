@@ -18,11 +18,15 @@ import (
 
 // target is one HTTP endpoint the load generator drives: every request is
 // a POST of body(i) (i counts requests across all connections) with header.
+// When check is set, a 2xx answer only counts as a success if check accepts
+// its status and body (a rejected one counts as an error under the check's
+// message).
 type target struct {
 	name   string
 	url    string
 	header http.Header
 	body   func(i int64) []byte
+	check  func(i int64, status int, body []byte) error
 }
 
 // eventBody is the App Event body both ingest targets receive.
@@ -86,7 +90,7 @@ func (r result) String() string {
 		s += " (" + strings.Join(parts, "; ") + ")"
 	}
 	if r.cpu.valid {
-		s += "  [" + r.cpu.String() + "]"
+		s += "  [" + r.cpu.String() + ", " + r.cpu.perOp(r.rps()) + " process CPU/req]"
 	}
 	return s
 }
@@ -190,6 +194,9 @@ func closedLoop(ctx context.Context, t target, conns int, lim limit) result {
 				}
 				code, d, err := post(ctx, c, t, i)
 				switch {
+				case err != nil && code != 0:
+					wErr++
+					wErrs[err.Error()]++
 				case err != nil:
 					wErr++
 					wErrs[errKey(err)]++
@@ -217,6 +224,8 @@ func closedLoop(ctx context.Context, t target, conns int, lim limit) result {
 	return result{name: t.name, conns: conns, elapsed: elapsed, ok: ok, errs: errs, byError: byError, lat: all, cpu: cpuSince(cpu0)}
 }
 
+// post sends request i; a non-nil error with a non-zero status is the
+// target's check rejecting a 2xx answer.
 func post(ctx context.Context, c *http.Client, t target, i int64) (int, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(t.body(i)))
 	if err != nil {
@@ -231,9 +240,21 @@ func post(ctx context.Context, c *http.Client, t target, i int64) (int, time.Dur
 	if err != nil {
 		return 0, 0, err
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	if t.check == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode, time.Since(begin), nil
+	}
+	body, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	return resp.StatusCode, time.Since(begin), nil
+	d := time.Since(begin)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := t.check(i, resp.StatusCode, body); err != nil {
+		return resp.StatusCode, d, err
+	}
+	return resp.StatusCode, d, nil
 }
 
 // errKey groups transport errors by their last, most specific part.

@@ -4,14 +4,18 @@
 //   - ingest: the same closed-loop load against POST /v1/projects/dev/events of
 //     an in-process dev system and against a bare echo handler that only
 //     publishes the body to JetStream and answers 202, alternating rounds;
+//   - sync: synchronous request triggers (a workflow whose one response step
+//     echoes a body field) against a bare handler doing the minimal durable
+//     round trip (JetStream publish, a pull consumer answers on core NATS),
+//     at 1 and at -conns connections, alternating rounds;
 //   - e2e: App Events sent through the API until a one-`http`-step workflow
 //     has called a local listener for every one of them (runs/s);
 //   - devproc: startup time of `switchboard dev` on a warm data dir and its
 //     idle RSS.
 //
-// Each scenario is one function in the scenarios table; a later one (the sync
-// request trigger against a bare JetStream round trip) adds its baseline
-// route in setupBare and one more entry there, reusing compare().
+// Each scenario is one function in the scenarios table; a scenario with a
+// baseline adds its route to the bare server in setup (before serve) and
+// reuses compare() and report().
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/switchboard-hq/switchboard/pkg/service"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +43,7 @@ type config struct {
 	events     int
 	dataDir    string
 	cpuProfile string
+	trace      string
 	only       string
 	repo       string
 }
@@ -65,18 +71,22 @@ type scenario struct {
 var scenarios = []scenario{
 	{"ingest", true, runIngest},
 	{"e2e", true, runE2E},
+	{"sync", true, runSync},
 	{"devproc", false, runDevProc},
-	// {"request", true, runRequest}, // issue 3: sync request triggers
 }
 
 func main() {
+	// The same GC setting as the switchboard binary; it applies to the bare
+	// baseline in this process too, so the comparison stays even.
+	service.TuneRuntime()
 	var cfg config
-	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "load time per target in the ingest comparison (split over 2 rounds each)")
-	flag.IntVar(&cfg.conns, "conns", 50, "concurrent keep-alive connections")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "load time per target in the ingest comparison and in each sync comparison (split over 2 rounds each)")
+	flag.IntVar(&cfg.conns, "conns", 50, "concurrent keep-alive connections (sync also runs at 1)")
 	flag.IntVar(&cfg.events, "events", 30000, "App Events sent in the end-to-end scenario")
-	flag.StringVar(&cfg.dataDir, "data-dir", "", "where data dirs are created (default: a temp dir, removed at the end)")
-	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU profiles of the whole process during each ingest round to FILE.<target>.<round>")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (default all: ingest,e2e,devproc)")
+	flag.StringVar(&cfg.dataDir, "data-dir", "", "parent directory of the run's scratch dir (default: the system temp dir); the scratch dir is removed at the end")
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU profiles of the whole process during each ingest round (FILE.ingest.<target>.<round>), each sync round (FILE.sync.<conns>c.<target>.<round>) and the e2e send (FILE.e2e)")
+	flag.StringVar(&cfg.trace, "trace", "", "write a 2s runtime/trace of the whole process from the middle of the first switchboard ingest round to FILE (go tool trace -pprof=sync FILE)")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (default all: ingest,e2e,sync,devproc)")
 	flag.StringVar(&cfg.repo, "repo", "", "repository root for building the switchboard binary (default: found from the working directory)")
 	flag.Parse()
 
@@ -190,6 +200,9 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	if b.bare, err = startBare(ctx, b.tmp); err != nil {
+		return fmt.Errorf("bare baseline: %w", err)
+	}
+	if err := b.bare.addSync(ctx); err != nil {
 		return fmt.Errorf("bare baseline: %w", err)
 	}
 	if err := b.bare.serve(); err != nil {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard-hq/switchboard/pkg/service"
+
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -23,6 +25,7 @@ const DefaultDataDir = ".switchboard"
 
 // Main runs the CLI and returns the exit code.
 func Main(args []string) int {
+	service.TuneRuntime()
 	root := newRoot()
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
