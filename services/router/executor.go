@@ -303,12 +303,17 @@ func (x *execution) finish(ctx context.Context, status runs.Status, msg string) 
 			return err
 		}
 	}
+	if x.reply != nil {
+		// A response step that was the last step: answer while the final
+		// snapshot is being stored instead of after, one JetStream round
+		// trip sooner. Nothing with side effects is left to repeat: if the
+		// store fails, the redelivered run only renders the response again,
+		// and that second answer has no waiting caller.
+		x.sendReply(x.reply)
+		x.reply = nil
+	}
 	if err := x.flush(ctx); err != nil {
 		return err
-	}
-	if x.reply != nil {
-		x.sendReply(x.reply) // a response step that was the last step
-		x.reply = nil
 	}
 	if !x.replied {
 		// The run ended without answering (it failed before its response
