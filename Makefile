@@ -33,7 +33,7 @@ proto:
 	cd proto && PATH="$$PATH:$$(go env GOPATH)/bin" protoc --go_out=. --go_opt=module=github.com/switchboard-hq/switchboard/proto switchboard/v1/envelope.proto
 
 lint:
-	@command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@2026.1
+	@command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	@set -e; for d in $(MODULES); do echo "== $$d"; (cd $$d && go vet ./... && PATH="$$PATH:$$(go env GOPATH)/bin" staticcheck ./...); done
 
 tidy:

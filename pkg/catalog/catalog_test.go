@@ -527,11 +527,10 @@ func TestSecondInstanceSeesSameState(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	rev, err := c1.DeleteWorkflow(ctx, "acme", "hook")
-	if err != nil {
+	if _, err := c1.DeleteWorkflow(ctx, "acme", "hook"); err != nil {
 		t.Fatal(err)
 	}
-	_, rev, err = c1.UpdateProject(ctx, "acme", func(p *catalog.Project) error {
+	_, rev, err := c1.UpdateProject(ctx, "acme", func(p *catalog.Project) error {
 		p.APIKeys = []catalog.APIKey{{ID: "k", Hash: "h1"}}
 		return nil
 	})

@@ -433,7 +433,7 @@ func TestBadCursor(t *testing.T) {
 	follow(t, s)
 	var last uint64
 	for i := range 3 {
-		last = pubRun(t, js, mkRun("acme", "wf", "u", runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Second)))
+		pubRun(t, js, mkRun("acme", "wf", "u", runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Second)))
 		last = pubRun(t, js, mkRun("beta", "wf", "u", runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Second)))
 	}
 	waitSeq(t, s, last)
@@ -482,7 +482,7 @@ func TestProjectIsolation(t *testing.T) {
 	for i, p := range []string{"acme", "acme-2", "acme", "acme-2", "acme_"} {
 		r := mkRun(p, "wf", "u", runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Second))
 		byProject[p] = append([]string{r.ID}, byProject[p]...)
-		last = pubRun(t, js, r)
+		pubRun(t, js, r)
 	}
 	d := runs.Decision{EventID: "evt-x", Project: "acme-2", ReceivedAt: base}
 	last = pubDecision(t, js, d)
@@ -532,7 +532,7 @@ func seedMixed(t *testing.T, js jetstream.JetStream, n int) uint64 {
 		}
 		r := runs.Run{ID: id, Project: project, Workflow: "wf", User: "u", EventID: ev, Seq: 2,
 			Status: runs.StatusSucceeded, CreatedAt: at.Add(time.Millisecond)}
-		last = pubRun(t, js, r)
+		pubRun(t, js, r)
 		r.Seq, r.Status = 1, runs.StatusRunning
 		last = pubRun(t, js, r) // stale
 		if i%5 == 0 {

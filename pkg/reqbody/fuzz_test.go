@@ -179,8 +179,7 @@ func FuzzMultipart(f *testing.F) {
 			t.Fatalf("multipart result is %T", v)
 		}
 		n := 0
-		var check func(any)
-		check = func(x any) {
+		check := func(x any) {
 			switch x := x.(type) {
 			case string:
 				n++
