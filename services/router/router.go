@@ -171,10 +171,7 @@ func (s *Service) Start(ctx context.Context) error {
 
 	statsCtx, stop := context.WithCancel(context.Background())
 	s.stopStats = stop
-	go s.reportPending(statsCtx, map[string]jetstream.Consumer{
-		subjects.StreamTriggers + "/" + ConsumerRouter: routeCons,
-		subjects.StreamRuns + "/" + ConsumerExecutor:   execCons,
-	})
+	go s.reportPending(statsCtx, []jetstream.Consumer{routeCons, execCons})
 	return nil
 }
 
@@ -236,7 +233,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 }
 
-func (s *Service) reportPending(ctx context.Context, cons map[string]jetstream.Consumer) {
+func (s *Service) reportPending(ctx context.Context, cons []jetstream.Consumer) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -244,7 +241,7 @@ func (s *Service) reportPending(ctx context.Context, cons map[string]jetstream.C
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for name, c := range cons {
+			for _, c := range cons {
 				qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				info, err := c.Info(qctx)
 				cancel()
@@ -252,7 +249,6 @@ func (s *Service) reportPending(ctx context.Context, cons map[string]jetstream.C
 					continue
 				}
 				s.opts.Metrics.ConsumerPending.WithLabelValues(info.Stream, info.Name).Set(float64(info.NumPending))
-				_ = name
 			}
 		}
 	}
