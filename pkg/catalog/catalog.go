@@ -340,19 +340,25 @@ func (ps *projectState) reindex() {
 
 // Read side.
 
-func (c *Catalog) read(p string) *projectState {
-	return c.projects[p]
+// view runs f on project p's state under the read lock; the zero value
+// when the project is unknown. Every getter goes through it.
+func view[T any](c *Catalog, p string, f func(*projectState) T) T {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := c.projects[p]
+	if ps == nil {
+		var zero T
+		return zero
+	}
+	return f(ps)
 }
+
+// found turns a map lookup of a pointer into the (value, ok) getters return.
+func found[T any](v *T) (*T, bool) { return v, v != nil }
 
 // Project returns project p.
 func (c *Catalog) Project(p string) (*Project, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil || ps.project == nil {
-		return nil, false
-	}
-	return ps.project, true
+	return found(view(c, p, func(ps *projectState) *Project { return ps.project }))
 }
 
 // ProjectForAPIKey returns the project an API key (by hash) belongs to.
@@ -366,125 +372,78 @@ func (c *Catalog) ProjectForAPIKey(hash string) (string, bool) {
 // UserTokenKeys returns the keys that verify user tokens of project p and an
 // id that changes whenever the set does (for token caches).
 func (c *Catalog) UserTokenKeys(p string) ([]*rsa.PublicKey, string) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil, ""
+	type keySet struct {
+		keys []*rsa.PublicKey
+		id   string
 	}
-	return ps.keys, ps.keySetID
+	ks := view(c, p, func(ps *projectState) keySet { return keySet{ps.keys, ps.keySetID} })
+	return ks.keys, ks.id
 }
 
 // Workflow returns workflow w of project p.
 func (c *Catalog) Workflow(p, w string) (*workflow.Workflow, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil, false
-	}
-	wf, ok := ps.workflows[w]
-	return wf, ok
+	return found(view(c, p, func(ps *projectState) *workflow.Workflow { return ps.workflows[w] }))
 }
 
 // Workflows lists project p's workflows by id.
 func (c *Catalog) Workflows(p string) []*workflow.Workflow {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil
-	}
-	out := make([]*workflow.Workflow, 0, len(ps.workflows))
-	for _, w := range ps.workflows {
-		out = append(out, w)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return view(c, p, func(ps *projectState) []*workflow.Workflow {
+		return sortedValues(ps.workflows, func(w *workflow.Workflow) string { return w.ID })
+	})
 }
 
 // WorkflowsForEvent lists the workflows an app event named name triggers.
 func (c *Catalog) WorkflowsForEvent(p, name string) []*workflow.Workflow {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil
-	}
-	return ps.byEvent[name]
+	return view(c, p, func(ps *projectState) []*workflow.Workflow { return ps.byEvent[name] })
 }
 
 // AppEvent returns the declaration of event name in project p.
 func (c *Catalog) AppEvent(p, name string) (*workflow.AppEvent, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil, false
-	}
-	e, ok := ps.events[name]
-	return e, ok
+	return found(view(c, p, func(ps *projectState) *workflow.AppEvent { return ps.events[name] }))
 }
 
 // Integration returns integration id of project p.
 func (c *Catalog) Integration(p, id string) (*workflow.Integration, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil, false
-	}
-	in, ok := ps.integrations[id]
-	return in, ok
+	return found(view(c, p, func(ps *projectState) *workflow.Integration { return ps.integrations[id] }))
 }
 
 // User returns connected user u of project p.
 func (c *Catalog) User(p, u string) (*User, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil, false
-	}
-	us := ps.users[subjects.Token(u)]
-	if us == nil || us.user == nil {
-		return nil, false
-	}
-	return us.user, true
+	return found(view(c, p, func(ps *projectState) *User {
+		if us := ps.users[subjects.Token(u)]; us != nil {
+			return us.user
+		}
+		return nil
+	}))
 }
 
 // Credentials lists user u's credentials, by id.
 func (c *Catalog) Credentials(p, u string) []*Credential {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil
-	}
-	us := ps.users[subjects.Token(u)]
-	if us == nil {
-		return nil
-	}
-	out := make([]*Credential, 0, len(us.creds))
-	for _, cr := range us.creds {
-		out = append(out, cr)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return view(c, p, func(ps *projectState) []*Credential {
+		us := ps.users[subjects.Token(u)]
+		if us == nil {
+			return nil
+		}
+		return sortedValues(us.creds, func(cr *Credential) string { return cr.ID })
+	})
 }
 
 // Credential returns credential cred of user u.
 func (c *Catalog) Credential(p, u, cred string) (*Credential, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	ps := c.read(p)
-	if ps == nil {
-		return nil, false
+	return found(view(c, p, func(ps *projectState) *Credential {
+		if us := ps.users[subjects.Token(u)]; us != nil {
+			return us.creds[subjects.Token(cred)]
+		}
+		return nil
+	}))
+}
+
+// sortedValues returns m's values ordered by key(v).
+func sortedValues[V any](m map[string]V, key func(V) string) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
 	}
-	us := ps.users[subjects.Token(u)]
-	if us == nil {
-		return nil, false
-	}
-	cr, ok := us.creds[subjects.Token(cred)]
-	return cr, ok
+	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	return out
 }
