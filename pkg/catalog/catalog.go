@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/secrets"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
@@ -51,12 +52,16 @@ func credentialKey(p, u, c string) string {
 type Options struct {
 	JS     jetstream.JetStream
 	Logger *slog.Logger
+	// Secrets seals credential secrets in KV (AES-256-GCM). Nil stores them
+	// as plain JSON; every process sharing the bucket needs the same key.
+	Secrets *secrets.Box
 }
 
 // Catalog is the KV-backed catalog with its in-memory copy.
 type Catalog struct {
 	kv     jetstream.KeyValue
 	logger *slog.Logger
+	box    *secrets.Box
 
 	mu       sync.RWMutex
 	projects map[string]*projectState
@@ -95,6 +100,7 @@ func Open(ctx context.Context, opts Options) (*Catalog, error) {
 	return &Catalog{
 		kv:       kv,
 		logger:   logger,
+		box:      opts.Secrets,
 		projects: map[string]*projectState{},
 		apiKeys:  map[string]string{},
 		changed:  make(chan struct{}),
@@ -289,11 +295,16 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 			}
 			return nil
 		}
-		var cr Credential
-		if err := json.Unmarshal(value, &cr); err != nil {
+		cr, err := c.decodeCredential(value)
+		if err != nil {
+			// Never keep routing with a stale copy of a credential that
+			// can no longer be read.
+			if us := ps.users[parts[2]]; us != nil {
+				delete(us.creds, parts[3])
+			}
 			return err
 		}
-		ps.userState(parts[2]).creds[parts[3]] = &cr
+		ps.userState(parts[2]).creds[parts[3]] = cr
 	}
 	return nil
 }

@@ -167,7 +167,8 @@ func (c *Catalog) UpdateCredential(ctx context.Context, p, u, cred string, fn fu
 		now := time.Now().UTC()
 		cr := &Credential{Project: p, User: u, ID: cred, Status: CredentialValid, CreatedAt: now}
 		if cur != nil {
-			if err := json.Unmarshal(cur, cr); err != nil {
+			var err error
+			if cr, err = c.decodeCredential(cur); err != nil {
 				return nil, err
 			}
 		}
@@ -176,7 +177,7 @@ func (c *Catalog) UpdateCredential(ctx context.Context, p, u, cred string, fn fu
 		}
 		cr.UpdatedAt = now
 		out = cr
-		return cr, nil
+		return c.sealCredential(cr)
 	})
 	return out, rev, err
 }
@@ -184,4 +185,57 @@ func (c *Catalog) UpdateCredential(ctx context.Context, p, u, cred string, fn fu
 // DeleteCredential disconnects credential cred of user u.
 func (c *Catalog) DeleteCredential(ctx context.Context, p, u, cred string) (uint64, error) {
 	return c.delete(ctx, credentialKey(p, u, cred))
+}
+
+// storedCredential is a credential as KV holds it: with a Secrets box the
+// secret is sealed (bound to the credential's identity) and not in Secret.
+type storedCredential struct {
+	Credential
+	SealedSecret []byte `json:"sealedSecret,omitempty"`
+}
+
+func credentialAD(cr *Credential) []byte {
+	return []byte(cr.Project + "\x00" + cr.User + "\x00" + cr.ID)
+}
+
+// sealCredential returns the stored form of cr.
+func (c *Catalog) sealCredential(cr *Credential) (*storedCredential, error) {
+	st := &storedCredential{Credential: *cr}
+	if c.box == nil || cr.Secret == nil {
+		return st, nil
+	}
+	plain, err := json.Marshal(cr.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: encode secret: %w", err)
+	}
+	if st.SealedSecret, err = c.box.Seal(plain, credentialAD(cr)); err != nil {
+		return nil, err
+	}
+	st.Secret = nil
+	return st, nil
+}
+
+// decodeCredential reads a stored credential, opening a sealed secret. A
+// secret this process cannot open (no key, or another key) is an error:
+// a credential must never silently lose its secret.
+func (c *Catalog) decodeCredential(value []byte) (*Credential, error) {
+	var st storedCredential
+	if err := json.Unmarshal(value, &st); err != nil {
+		return nil, err
+	}
+	cr := st.Credential
+	if len(st.SealedSecret) == 0 {
+		return &cr, nil
+	}
+	if c.box == nil {
+		return nil, fmt.Errorf("credential %s/%s is sealed and no SWITCHBOARD_SECRET_KEY is configured", cr.User, cr.ID)
+	}
+	plain, err := c.box.Open(st.SealedSecret, credentialAD(&cr))
+	if err != nil {
+		return nil, fmt.Errorf("credential %s/%s: %w", cr.User, cr.ID, err)
+	}
+	if err := json.Unmarshal(plain, &cr.Secret); err != nil {
+		return nil, fmt.Errorf("credential %s/%s: decode secret: %w", cr.User, cr.ID, err)
+	}
+	return &cr, nil
 }

@@ -52,7 +52,12 @@ func Bootstrap(ctx context.Context, name, defaultHTTPAddr string) (*Deps, error)
 		nc.Close()
 		return nil, err
 	}
-	cat, err := catalog.Open(ctx, catalog.Options{JS: js, Logger: logger})
+	box, err := cfg.SecretBox(logger)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	cat, err := catalog.Open(ctx, catalog.Options{JS: js, Logger: logger, Secrets: box})
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
+	"github.com/switchboard-hq/switchboard/pkg/secrets"
 )
 
 // Config is the configuration shared by the service binaries. Every field
@@ -28,6 +29,7 @@ type Config struct {
 	HTTPAddr     string        // SWITCHBOARD_HTTP_ADDR
 	DataDir      string        // SWITCHBOARD_DATA_DIR (local read models)
 	AdminToken   string        // SWITCHBOARD_ADMIN_TOKEN
+	SecretKey    string        // SWITCHBOARD_SECRET_KEY: base64 AES-256 key sealing credential secrets
 	MaxBody      int64         // SWITCHBOARD_MAX_BODY_BYTES
 	AllowPrivate bool          // SWITCHBOARD_ALLOW_PRIVATE_NETWORKS: http steps may call private/loopback addresses
 	LogLevel     slog.Level    // SWITCHBOARD_LOG_LEVEL
@@ -44,6 +46,7 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 		HTTPAddr:     env("SWITCHBOARD_HTTP_ADDR", defaultHTTPAddr),
 		DataDir:      env("SWITCHBOARD_DATA_DIR", "./data"),
 		AdminToken:   os.Getenv("SWITCHBOARD_ADMIN_TOKEN"),
+		SecretKey:    os.Getenv("SWITCHBOARD_SECRET_KEY"),
 		MaxBody:      httpx.DefaultMaxBody,
 		Limits:       broker.DefaultLimits(),
 		ShutdownWait: 30 * time.Second,
@@ -96,6 +99,11 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 				errs = append(errs, name+" must be a positive duration like 24h")
 			}
 			*dst = d
+		}
+	}
+	if c.SecretKey != "" {
+		if _, err := secrets.ParseKey(c.SecretKey); err != nil {
+			errs = append(errs, "SWITCHBOARD_SECRET_KEY must be 32 bytes, base64-encoded")
 		}
 	}
 	if len(errs) > 0 {
@@ -152,4 +160,18 @@ func TuneRuntime() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(DefaultGCPercent)
 	}
+}
+
+// SecretBox returns the box for SecretKey, or nil (with a warning) when no
+// key is configured and credential secrets are stored unsealed.
+func (c Config) SecretBox(logger *slog.Logger) (*secrets.Box, error) {
+	if c.SecretKey == "" {
+		logger.Warn("SWITCHBOARD_SECRET_KEY is not set: credential secrets are stored unencrypted in KV")
+		return nil, nil
+	}
+	key, err := secrets.ParseKey(c.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	return secrets.New(key)
 }

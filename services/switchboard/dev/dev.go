@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
+	"github.com/switchboard-hq/switchboard/pkg/secrets"
 	"github.com/switchboard-hq/switchboard/pkg/service"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
@@ -40,6 +41,7 @@ const Project = "dev"
 const (
 	APIKeyFile     = "dev-api-key"
 	AdminTokenFile = "admin-token"
+	SecretKeyFile  = "secret-key"
 )
 
 // Options configure a dev system.
@@ -58,6 +60,9 @@ type Options struct {
 	APIKey string
 	// AdminToken fixes the operator token; empty keeps or mints one.
 	AdminToken string
+	// SecretKey (base64, 32 bytes) seals credential secrets; empty keeps
+	// or mints one in the data dir.
+	SecretKey string
 	// AllowPrivate lets http steps call private networks; loopback is
 	// always allowed in dev mode so the quick start can call a local listener.
 	AllowPrivate bool
@@ -126,7 +131,11 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	if err = broker.Provision(ctx, s.JS, opts.Limits); err != nil {
 		return nil, err
 	}
-	if s.Catalog, err = catalog.Open(ctx, catalog.Options{JS: s.JS, Logger: opts.Logger}); err != nil {
+	box, err := s.secretBox()
+	if err != nil {
+		return nil, err
+	}
+	if s.Catalog, err = catalog.Open(ctx, catalog.Options{JS: s.JS, Logger: opts.Logger, Secrets: box}); err != nil {
 		return nil, err
 	}
 	bg, stopBg := context.WithCancel(context.Background())
@@ -184,6 +193,20 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	go func() { s.serveDone <- s.srv.Serve() }()
 	s.health.SetReady(true)
 	return s, nil
+}
+
+// secretBox seals credential secrets with Options.SecretKey, or with a key
+// kept in the data dir (created on first start).
+func (s *System) secretBox() (*secrets.Box, error) {
+	k, err := secretFile(filepath.Join(s.Options.DataDir, SecretKeyFile), s.Options.SecretKey, secrets.NewKey)
+	if err != nil {
+		return nil, err
+	}
+	key, err := secrets.ParseKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("dev: secret key: %w", err)
+	}
+	return secrets.New(key)
 }
 
 // setupProject creates project dev with the data dir's signing key and API key.

@@ -30,7 +30,7 @@ func newDevCmd() *cobra.Command {
 			defer stop()
 			sys, err := dev.Start(ctx, dev.Options{
 				DataDir: dataDir, HTTPAddr: httpAddr, NATSAddr: natsAddr, ExamplesDir: examples,
-				APIKey: os.Getenv("SWITCHBOARD_DEV_API_KEY"), AdminToken: cfg.AdminToken,
+				APIKey: os.Getenv("SWITCHBOARD_DEV_API_KEY"), AdminToken: cfg.AdminToken, SecretKey: cfg.SecretKey,
 				AllowPrivate: cfg.AllowPrivate, MaxBody: cfg.MaxBody, Concurrency: cfg.Concurrency,
 				Limits: cfg.Limits, Logger: logger,
 			})
