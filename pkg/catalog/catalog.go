@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/secrets"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/watermark"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
 
@@ -66,8 +67,7 @@ type Catalog struct {
 	mu       sync.RWMutex
 	projects map[string]*projectState
 	apiKeys  map[string]string // key hash -> project
-	rev      uint64
-	changed  chan struct{} // closed and replaced whenever rev moves
+	rev      watermark.Mark    // the last KV revision reflected in memory
 	ready    bool
 }
 
@@ -103,7 +103,6 @@ func Open(ctx context.Context, opts Options) (*Catalog, error) {
 		box:      opts.Secrets,
 		projects: map[string]*projectState{},
 		apiKeys:  map[string]string{},
-		changed:  make(chan struct{}),
 	}, nil
 }
 
@@ -146,40 +145,23 @@ func (c *Catalog) Start(ctx context.Context) error {
 }
 
 // Revision is the last KV revision reflected in memory.
-func (c *Catalog) Revision() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.rev
-}
+func (c *Catalog) Revision() uint64 { return c.rev.Load() }
 
 // WaitRevision blocks until the in-memory copy reflects rev (so a writer
 // reads its own writes, and a consumer sees the catalog its publisher saw).
 func (c *Catalog) WaitRevision(ctx context.Context, rev uint64) error {
-	for {
-		c.mu.RLock()
-		cur, ch := c.rev, c.changed
-		c.mu.RUnlock()
-		if cur >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("catalog: waiting for revision %d (at %d): %w", rev, cur, ctx.Err())
-		}
+	if err := c.rev.Wait(ctx, rev, nil); err != nil {
+		return fmt.Errorf("catalog: waiting for revision %d (at %d): %w", rev, c.rev.Load(), err)
 	}
+	return nil
 }
 
 func (c *Catalog) apply(e jetstream.KeyValueEntry) {
+	// The revision moves only after the entry is in memory (and the lock is
+	// released), so whoever WaitRevision wakes reads the new state.
+	defer c.rev.Advance(e.Revision())
 	c.mu.Lock()
-	defer func() {
-		if e.Revision() > c.rev {
-			c.rev = e.Revision()
-		}
-		close(c.changed)
-		c.changed = make(chan struct{})
-		c.mu.Unlock()
-	}()
+	defer c.mu.Unlock()
 	deleted := e.Operation() != jetstream.KeyValuePut
 	parts := strings.Split(e.Key(), ".")
 	if len(parts) < 2 {

@@ -196,7 +196,7 @@ func (s *Store) applyBatch(batch []record) error {
 	if err != nil {
 		return fmt.Errorf("history: apply: %w", err)
 	}
-	s.setSeq(newLast)
+	s.seq.Advance(newLast)
 	return nil
 }
 

@@ -47,6 +47,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/watermark"
 )
 
 // Errors.
@@ -101,8 +102,7 @@ type Store struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	seq     uint64        // last applied stream sequence
-	seqCh   chan struct{} // closed and replaced whenever seq advances
+	seq     watermark.Mark // last applied stream sequence
 	closed  chan struct{}
 	isShut  bool
 	running bool
@@ -172,14 +172,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// two fsyncs per commit were what bounded ingest throughput, and a file
 	// that may have lost writes is detected and rebuilt on the next Open.
 	db.NoSync = true
-	return &Store{
-		db:     db,
-		js:     opts.JS,
-		log:    log,
-		seq:    seq,
-		seqCh:  make(chan struct{}),
-		closed: make(chan struct{}),
-	}, nil
+	st := &Store{db: db, js: opts.JS, log: log, closed: make(chan struct{})}
+	st.seq.Reset(seq)
+	return st, nil
 }
 
 func ensureBuckets(tx *bolt.Tx) error {
@@ -237,48 +232,19 @@ func (s *Store) Close() error {
 }
 
 // LastSeq is the last RUN_EVENTS sequence applied to the file.
-func (s *Store) LastSeq() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.seq
-}
+func (s *Store) LastSeq() uint64 { return s.seq.Load() }
 
 // WaitSeq blocks until the stream sequence seq has been applied (or ctx ends,
 // or the store is closed). Publishers use the PubAck sequence with it to read
 // their own writes.
 func (s *Store) WaitSeq(ctx context.Context, seq uint64) error {
-	for {
-		s.mu.Lock()
-		cur, ch := s.seq, s.seqCh
-		s.mu.Unlock()
-		if cur >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.closed:
+	if err := s.seq.Wait(ctx, seq, s.closed); err != nil {
+		if errors.Is(err, watermark.ErrAborted) {
 			return errClosed
-		case <-ctx.Done():
-			return ctx.Err()
 		}
+		return err
 	}
-}
-
-func (s *Store) setSeq(seq uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if seq > s.seq {
-		s.seq = seq
-		close(s.seqCh)
-		s.seqCh = make(chan struct{})
-	}
-}
-
-// resetSeq sets seq back (after a wipe); waiters keep waiting.
-func (s *Store) resetSeq(seq uint64) {
-	s.mu.Lock()
-	s.seq = seq
-	s.mu.Unlock()
+	return nil
 }
 
 // Run follows RUN_EVENTS from LastSeq()+1 with an ordered consumer and
@@ -441,6 +407,6 @@ func (s *Store) checkStream(ctx context.Context) error {
 	if err := s.db.Update(wipe); err != nil {
 		return fatalError{err}
 	}
-	s.resetSeq(0)
+	s.seq.Reset(0)
 	return nil
 }
