@@ -113,3 +113,11 @@ func First(cands []runs.Candidate) (runs.Candidate, bool) {
 	}
 	return runs.Candidate{}, false
 }
+
+// Why describes why none of cands runs, from the first one's reason.
+func Why(cands []runs.Candidate) string {
+	if len(cands) == 0 {
+		return "no workflow matches"
+	}
+	return cands[0].Reason + ": " + cands[0].Message
+}

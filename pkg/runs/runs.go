@@ -92,7 +92,6 @@ const (
 	ReasonUnknownUser       = "unknown_user"
 	ReasonCredentialUnknown = "credential_not_found"
 	ReasonValidationFailed  = "validation_failed"
-	ReasonDeduplicated      = "deduplicated"
 )
 
 // Candidate is one (workflow, user, credential) the router considered.

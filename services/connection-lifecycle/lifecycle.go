@@ -477,20 +477,10 @@ func (s *Service) putCredential(c *echo.Context) error {
 	// Never log the secret, nor settings (they may hold customer data).
 	s.logger.Info("credential connected", "project", cl.project, "user", cl.user, "credential", credID,
 		"integration", cred.Integration, "status", cred.Status, "created", created, "secret_changed", b.HasSecret)
-	s.onConnected(ctx, cred, created)
+	// The credential lifecycle continues here once it exists: the
+	// Integration Enabled trigger (on create, or back to VALID) and webhook
+	// subscription setup. Neither is built yet, so nothing is published.
 	return c.JSON(http.StatusOK, cred.Public())
-}
-
-// onConnected runs after a credential was connected (created) or updated
-// and the change is visible in the catalog.
-//
-// This is the hook point for the credential lifecycle: the Integration
-// Enabled trigger will publish its trigger event here (for created, or for a
-// transition back to VALID), and subscription setup for webhook-capable
-// integrations (registering the per-credential webhook with the provider)
-// will start here too. Neither exists yet, so nothing is published.
-func (s *Service) onConnected(ctx context.Context, cred *catalog.Credential, created bool) {
-	// Intentionally empty until the Integration Enabled trigger lands.
 }
 
 func (s *Service) deleteCredential(c *echo.Context) error {

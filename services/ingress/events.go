@@ -146,15 +146,12 @@ func (s *Service) postEvent(c *echo.Context) error {
 }
 
 // publish stores ev in TRIGGERS and returns once JetStream acknowledged it.
-func (s *Service) publish(ctx context.Context, subject string, ev *sbv1.TriggerEvent, extra ...func(*nats.Msg)) error {
+func (s *Service) publish(ctx context.Context, subject string, ev *sbv1.TriggerEvent) error {
 	m, err := envelope.NewMsg(subject, ev)
 	if err != nil {
 		return apierr.Internal(err)
 	}
 	m.Header.Set(envelope.HeaderCatalogRevision, strconv.FormatUint(s.opts.Catalog.Revision(), 10))
-	for _, f := range extra {
-		f(m)
-	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
 	if _, err := s.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(ev.Id)); err != nil {

@@ -62,14 +62,10 @@ func (s *Service) replayRun(c *echo.Context) error {
 	ev.Reply = ""
 	ev.IdempotencyKey = ""
 	ev.ReceivedAt = timestamppb.New(time.Now())
-	cand, ok := routing.First(routing.Decide(s.opts.Catalog, ev))
+	cands := routing.Decide(s.opts.Catalog, ev)
+	cand, ok := routing.First(cands)
 	if !ok {
-		cands := routing.Decide(s.opts.Catalog, ev)
-		msg := "the run cannot start now"
-		if len(cands) > 0 {
-			msg = cands[0].Reason + ": " + cands[0].Message
-		}
-		return apierr.New(http.StatusConflict, "replay_not_possible", "%s", msg)
+		return apierr.New(http.StatusConflict, "replay_not_possible", "the run cannot start now: %s", routing.Why(cands))
 	}
 	kind, key := subjects.KindAppEvent, ev.User
 	if ev.Kind == sbv1.Kind_REQUEST {

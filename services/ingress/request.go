@@ -113,15 +113,11 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	}
 
 	// Who would run: answer 403/404 now rather than after a round trip.
-	cand, ok := routing.First(routing.Decide(s.opts.Catalog, ev))
+	cands := routing.Decide(s.opts.Catalog, ev)
+	cand, ok := routing.First(cands)
 	if !ok {
-		cands := routing.Decide(s.opts.Catalog, ev)
 		s.recordRejection(ev, cands)
-		reason := ""
-		if len(cands) > 0 {
-			reason = cands[0].Reason + ": " + cands[0].Message
-		}
-		return apierr.New(http.StatusForbidden, "workflow_not_enabled", "workflow %s is not enabled for user %s (%s)", wid, user, reason)
+		return apierr.New(http.StatusForbidden, "workflow_not_enabled", "workflow %s is not enabled for user %s (%s)", wid, user, routing.Why(cands))
 	}
 	ev.Credential = cand.Credential
 
