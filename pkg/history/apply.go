@@ -365,8 +365,22 @@ func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
 			return ErrNotFound
 		}
 		var err error
-		run, err = decodeRun(v)
-		return err
+		if run, err = decodeRun(v); err != nil {
+			return err
+		}
+		if len(run.Trigger) == 0 {
+			// Snapshots do not repeat the trigger; the decision record
+			// that started the run holds it.
+			if d := tx.Bucket(bucketDecisions).Get(rowKey(project, run.EventID)); d != nil {
+				var dec struct {
+					Trigger json.RawMessage `json:"trigger"`
+				}
+				if json.Unmarshal(d, &dec) == nil {
+					run.Trigger = dec.Trigger
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -230,6 +230,15 @@ func TestDecisionThenSnapshot(t *testing.T) {
 	if got, _ := s.ListRuns(Filter{Project: "acme", Status: runs.StatusQueued}); !slices.Equal(ids(got.Runs), []string{runB}) {
 		t.Fatalf("queued = %v", ids(got.Runs))
 	}
+
+	// A snapshot without the trigger (the executor never repeats it): the
+	// run still shows the trigger of the decision that started it.
+	final := snap
+	final.Trigger, final.Status, final.Seq = nil, runs.StatusSucceeded, 2
+	waitSeq(t, s, pubRun(t, js, final))
+	if a, err := s.GetRun("acme", runA); err != nil || a.Status != runs.StatusSucceeded || !bytes.Equal(a.Trigger, trigger) {
+		t.Fatalf("finished run without its trigger: %+v %v", a, err)
+	}
 }
 
 func TestStaleSnapshotIgnored(t *testing.T) {

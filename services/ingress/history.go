@@ -102,12 +102,6 @@ func (s *Service) getRun(c *echo.Context) error {
 	if err != nil {
 		return apierr.Internal(err)
 	}
-	if len(r.Trigger) == 0 {
-		// Snapshots do not repeat the trigger; its decision record holds it.
-		if d, err := h.GetDecision(pr.Project, r.EventID); err == nil {
-			r.Trigger = d.Trigger
-		}
-	}
 	return c.JSON(http.StatusOK, r)
 }
 
