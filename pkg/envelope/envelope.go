@@ -127,10 +127,11 @@ func DecodeJSON(data []byte) (*sbv1.TriggerEvent, error) {
 // router renders every routed event this way, and the generic path (clone,
 // protojson, re-decode to splice the payload in) cost several times more.
 func MarshalJSON(ev *sbv1.TriggerEvent) ([]byte, error) {
+	var err error
 	j := jsonEvent{
 		ID: ev.Id, Project: ev.Project, Name: ev.Name, User: ev.User, Credential: ev.Credential,
 		Integration: ev.Integration, IdempotencyKey: ev.IdempotencyKey, Reply: ev.Reply, Trace: ev.Trace,
-		Workflow: ev.Workflow, ReplayOf: ev.ReplayOf,
+		Workflow: ev.Workflow, ReplayOf: ev.ReplayOf, Hops: ev.Hops,
 		OccurredAt: timestamp(ev.OccurredAt), ReceivedAt: timestamp(ev.ReceivedAt),
 	}
 	if ev.Kind != sbv1.Kind_KIND_UNSPECIFIED {
@@ -146,9 +147,23 @@ func MarshalJSON(ev *sbv1.TriggerEvent) ([]byte, error) {
 		b, _ := json.Marshal(ev.Payload)
 		j.Payload = b
 	}
-	if r := ev.Request; r != nil {
+	switch d := ev.Detail.(type) {
+	case *sbv1.TriggerEvent_Request:
+		r := d.Request
 		j.Request = &jsonRequest{Method: r.Method, Headers: valuesJSON(r.Headers), Query: valuesJSON(r.Query),
 			Body: r.Body, ContentType: r.ContentType}
+	case *sbv1.TriggerEvent_Schedule:
+		if j.Schedule, err = protojson.Marshal(d.Schedule); err != nil {
+			return nil, fmt.Errorf("envelope: marshal json: %w", err)
+		}
+	case *sbv1.TriggerEvent_Provider:
+		if j.Provider, err = protojson.Marshal(d.Provider); err != nil {
+			return nil, fmt.Errorf("envelope: marshal json: %w", err)
+		}
+	case *sbv1.TriggerEvent_Lifecycle:
+		if j.Lifecycle, err = protojson.Marshal(d.Lifecycle); err != nil {
+			return nil, fmt.Errorf("envelope: marshal json: %w", err)
+		}
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -176,6 +191,12 @@ type jsonEvent struct {
 	Trace          string          `json:"trace,omitempty"`
 	Workflow       string          `json:"workflow,omitempty"`
 	ReplayOf       string          `json:"replayOf,omitempty"`
+	Hops           uint32          `json:"hops,omitempty"`
+	// The rarer details go through protojson: they are small and not on
+	// the hot path.
+	Schedule  json.RawMessage `json:"schedule,omitempty"`
+	Provider  json.RawMessage `json:"provider,omitempty"`
+	Lifecycle json.RawMessage `json:"lifecycle,omitempty"`
 }
 
 type jsonRequest struct {

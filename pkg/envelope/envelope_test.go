@@ -148,11 +148,11 @@ func TestMarshalJSONMatchesProtojson(t *testing.T) {
 		ev := &sbv1.TriggerEvent{
 			Id: "01ARZ3NDEKTSV4RRFFQ69G5FAV", Project: "p", Kind: sbv1.Kind_REQUEST, Name: "n", User: "u",
 			Credential: "c", Integration: "i", Payload: []byte(`{"a":[1,2]}`),
-			Request: &sbv1.Request{Method: "POST", Headers: map[string]*sbv1.Values{"x-a": {Values: []string{"1", "2"}}},
-				Query: map[string]*sbv1.Values{"q": {Values: []string{"v"}}}, Body: []byte("raw\x00body"), ContentType: "text/plain"},
+			Detail: &sbv1.TriggerEvent_Request{Request: &sbv1.Request{Method: "POST", Headers: map[string]*sbv1.Values{"x-a": {Values: []string{"1", "2"}}},
+				Query: map[string]*sbv1.Values{"q": {Values: []string{"v"}}}, Body: []byte("raw\x00body"), ContentType: "text/plain"}},
 			OccurredAt:     &timestamppb.Timestamp{Seconds: 1700000000, Nanos: nanos},
 			ReceivedAt:     &timestamppb.Timestamp{Seconds: 1700000001},
-			IdempotencyKey: "k", Reply: "_INBOX.x", Trace: "00-abc", Workflow: "w", ReplayOf: "run_x",
+			IdempotencyKey: "k", Reply: "_INBOX.x", Trace: "00-abc", Workflow: "w", ReplayOf: "run_x", Hops: 3,
 		}
 		got, err := envelope.MarshalJSON(ev)
 		if err != nil {
@@ -179,5 +179,49 @@ func TestMarshalJSONMatchesProtojson(t *testing.T) {
 		if err != nil || !proto.Equal(back, ev) {
 			t.Fatalf("round trip: %v\n%v\n%v", err, back, ev)
 		}
+	}
+}
+
+// Every kind's detail renders as protojson renders it and decodes back.
+func TestMarshalJSONDetails(t *testing.T) {
+	for name, set := range map[string]func(*sbv1.TriggerEvent){
+		"schedule": func(ev *sbv1.TriggerEvent) {
+			ev.Detail = &sbv1.TriggerEvent_Schedule{Schedule: &sbv1.ScheduleTick{Workflow: "w", Zone: "Europe/Berlin",
+				NominalTime: &timestamppb.Timestamp{Seconds: 1700000000}, Shard: 3, Shards: 64}}
+		},
+		"provider": func(ev *sbv1.TriggerEvent) {
+			ev.Detail = &sbv1.TriggerEvent_Provider{Provider: &sbv1.ProviderEvent{EventType: "contact.creation",
+				EventId: "e1", ProviderAccountId: "acct", Source: "webhook"}}
+		},
+		"lifecycle": func(ev *sbv1.TriggerEvent) {
+			ev.Detail = &sbv1.TriggerEvent_Lifecycle{Lifecycle: &sbv1.LifecycleTransition{Event: "credential.invalid", Revision: "k@7"}}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ev := &sbv1.TriggerEvent{Id: "01ARZ3NDEKTSV4RRFFQ69G5FAV", Project: "p", Kind: sbv1.Kind_SCHEDULE, Hops: 1}
+			set(ev)
+			got, err := envelope.MarshalJSON(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := protojson.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g, w map[string]any
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(ref, &w); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("got %s\nwant %s", got, ref)
+			}
+			back, err := envelope.DecodeJSON(got)
+			if err != nil || !proto.Equal(back, ev) {
+				t.Fatalf("round trip: %v\n%v\n%v", err, back, ev)
+			}
+		})
 	}
 }

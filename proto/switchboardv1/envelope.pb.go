@@ -231,8 +231,17 @@ type TriggerEvent struct {
 	Integration string `protobuf:"bytes,7,opt,name=integration,proto3" json:"integration,omitempty"`
 	// The payload as JSON bytes. In the JSON form the router also accepts a
 	// plain JSON value here (not only base64), see pkg/envelope.
-	Payload        []byte                 `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
-	Request        *Request               `protobuf:"bytes,9,opt,name=request,proto3" json:"request,omitempty"`
+	Payload []byte `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`
+	// What only one kind of trigger carries. A decider reads the detail of its
+	// own kind; the other kinds leave it unset.
+	//
+	// Types that are valid to be assigned to Detail:
+	//
+	//	*TriggerEvent_Request
+	//	*TriggerEvent_Schedule
+	//	*TriggerEvent_Provider
+	//	*TriggerEvent_Lifecycle
+	Detail         isTriggerEvent_Detail  `protobuf_oneof:"detail"`
 	OccurredAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	ReceivedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,12,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
@@ -243,7 +252,11 @@ type TriggerEvent struct {
 	// Target workflow for triggers that name exactly one (REQUEST).
 	Workflow string `protobuf:"bytes,15,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	// Run id this event replays, when it was started by a replay.
-	ReplayOf      string `protobuf:"bytes,16,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
+	ReplayOf string `protobuf:"bytes,16,opt,name=replay_of,json=replayOf,proto3" json:"replay_of,omitempty"`
+	// How many triggers led to this one: 0 for a trigger from outside, the
+	// parent's hops + 1 for one a run emitted. The router stops a chain at its
+	// configured depth, so a workflow that emits its own event cannot loop.
+	Hops          uint32 `protobuf:"varint,17,opt,name=hops,proto3" json:"hops,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,9 +347,45 @@ func (x *TriggerEvent) GetPayload() []byte {
 	return nil
 }
 
+func (x *TriggerEvent) GetDetail() isTriggerEvent_Detail {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
 func (x *TriggerEvent) GetRequest() *Request {
 	if x != nil {
-		return x.Request
+		if x, ok := x.Detail.(*TriggerEvent_Request); ok {
+			return x.Request
+		}
+	}
+	return nil
+}
+
+func (x *TriggerEvent) GetSchedule() *ScheduleTick {
+	if x != nil {
+		if x, ok := x.Detail.(*TriggerEvent_Schedule); ok {
+			return x.Schedule
+		}
+	}
+	return nil
+}
+
+func (x *TriggerEvent) GetProvider() *ProviderEvent {
+	if x != nil {
+		if x, ok := x.Detail.(*TriggerEvent_Provider); ok {
+			return x.Provider
+		}
+	}
+	return nil
+}
+
+func (x *TriggerEvent) GetLifecycle() *LifecycleTransition {
+	if x != nil {
+		if x, ok := x.Detail.(*TriggerEvent_Lifecycle); ok {
+			return x.Lifecycle
+		}
 	}
 	return nil
 }
@@ -390,6 +439,254 @@ func (x *TriggerEvent) GetReplayOf() string {
 	return ""
 }
 
+func (x *TriggerEvent) GetHops() uint32 {
+	if x != nil {
+		return x.Hops
+	}
+	return 0
+}
+
+type isTriggerEvent_Detail interface {
+	isTriggerEvent_Detail()
+}
+
+type TriggerEvent_Request struct {
+	// REQUEST: the HTTP request as received.
+	Request *Request `protobuf:"bytes,9,opt,name=request,proto3,oneof"`
+}
+
+type TriggerEvent_Schedule struct {
+	// SCHEDULE: the tick of a schedule.
+	Schedule *ScheduleTick `protobuf:"bytes,18,opt,name=schedule,proto3,oneof"`
+}
+
+type TriggerEvent_Provider struct {
+	// INTEGRATION, API_RESOURCE: the provider event behind the trigger.
+	Provider *ProviderEvent `protobuf:"bytes,19,opt,name=provider,proto3,oneof"`
+}
+
+type TriggerEvent_Lifecycle struct {
+	// INTEGRATION_ENABLED, LIFECYCLE: the connection change behind it.
+	Lifecycle *LifecycleTransition `protobuf:"bytes,20,opt,name=lifecycle,proto3,oneof"`
+}
+
+func (*TriggerEvent_Request) isTriggerEvent_Detail() {}
+
+func (*TriggerEvent_Schedule) isTriggerEvent_Detail() {}
+
+func (*TriggerEvent_Provider) isTriggerEvent_Detail() {}
+
+func (*TriggerEvent_Lifecycle) isTriggerEvent_Detail() {}
+
+// ScheduleTick is one tick of a schedule: which workflow, which time zone
+// the tick fans out to, and the nominal time it stands for (a caught-up tick
+// keeps its nominal time).
+type ScheduleTick struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Workflow    string                 `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Zone        string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
+	NominalTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=nominal_time,json=nominalTime,proto3" json:"nominal_time,omitempty"`
+	// Shard of the enrollment index this message covers; a tick is split into
+	// one message per shard so several routers share the fan-out.
+	Shard         uint32 `protobuf:"varint,4,opt,name=shard,proto3" json:"shard,omitempty"`
+	Shards        uint32 `protobuf:"varint,5,opt,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleTick) Reset() {
+	*x = ScheduleTick{}
+	mi := &file_switchboard_v1_envelope_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleTick) ProtoMessage() {}
+
+func (x *ScheduleTick) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_envelope_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleTick.ProtoReflect.Descriptor instead.
+func (*ScheduleTick) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_envelope_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ScheduleTick) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
+func (x *ScheduleTick) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *ScheduleTick) GetNominalTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NominalTime
+	}
+	return nil
+}
+
+func (x *ScheduleTick) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *ScheduleTick) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+// ProviderEvent is a webhook delivery or a polled record of a provider,
+// after verification and tenant resolution.
+type ProviderEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider's event type, e.g. "contact.creation".
+	EventType string `protobuf:"bytes,1,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// The provider's event id, used for deduplication.
+	EventId           string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	ProviderAccountId string `protobuf:"bytes,3,opt,name=provider_account_id,json=providerAccountId,proto3" json:"provider_account_id,omitempty"`
+	// How the event arrived: "webhook" or "poll".
+	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderEvent) Reset() {
+	*x = ProviderEvent{}
+	mi := &file_switchboard_v1_envelope_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderEvent) ProtoMessage() {}
+
+func (x *ProviderEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_envelope_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderEvent.ProtoReflect.Descriptor instead.
+func (*ProviderEvent) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_envelope_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ProviderEvent) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetProviderAccountId() string {
+	if x != nil {
+		return x.ProviderAccountId
+	}
+	return ""
+}
+
+func (x *ProviderEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// LifecycleTransition is a change of a credential or its settings.
+type LifecycleTransition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// e.g. "integration.enabled", "credential.invalid".
+	Event string `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// The directory record revision that produced it (key@revision).
+	Revision      string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LifecycleTransition) Reset() {
+	*x = LifecycleTransition{}
+	mi := &file_switchboard_v1_envelope_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LifecycleTransition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LifecycleTransition) ProtoMessage() {}
+
+func (x *LifecycleTransition) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_envelope_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LifecycleTransition.ProtoReflect.Descriptor instead.
+func (*LifecycleTransition) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_envelope_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LifecycleTransition) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *LifecycleTransition) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
 var File_switchboard_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_switchboard_v1_envelope_proto_rawDesc = "" +
@@ -409,7 +706,7 @@ const file_switchboard_v1_envelope_proto_rawDesc = "" +
 	"\n" +
 	"QueryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.switchboard.v1.ValuesR\x05value:\x028\x01\"\xa1\x04\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.switchboard.v1.ValuesR\x05value:\x028\x01\"\xff\x05\n" +
 	"\fTriggerEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12(\n" +
@@ -420,8 +717,11 @@ const file_switchboard_v1_envelope_proto_rawDesc = "" +
 	"credential\x18\x06 \x01(\tR\n" +
 	"credential\x12 \n" +
 	"\vintegration\x18\a \x01(\tR\vintegration\x12\x18\n" +
-	"\apayload\x18\b \x01(\fR\apayload\x121\n" +
-	"\arequest\x18\t \x01(\v2\x17.switchboard.v1.RequestR\arequest\x12;\n" +
+	"\apayload\x18\b \x01(\fR\apayload\x123\n" +
+	"\arequest\x18\t \x01(\v2\x17.switchboard.v1.RequestH\x00R\arequest\x12:\n" +
+	"\bschedule\x18\x12 \x01(\v2\x1c.switchboard.v1.ScheduleTickH\x00R\bschedule\x12;\n" +
+	"\bprovider\x18\x13 \x01(\v2\x1d.switchboard.v1.ProviderEventH\x00R\bprovider\x12C\n" +
+	"\tlifecycle\x18\x14 \x01(\v2#.switchboard.v1.LifecycleTransitionH\x00R\tlifecycle\x12;\n" +
 	"\voccurred_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12;\n" +
@@ -431,7 +731,24 @@ const file_switchboard_v1_envelope_proto_rawDesc = "" +
 	"\x05reply\x18\r \x01(\tR\x05reply\x12\x14\n" +
 	"\x05trace\x18\x0e \x01(\tR\x05trace\x12\x1a\n" +
 	"\bworkflow\x18\x0f \x01(\tR\bworkflow\x12\x1b\n" +
-	"\treplay_of\x18\x10 \x01(\tR\breplayOf*\x91\x01\n" +
+	"\treplay_of\x18\x10 \x01(\tR\breplayOf\x12\x12\n" +
+	"\x04hops\x18\x11 \x01(\rR\x04hopsB\b\n" +
+	"\x06detail\"\xab\x01\n" +
+	"\fScheduleTick\x12\x1a\n" +
+	"\bworkflow\x18\x01 \x01(\tR\bworkflow\x12\x12\n" +
+	"\x04zone\x18\x02 \x01(\tR\x04zone\x12=\n" +
+	"\fnominal_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vnominalTime\x12\x14\n" +
+	"\x05shard\x18\x04 \x01(\rR\x05shard\x12\x16\n" +
+	"\x06shards\x18\x05 \x01(\rR\x06shards\"\x91\x01\n" +
+	"\rProviderEvent\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x01 \x01(\tR\teventType\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12.\n" +
+	"\x13provider_account_id\x18\x03 \x01(\tR\x11providerAccountId\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"G\n" +
+	"\x13LifecycleTransition\x12\x14\n" +
+	"\x05event\x18\x01 \x01(\tR\x05event\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision*\x91\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tAPP_EVENT\x10\x01\x12\v\n" +
@@ -455,30 +772,37 @@ func file_switchboard_v1_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_switchboard_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_switchboard_v1_envelope_proto_goTypes = []any{
 	(Kind)(0),                     // 0: switchboard.v1.Kind
 	(*Values)(nil),                // 1: switchboard.v1.Values
 	(*Request)(nil),               // 2: switchboard.v1.Request
 	(*TriggerEvent)(nil),          // 3: switchboard.v1.TriggerEvent
-	nil,                           // 4: switchboard.v1.Request.HeadersEntry
-	nil,                           // 5: switchboard.v1.Request.QueryEntry
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*ScheduleTick)(nil),          // 4: switchboard.v1.ScheduleTick
+	(*ProviderEvent)(nil),         // 5: switchboard.v1.ProviderEvent
+	(*LifecycleTransition)(nil),   // 6: switchboard.v1.LifecycleTransition
+	nil,                           // 7: switchboard.v1.Request.HeadersEntry
+	nil,                           // 8: switchboard.v1.Request.QueryEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_switchboard_v1_envelope_proto_depIdxs = []int32{
-	4, // 0: switchboard.v1.Request.headers:type_name -> switchboard.v1.Request.HeadersEntry
-	5, // 1: switchboard.v1.Request.query:type_name -> switchboard.v1.Request.QueryEntry
-	0, // 2: switchboard.v1.TriggerEvent.kind:type_name -> switchboard.v1.Kind
-	2, // 3: switchboard.v1.TriggerEvent.request:type_name -> switchboard.v1.Request
-	6, // 4: switchboard.v1.TriggerEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	6, // 5: switchboard.v1.TriggerEvent.received_at:type_name -> google.protobuf.Timestamp
-	1, // 6: switchboard.v1.Request.HeadersEntry.value:type_name -> switchboard.v1.Values
-	1, // 7: switchboard.v1.Request.QueryEntry.value:type_name -> switchboard.v1.Values
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7,  // 0: switchboard.v1.Request.headers:type_name -> switchboard.v1.Request.HeadersEntry
+	8,  // 1: switchboard.v1.Request.query:type_name -> switchboard.v1.Request.QueryEntry
+	0,  // 2: switchboard.v1.TriggerEvent.kind:type_name -> switchboard.v1.Kind
+	2,  // 3: switchboard.v1.TriggerEvent.request:type_name -> switchboard.v1.Request
+	4,  // 4: switchboard.v1.TriggerEvent.schedule:type_name -> switchboard.v1.ScheduleTick
+	5,  // 5: switchboard.v1.TriggerEvent.provider:type_name -> switchboard.v1.ProviderEvent
+	6,  // 6: switchboard.v1.TriggerEvent.lifecycle:type_name -> switchboard.v1.LifecycleTransition
+	9,  // 7: switchboard.v1.TriggerEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	9,  // 8: switchboard.v1.TriggerEvent.received_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: switchboard.v1.ScheduleTick.nominal_time:type_name -> google.protobuf.Timestamp
+	1,  // 10: switchboard.v1.Request.HeadersEntry.value:type_name -> switchboard.v1.Values
+	1,  // 11: switchboard.v1.Request.QueryEntry.value:type_name -> switchboard.v1.Values
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_envelope_proto_init() }
@@ -486,13 +810,19 @@ func file_switchboard_v1_envelope_proto_init() {
 	if File_switchboard_v1_envelope_proto != nil {
 		return
 	}
+	file_switchboard_v1_envelope_proto_msgTypes[2].OneofWrappers = []any{
+		(*TriggerEvent_Request)(nil),
+		(*TriggerEvent_Schedule)(nil),
+		(*TriggerEvent_Provider)(nil),
+		(*TriggerEvent_Lifecycle)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_envelope_proto_rawDesc), len(file_switchboard_v1_envelope_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

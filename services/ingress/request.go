@@ -107,7 +107,7 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		Workflow:   wid,
 		User:       user,
 		Credential: r.Header.Get(HeaderCredential),
-		Request:    reqbody.ToProto(r, body),
+		Detail:     &sbv1.TriggerEvent_Request{Request: reqbody.ToProto(r, body)},
 		ReceivedAt: timestamppb.New(now),
 		Trace:      traceparent(r),
 	}

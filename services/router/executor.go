@@ -369,8 +369,8 @@ func (x *execution) buildEnv() map[string]any {
 	if ev.OccurredAt != nil {
 		trig["occurredAt"] = ev.OccurredAt.AsTime().Format(time.RFC3339Nano)
 	}
-	if ev.Request != nil {
-		trig["request"] = reqbody.Env(ev.Request, reqbody.Limits{})
+	if r := ev.GetRequest(); r != nil {
+		trig["request"] = reqbody.Env(r, reqbody.Limits{})
 	}
 	user := map[string]any{"id": x.run.User}
 	if x.user != nil {
