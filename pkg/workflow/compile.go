@@ -64,31 +64,7 @@ func (w *Workflow) Compile() error {
 	if w.Integration != "" && !ValidID(w.Integration) {
 		p.add("integration", "must match [a-z0-9][a-z0-9_-]*")
 	}
-	switch w.Trigger.Type {
-	case TriggerAppEvent:
-		if strings.TrimSpace(w.Trigger.Event) == "" {
-			p.add("trigger.event", "is required for an app_event trigger")
-		}
-	case TriggerRequest:
-		for i, m := range w.Trigger.Methods {
-			switch strings.ToUpper(m) {
-			case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-				w.Trigger.Methods[i] = strings.ToUpper(m)
-			default:
-				p.add(fmt.Sprintf("trigger.methods[%d]", i), "unsupported method %q", m)
-			}
-		}
-		if t := time.Duration(w.Trigger.Timeout); t < 0 || t > MaxRequestTimeout {
-			p.add("trigger.timeout", "must be between 0 and %s", MaxRequestTimeout)
-		}
-		if v := w.Trigger.Validation; v != nil {
-			validateRequestValidation(v, &p)
-		}
-	case "":
-		p.add("trigger.type", "is required")
-	default:
-		p.add("trigger.type", "unknown trigger type %q (supported: app_event, request)", w.Trigger.Type)
-	}
+	w.Trigger.compile(&p)
 	if len(w.Steps) == 0 {
 		p.add("steps", "at least one step is required")
 	}
@@ -108,7 +84,7 @@ func (w *Workflow) Compile() error {
 		seen[s.ID] = true
 		if s.Type == StepResponse {
 			responses++
-			if w.Trigger.Type != TriggerRequest {
+			if !w.Trigger.spec().responds {
 				p.add(field+".type", "a response step needs a request trigger")
 			}
 		}
@@ -118,30 +94,6 @@ func (w *Workflow) Compile() error {
 		p.add("steps", "at most one response step is allowed")
 	}
 	return p.err()
-}
-
-func validateRequestValidation(v *RequestValidation, p *Problems) {
-	for i, q := range v.Query {
-		if q.Key == "" {
-			p.add(fmt.Sprintf("trigger.validation.query[%d].key", i), "is required")
-		}
-	}
-	for i, h := range v.Headers {
-		if h.Key == "" {
-			p.add(fmt.Sprintf("trigger.validation.headers[%d].key", i), "is required")
-		}
-	}
-	for i, b := range v.Body {
-		f := fmt.Sprintf("trigger.validation.body[%d]", i)
-		if b.Key == "" || strings.HasPrefix(b.Key, ".") || strings.HasSuffix(b.Key, ".") || strings.Contains(b.Key, "..") {
-			p.add(f+".key", "must be a field name or dotted path")
-		}
-		switch b.Type {
-		case "", "string", "number", "boolean", "object", "array":
-		default:
-			p.add(f+".type", "must be one of string, number, boolean, object, array")
-		}
-	}
 }
 
 func (s *Step) compile(field string, p *Problems) {

@@ -1,0 +1,43 @@
+package workflow_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// Each trigger type checks its own fields and refuses another type's, so a
+// document with the wrong type is an apply-time error, not a silent default.
+func TestTriggerSpecs(t *testing.T) {
+	cases := []struct {
+		name    string
+		trigger string
+		field   string // the problem's field; "" means the document is valid
+		message string
+	}{
+		{"app event", `{type: app_event, event: E}`, "", ""},
+		{"request", `{type: request, methods: [get], timeout: 5s}`, "", ""},
+		{"missing type", `{event: E}`, "trigger.type", "is required"},
+		{"unknown type", `{type: webhook}`, "trigger.type", "supported: app_event, request"},
+		{"app event without event", `{type: app_event}`, "trigger.event", "is required"},
+		{"request field on app event", `{type: app_event, event: E, methods: [POST]}`, "trigger.methods", "not a field of app_event triggers"},
+		{"app event field on request", `{type: request, event: E}`, "trigger.event", "not a field of request triggers"},
+		{"bad method", `{type: request, methods: [TRACE]}`, "trigger.methods[0]", "unsupported method"},
+		{"timeout too long", `{type: request, timeout: 301s}`, "trigger.timeout", "must be between"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "kind: Workflow\nid: w\ntrigger: " + tc.trigger + "\nsteps: [{id: a, type: http, url: 'https://example.com'}]\n"
+			if tc.field == "" {
+				parseOK(t, doc, "p")
+				return
+			}
+			pe := parseErr(t, doc, "p")
+			for _, pr := range pe.Docs[0].Problems {
+				if pr.Field == tc.field && strings.Contains(pr.Message, tc.message) {
+					return
+				}
+			}
+			t.Fatalf("no problem %s: …%s… in %v", tc.field, tc.message, pe.Docs[0].Problems)
+		})
+	}
+}
