@@ -60,12 +60,24 @@ type Run struct {
 	Steps      []Step          `json:"steps"`
 	Trigger    json.RawMessage `json:"trigger,omitempty"`
 	ReplayOf   string          `json:"replayOf,omitempty"`
+	// Pending is the step being retried: its last attempt failed and the
+	// next one is due at RetryAt.
+	Pending *PendingStep `json:"pending,omitempty"`
 	// Seq grows by one with every snapshot of the run; readers keep the highest.
 	Seq        int       `json:"seq"`
 	Deliveries int       `json:"deliveries,omitempty"`
 	CreatedAt  time.Time `json:"createdAt"`
 	StartedAt  time.Time `json:"startedAt,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// PendingStep is a step between two attempts.
+type PendingStep struct {
+	Step      string    `json:"step"`
+	Attempts  int       `json:"attempts"`
+	Error     string    `json:"error"`
+	StartedAt time.Time `json:"startedAt"`
+	RetryAt   time.Time `json:"retryAt"`
 }
 
 // StepByID returns the recorded step with id, if any.

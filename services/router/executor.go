@@ -55,8 +55,21 @@ func (s *Service) execute(m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
+	if p := x.run.Pending; p != nil {
+		if wait := time.Until(p.RetryAt); wait > 0 {
+			// Redelivered before its retry is due (a crash, or a redelivery
+			// that skipped the delay): wait out the rest, outside a slot.
+			_ = m.NakWithDelay(wait)
+			return
+		}
+	}
 	err = x.runSteps(s.runCtx)
 	_ = x.settleRunning()
+	var later retryLater
+	if errors.As(err, &later) {
+		_ = m.NakWithDelay(later.after)
+		return
+	}
 	if err != nil {
 		// Infrastructure trouble or shutdown: leave it for redelivery; it
 		// resumes after its last checkpoint.
@@ -97,20 +110,26 @@ func (s *Service) prepare(m jetstream.Msg) (*execution, error) {
 		Credential: h.Get(HeaderCredential), EventID: ev.Id, Status: runs.StatusQueued,
 		ReplayOf: ev.ReplayOf, CreatedAt: ev.GetReceivedAt().AsTime(), Steps: []runs.Step{},
 	}
-	if md.NumDelivered > 1 {
-		prev, err := s.lastSnapshot(x.run.Project, runID)
-		if err != nil {
-			return nil, err
-		}
-		if prev != nil {
-			if prev.Status.Terminal() {
-				return nil, nil
-			}
-			x.run = prev
-			x.log.Info("resuming run", "steps_done", len(prev.Steps), "delivery", md.NumDelivered)
-		}
+	// Look for the run's state on every delivery, not only when
+	// NumDelivered > 1: consumer state is not durable across a server
+	// crash, so a run that already finished can come back as a first
+	// delivery, and running it again would repeat its side effects.
+	prev, err := s.lastSnapshot(x.run.Project, runID)
+	if err != nil {
+		return nil, err
 	}
-	x.run.Deliveries = int(md.NumDelivered)
+	deliveries := int(md.NumDelivered)
+	if prev != nil {
+		if prev.Status.Terminal() {
+			return nil, nil
+		}
+		x.run = prev
+		// The snapshot counts deliveries that got as far as a checkpoint,
+		// across crashes; NumDelivered counts those since the last one.
+		deliveries = max(deliveries, prev.Deliveries+1)
+		x.log.Info("resuming run", "steps_done", len(prev.Steps), "delivery", deliveries)
+	}
+	x.run.Deliveries = deliveries
 	return x, nil
 }
 
@@ -251,10 +270,22 @@ func (x *execution) runSteps(ctx context.Context) error {
 		if _, done := x.run.StepByID(st.ID); done {
 			continue
 		}
-		rec := x.runStep(ctx, st)
+		rec, retryIn := x.runStep(ctx, st)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if retryIn > 0 {
+			x.run.Pending = &runs.PendingStep{Step: st.ID, Attempts: rec.Attempts, Error: rec.Error,
+				StartedAt: rec.StartedAt, RetryAt: rec.FinishedAt.Add(retryIn)}
+			if err := x.snapshot(); err != nil {
+				return err
+			}
+			if err := x.flush(ctx); err != nil {
+				return err
+			}
+			return retryLater{retryIn}
+		}
+		x.run.Pending = nil
 		x.run.Steps = append(x.run.Steps, rec)
 		steps[st.ID] = rec.Output
 		if rec.Status == runs.StepFailed {
@@ -402,45 +433,53 @@ func decodeJSON(b []byte) any {
 	return v
 }
 
-// runStep runs one step with its condition and retries.
-func (x *execution) runStep(ctx context.Context, st *workflow.Step) runs.Step {
+// runStep runs one attempt of a step, with its condition. A failed attempt
+// that may be retried returns the backoff to wait before the next one.
+func (x *execution) runStep(ctx context.Context, st *workflow.Step) (runs.Step, time.Duration) {
 	rec := runs.Step{ID: st.ID, Type: st.Type, StartedAt: time.Now().UTC()}
 	if cond := st.Cond(); cond != nil {
 		ok, err := cond.Bool(x.env)
 		if err != nil {
 			rec.Status, rec.Error, rec.FinishedAt = runs.StepFailed, "if: "+err.Error(), time.Now().UTC()
-			return rec
+			return rec, 0
 		}
 		if !ok {
 			rec.Status, rec.FinishedAt = runs.StepSkipped, time.Now().UTC()
-			return rec
+			return rec, 0
 		}
 	}
 	policy := st.RetryPolicy()
-	backoff := time.Duration(policy.Backoff)
-	for attempt := 1; ; attempt++ {
-		rec.Attempts = attempt
-		stop := x.keepAlive()
-		input, output, err := x.s.runStepOnce(ctx, x, st)
-		stop()
-		rec.Input, rec.Output = input, output
-		if err == nil {
-			rec.Status, rec.Error = runs.StepSucceeded, ""
-			break
-		}
-		rec.Status, rec.Error = runs.StepFailed, err.Error()
-		var pe *permanentError
-		if errors.As(err, &pe) || attempt >= policy.Attempts || ctx.Err() != nil {
-			break
-		}
-		x.log.Info("step failed; retrying", "step", st.ID, "attempt", attempt, "err", err, "backoff", backoff)
-		if !x.sleep(ctx, backoff) {
-			break
-		}
-		backoff = min(backoff*2, x.s.opts.MaxBackoff)
+	attempt := 1
+	if p := x.run.Pending; p != nil && p.Step == st.ID {
+		// A retry of a step whose earlier attempt failed: carry on counting.
+		attempt = p.Attempts + 1
+		rec.StartedAt = p.StartedAt
 	}
+	rec.Attempts = attempt
+	stop := x.keepAlive()
+	input, output, err := x.s.runStepOnce(ctx, x, st)
+	stop()
+	rec.Input, rec.Output = input, output
 	rec.FinishedAt = time.Now().UTC()
-	return rec
+	if err == nil {
+		rec.Status = runs.StepSucceeded
+		return rec, 0
+	}
+	rec.Status, rec.Error = runs.StepFailed, err.Error()
+	var pe *permanentError
+	if errors.As(err, &pe) || attempt >= policy.Attempts || ctx.Err() != nil {
+		return rec, 0
+	}
+	// Wait for the next attempt outside the executor: the run is
+	// checkpointed with the attempt it reached and its message handed back
+	// with a delay, so a slot is not held for minutes of backoff.
+	backoff := time.Duration(policy.Backoff)
+	for i := 1; i < attempt && backoff < x.s.opts.MaxBackoff; i++ {
+		backoff *= 2
+	}
+	backoff = min(backoff, x.s.opts.MaxBackoff)
+	x.log.Info("step failed; retrying", "step", st.ID, "attempt", attempt, "err", err, "backoff", backoff)
+	return rec, backoff
 }
 
 // keepAlive tells JetStream the run is still in progress while a step runs
@@ -463,25 +502,12 @@ func (x *execution) keepAlive() func() {
 	return func() { close(done) }
 }
 
-// sleep waits d, telling JetStream the run is still in progress so the
-// message is not redelivered meanwhile.
-func (x *execution) sleep(ctx context.Context, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return true
-		}
-		_ = x.msg.InProgress()
-		t := time.NewTimer(min(left, x.s.opts.AckWait/3))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-	}
-}
+// retryLater is runSteps' answer when a step failed and is retried after a
+// backoff: the run is checkpointed and its message is handed back with that
+// delay.
+type retryLater struct{ after time.Duration }
+
+func (r retryLater) Error() string { return "step retried in " + r.after.String() }
 
 // permanentError is a step failure that retrying cannot fix.
 type permanentError struct{ err error }
