@@ -1,8 +1,10 @@
 package history
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -201,7 +203,7 @@ func (s *Store) applyBatch(batch []record) error {
 }
 
 type buckets struct {
-	meta, runs, runIDs, decisions, idxWf, idxUser *bolt.Bucket
+	meta, runs, runIDs, decisions, idxWf, idxUser, bySeq *bolt.Bucket
 }
 
 func bucketsOf(tx *bolt.Tx) buckets {
@@ -212,12 +214,14 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		decisions: tx.Bucket(bucketDecisions),
 		idxWf:     tx.Bucket(bucketIdxWf),
 		idxUser:   tx.Bucket(bucketIdxUser),
+		bySeq:     tx.Bucket(bucketBySeq),
 	}
 	// Keys of these grow with time: fill pages fuller than the default 50%
 	// split, which suits mostly-appending inserts.
 	b.runs.FillPercent = 0.8
 	b.idxWf.FillPercent = 0.9
 	b.idxUser.FillPercent = 0.9
+	b.bySeq.FillPercent = 1 // sequences only grow: pure appends
 	return b
 }
 
@@ -232,7 +236,7 @@ func (s *Store) applyTx(b buckets, r *record) error {
 		s.log.Warn("history: skipping record", "seq", r.seq, "subject", r.subject, "reason", r.skip, "err", r.err)
 		return nil
 	case r.run != nil:
-		return putRun(b, r.run, r.row)
+		return putRun(b, r.run, r.row, r.seq)
 	case r.dec != nil:
 		return putDecision(b, r)
 	}
@@ -264,10 +268,11 @@ func queuedRun(d *runs.Decision, c runs.Candidate) *runs.Run {
 	}
 }
 
-// putRun stores a snapshot (row from encodeRow) unless a newer one (higher
-// Seq) is stored. A run keeps the position (first-seen CreatedAt) of its
-// first row. row is owned by the transaction afterwards.
-func putRun(b buckets, run *runs.Run, row []byte) error {
+// putRun stores a snapshot (row from encodeRow), applied from stream
+// sequence recSeq (0: untracked), unless a newer one (higher Seq) is stored.
+// A run keeps the position (first-seen CreatedAt) of its first row. row is
+// owned by the transaction afterwards.
+func putRun(b buckets, run *runs.Run, row []byte, recSeq uint64) error {
 	idKey := rowKey(run.Project, run.ID)
 	h := headerOf(run)
 	newIndex := true
@@ -279,7 +284,18 @@ func putRun(b buckets, run *runs.Run, row []byte) error {
 		if ov := b.runs.Get(key); ov != nil {
 			if oh, _, err := decodeRow(ov); err == nil {
 				if h.seq < oh.seq {
-					return nil // stale snapshot
+					// A stale snapshot changes nothing shown, but the
+					// stream now holds a newer record of the run, so the
+					// run stays until that one ages out too.
+					if recSeq <= oh.recSeq {
+						return nil
+					}
+					keep := bytes.Clone(ov)
+					setRowRecSeq(keep, recSeq)
+					if err := b.runs.Put(key, keep); err != nil {
+						return err
+					}
+					return moveSeq(b, oh.recSeq, recSeq, seqEntry(seqRun, run.Project, run.ID))
 				}
 				old, newIndex = oh, oh.workflow != h.workflow || oh.user != h.user
 			}
@@ -293,7 +309,12 @@ func putRun(b buckets, run *runs.Run, row []byte) error {
 		}
 	}
 	setRowTS(row, h.ts)
+	recSeq = max(recSeq, old.recSeq)
+	setRowRecSeq(row, recSeq)
 	if err := b.runs.Put(key, row); err != nil {
+		return err
+	}
+	if err := moveSeq(b, old.recSeq, recSeq, seqEntry(seqRun, run.Project, run.ID)); err != nil {
 		return err
 	}
 	if !newIndex {
@@ -305,22 +326,51 @@ func putRun(b buckets, run *runs.Run, row []byte) error {
 	return putIndex(b, run.Project, run.ID, h)
 }
 
-// putDecision stores a decision and a queued row for every run it started
-// that has no row yet.
+// putDecision stores a decision, prefixed with the stream sequence it came
+// from, and a queued row for every run it started that has no row yet.
 func putDecision(b buckets, r *record) error {
 	d := r.dec
-	if err := b.decisions.Put(rowKey(d.Project, d.EventID), r.data); err != nil {
+	key := rowKey(d.Project, d.EventID)
+	var oldSeq uint64
+	if ov := b.decisions.Get(key); len(ov) >= 8 {
+		oldSeq = binary.BigEndian.Uint64(ov)
+	}
+	v := make([]byte, 0, 8+len(r.data))
+	v = binary.BigEndian.AppendUint64(v, r.seq)
+	if err := b.decisions.Put(key, append(v, r.data...)); err != nil {
+		return err
+	}
+	if err := moveSeq(b, oldSeq, r.seq, seqEntry(seqDecision, d.Project, d.EventID)); err != nil {
 		return err
 	}
 	for _, q := range r.queued {
 		if b.runIDs.Get(rowKey(q.run.Project, q.run.ID)) != nil {
 			continue
 		}
-		if err := putRun(b, q.run, q.row); err != nil {
+		if err := putRun(b, q.run, q.row, r.seq); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// moveSeq points the by_seq index at a run's or decision's newest stream
+// sequence: its entry under from (if any) goes, one under to is written.
+// Sequence 0 is never indexed (records applied without one are never
+// pruned).
+func moveSeq(b buckets, from, to uint64, entry []byte) error {
+	if from == to {
+		return nil
+	}
+	if from != 0 {
+		if err := b.bySeq.Delete(seqKey(from, entry)); err != nil {
+			return err
+		}
+	}
+	if to == 0 {
+		return nil
+	}
+	return b.bySeq.Put(seqKey(to, entry), nil)
 }
 
 func putIndex(b buckets, project, runID string, h rowHeader) error {
@@ -371,11 +421,11 @@ func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
 		if len(run.Trigger) == 0 {
 			// Snapshots do not repeat the trigger; the decision record
 			// that started the run holds it.
-			if d := tx.Bucket(bucketDecisions).Get(rowKey(project, run.EventID)); d != nil {
+			if d := tx.Bucket(bucketDecisions).Get(rowKey(project, run.EventID)); len(d) >= 8 {
 				var dec struct {
 					Trigger json.RawMessage `json:"trigger"`
 				}
-				if json.Unmarshal(d, &dec) == nil {
+				if json.Unmarshal(d[8:], &dec) == nil {
 					run.Trigger = dec.Trigger
 				}
 			}
@@ -396,7 +446,10 @@ func (s *Store) GetDecision(project, eventID string) (*runs.Decision, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		if err := json.Unmarshal(v, &d); err != nil {
+		if len(v) < 8 {
+			return errors.New("history: corrupt decision row")
+		}
+		if err := json.Unmarshal(v[8:], &d); err != nil {
 			return fmt.Errorf("history: decode decision: %w", err)
 		}
 		return nil

@@ -10,7 +10,10 @@
 // The stream is the source of truth. The file only caches a projection of it
 // plus the last applied stream sequence, written in the same transaction as
 // the records; losing or deleting the file loses nothing, the next Run
-// rebuilds it from the stream.
+// rebuilds it from the stream. It also forgets what the stream forgets: a
+// periodic pass (Prune) deletes every run and decision whose newest record
+// the stream no longer holds — aged out past RUN_EVENTS' MaxAge, or removed
+// by any other limit — so the history never outlives its retention.
 //
 // Layout (every key component is escaped so that it contains no 0x00 byte,
 // which makes 0x00 an unambiguous separator and "<project>\x00" an exact
@@ -19,9 +22,10 @@
 //	meta      "lastSeq" -> uint64, "version" -> uint64
 //	runs      project \x00 ts \x00 runID   -> row (keys.go: small header + JSON)
 //	run_ids   project \x00 runID           -> ts
-//	decisions project \x00 eventID         -> JSON runs.Decision
+//	decisions project \x00 eventID         -> seq + JSON runs.Decision
 //	idx_wf    project \x00 workflow \x00 ts \x00 runID
 //	idx_user  project \x00 user \x00 ts \x00 runID
+//	by_seq    seq kind project \x00 id      (the newest stream sequence of each run and decision)
 //
 // ts is the run's first-seen CreatedAt as 8 order-preserving big-endian
 // bytes. It never changes once a run is stored, so a run has exactly one
@@ -63,7 +67,7 @@ var (
 
 // schemaVersion is bumped when the file layout changes; a file with another
 // version is wiped and rebuilt from the stream on Open.
-const schemaVersion = 1
+const schemaVersion = 2
 
 var (
 	bucketMeta      = []byte("meta")
@@ -72,7 +76,8 @@ var (
 	bucketDecisions = []byte("decisions")
 	bucketIdxWf     = []byte("idx_wf")
 	bucketIdxUser   = []byte("idx_user")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketRunIDs, bucketDecisions, bucketIdxWf, bucketIdxUser}
+	bucketBySeq     = []byte("by_seq")
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketRunIDs, bucketDecisions, bucketIdxWf, bucketIdxUser, bucketBySeq}
 
 	keyLastSeq = []byte("lastSeq")
 	keyVersion = []byte("version")
@@ -90,16 +95,24 @@ type Options struct {
 	// Path is the bbolt file; it is created when missing.
 	Path string
 	// JS is used by Run to follow RUN_EVENTS; Open works without it.
-	JS     jetstream.JetStream
-	Logger *slog.Logger
+	JS jetstream.JetStream
+	// PruneInterval is how often Run deletes what the stream no longer
+	// holds (default DefaultPruneInterval). Retention is days, so the
+	// pass only needs to be frequent next to that.
+	PruneInterval time.Duration
+	Logger        *slog.Logger
 }
+
+// DefaultPruneInterval is the default Options.PruneInterval.
+const DefaultPruneInterval = time.Minute
 
 // Store is the bbolt read model of run history. Reads are safe for
 // concurrent use; Apply must not be called while Run is active.
 type Store struct {
-	db  *bolt.DB
-	js  jetstream.JetStream
-	log *slog.Logger
+	db    *bolt.DB
+	js    jetstream.JetStream
+	log   *slog.Logger
+	prune time.Duration
 
 	mu      sync.Mutex
 	seq     watermark.Mark // last applied stream sequence
@@ -172,7 +185,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// two fsyncs per commit were what bounded ingest throughput, and a file
 	// that may have lost writes is detected and rebuilt on the next Open.
 	db.NoSync = true
-	st := &Store{db: db, js: opts.JS, log: log, closed: make(chan struct{})}
+	prune := opts.PruneInterval
+	if prune <= 0 {
+		prune = DefaultPruneInterval
+	}
+	st := &Store{db: db, js: opts.JS, log: log, prune: prune, closed: make(chan struct{})}
 	st.seq.Reset(seq)
 	return st, nil
 }
@@ -251,8 +268,8 @@ func (s *Store) WaitSeq(ctx context.Context, seq uint64) error {
 // applies what arrives until ctx ends, then returns nil. Messages that arrive
 // together are applied in one transaction (up to 500), together with the
 // last applied sequence. Broken records are logged and skipped; lost
-// connections and deleted consumers are retried. It returns an error only
-// when the file cannot be written.
+// connections and deleted consumers are retried. Every PruneInterval it
+// also runs Prune. It returns an error only when the file cannot be written.
 func (s *Store) Run(ctx context.Context) error {
 	if s.js == nil {
 		return errNoJS
@@ -276,6 +293,17 @@ func (s *Store) Run(ctx context.Context) error {
 		s.running, s.cancel, s.runDone = false, nil, nil
 		s.mu.Unlock()
 		close(done)
+	}()
+	pruned := make(chan struct{})
+	// Registered after the deferred close(done), so it runs first: Close
+	// waits on done and must find the pruner gone too.
+	defer func() {
+		cancel()
+		<-pruned
+	}()
+	go func() {
+		defer close(pruned)
+		s.pruneLoop(ctx)
 	}()
 
 	backoff := 100 * time.Millisecond

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -92,6 +93,7 @@ func appendTail(k []byte, ts uint64, runID string) []byte {
 // stored run, kept in front of its JSON so they don't decode it.
 type rowHeader struct {
 	ts       uint64 // first-seen CreatedAt (tsKey), the run's index position
+	recSeq   uint64 // stream sequence of the newest record applied to the run (0: untracked)
 	seq      int64  // snapshot Seq
 	workflow string
 	user     string
@@ -100,12 +102,16 @@ type rowHeader struct {
 
 var errBadRow = errors.New("history: corrupt run row")
 
-// encodeRow: ts(8) seq(8) uvarint-prefixed workflow, user, status, JSON.
-// The ts bytes come first so that a row can be encoded before its ts is
-// known and patched with setRowTS.
+// rowFixed is the fixed part of a row: ts, recSeq, seq.
+const rowFixed = 24
+
+// encodeRow: ts(8) recSeq(8) seq(8) uvarint-prefixed workflow, user,
+// status, JSON. The ts and recSeq bytes come first so that a row can be
+// encoded before they are known and patched with setRowTS and setRowRecSeq.
 func encodeRow(h rowHeader, data []byte) []byte {
-	v := make([]byte, 0, 16+3*binary.MaxVarintLen16+len(h.workflow)+len(h.user)+len(h.status)+len(data))
+	v := make([]byte, 0, rowFixed+3*binary.MaxVarintLen16+len(h.workflow)+len(h.user)+len(h.status)+len(data))
 	v = binary.BigEndian.AppendUint64(v, h.ts)
+	v = binary.BigEndian.AppendUint64(v, h.recSeq)
 	v = binary.BigEndian.AppendUint64(v, uint64(h.seq))
 	for _, s := range []string{h.workflow, h.user, h.status} {
 		v = binary.AppendUvarint(v, uint64(len(s)))
@@ -116,14 +122,17 @@ func encodeRow(h rowHeader, data []byte) []byte {
 
 func setRowTS(row []byte, ts uint64) { binary.BigEndian.PutUint64(row, ts) }
 
+func setRowRecSeq(row []byte, seq uint64) { binary.BigEndian.PutUint64(row[8:], seq) }
+
 func decodeRow(v []byte) (rowHeader, []byte, error) {
 	var h rowHeader
-	if len(v) < 16 {
+	if len(v) < rowFixed {
 		return h, nil, errBadRow
 	}
 	h.ts = binary.BigEndian.Uint64(v)
-	h.seq = int64(binary.BigEndian.Uint64(v[8:]))
-	v = v[16:]
+	h.recSeq = binary.BigEndian.Uint64(v[8:])
+	h.seq = int64(binary.BigEndian.Uint64(v[16:]))
+	v = v[rowFixed:]
 	var fields [3]string
 	for i := range fields {
 		n, w := binary.Uvarint(v)
@@ -135,4 +144,50 @@ func decodeRow(v []byte) (rowHeader, []byte, error) {
 	}
 	h.workflow, h.user, h.status = fields[0], fields[1], fields[2]
 	return h, v, nil
+}
+
+// unescape reverses escape.
+func unescape(b []byte) string {
+	if bytes.IndexByte(b, 0x01) < 0 {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == 0x01 && i+1 < len(b) {
+			i++
+			out = append(out, b[i]-1)
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return string(out)
+}
+
+// splitRowKey is the inverse of rowKey.
+func splitRowKey(k []byte) (project, id string, ok bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	return unescape(k[:i]), unescape(k[i+1:]), true
+}
+
+// Kinds of a by_seq entry: which record the sequence was last applied to.
+const (
+	seqRun      = 'r'
+	seqDecision = 'd'
+)
+
+// seqEntry names a run or decision in the by_seq index: kind, then its rowKey.
+func seqEntry(kind byte, project, id string) []byte {
+	return append([]byte{kind}, rowKey(project, id)...)
+}
+
+// seqKey is a by_seq key: the stream sequence (8 bytes, big-endian, so keys
+// sort by it), then the entry. One sequence may carry several entries: a
+// decision and the queued rows of the runs it started.
+func seqKey(seq uint64, entry []byte) []byte {
+	k := make([]byte, 0, 8+len(entry))
+	k = binary.BigEndian.AppendUint64(k, seq)
+	return append(k, entry...)
 }
