@@ -1,0 +1,152 @@
+// Package history is Switchboard's run-history role: it keeps the run
+// history read model (pkg/history, a bbolt file fed from the RUN_EVENTS
+// stream) and serves the query API over it — runs listed and fetched,
+// trigger events with their decision records — and replays a run from the
+// trigger that started it.
+//
+// The read model is local to the process that runs this role; other roles
+// (ingress replicas in particular) hold none. Any number of history
+// replicas may run, each with its own file: they all follow the same stream.
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/apierr"
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
+)
+
+// Name is the role's name.
+const Name = "history"
+
+// Options configure the history role.
+type Options struct {
+	JS      jetstream.JetStream
+	Catalog *catalog.Catalog
+	Access  *access.Checker
+	// Path is the read model's bbolt file. It is created (with its
+	// directory) when missing; losing it loses nothing, it is rebuilt from
+	// RUN_EVENTS.
+	Path   string
+	Logger *slog.Logger
+	// PublishTimeout bounds a replay's wait for JetStream's acknowledgement
+	// (default 10s).
+	PublishTimeout time.Duration
+	// PruneInterval is how often the read model drops what RUN_EVENTS no
+	// longer holds (default readmodel.DefaultPruneInterval).
+	PruneInterval time.Duration
+}
+
+// Service is the history role.
+type Service struct {
+	opts  Options
+	log   *slog.Logger
+	store *readmodel.Store
+	stop  context.CancelFunc
+	done  chan error
+}
+
+// New validates opts; Start opens the read model.
+func New(opts Options) (*Service, error) {
+	if opts.JS == nil || opts.Catalog == nil || opts.Access == nil || opts.Path == "" {
+		return nil, errors.New("history: JS, Catalog, Access and Path are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 10 * time.Second
+	}
+	return &Service{opts: opts, log: opts.Logger.With("service", Name)}, nil
+}
+
+// Name is "history".
+func (s *Service) Name() string { return Name }
+
+// Start opens the read model and follows RUN_EVENTS from where the file
+// left off. It returns once the file is open: queries answer from then on,
+// from whatever the file holds while it catches up.
+func (s *Service) Start(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(s.opts.Path), 0o700); err != nil {
+		return fmt.Errorf("history: data dir: %w", err)
+	}
+	store, err := readmodel.Open(ctx, readmodel.Options{
+		Path: s.opts.Path, JS: s.opts.JS, Logger: s.opts.Logger, PruneInterval: s.opts.PruneInterval,
+	})
+	if err != nil {
+		return err
+	}
+	// The follower outlives Start's ctx: it runs until Stop.
+	bg, stop := context.WithCancel(context.Background())
+	s.store, s.stop, s.done = store, stop, make(chan error, 1)
+	go func() {
+		err := store.Run(bg)
+		if err != nil {
+			// Only a file that cannot be written ends Run early; queries
+			// keep answering from what it holds.
+			s.log.Error("history: the read model stopped following RUN_EVENTS", "err", err)
+		}
+		s.done <- err
+	}()
+	return nil
+}
+
+// Store is the read model; nil before Start.
+func (s *Service) Store() *readmodel.Store { return s.store }
+
+// Register mounts the query and replay routes.
+func (s *Service) Register(e *echo.Echo) {
+	e.GET("/v1/projects/:p/runs", s.listRuns)
+	e.GET("/v1/projects/:p/runs/:run", s.getRun)
+	e.POST("/v1/projects/:p/runs/:run/replay", s.replayRun)
+	e.GET("/v1/projects/:p/events/:event", s.getEvent)
+}
+
+// Stop stops following the stream and closes the file cleanly, so the next
+// Start resumes from it instead of rebuilding it.
+func (s *Service) Stop(context.Context) error {
+	if s.store == nil {
+		return nil
+	}
+	s.stop()
+	runErr := <-s.done
+	if err := s.store.Close(); err != nil {
+		return errors.Join(runErr, err)
+	}
+	return runErr
+}
+
+// projectCaller authenticates a call on project p and checks p exists. The
+// caller is checked first, so an unauthorized request learns nothing about
+// the deployment.
+func (s *Service) projectCaller(c *echo.Context) (access.Principal, error) {
+	p := c.Param("p")
+	pr, err := s.opts.Access.Project(c.Request(), p)
+	if err != nil {
+		return pr, err
+	}
+	if _, ok := s.opts.Catalog.Project(p); !ok {
+		return pr, apierr.NotFound("project_not_found", "project %q does not exist", p)
+	}
+	return pr, nil
+}
+
+// serverSide requires an API key (or the operator): a replay starts work on
+// the project's behalf, which is not for end users.
+func serverSide(pr access.Principal) error {
+	if pr.Role == access.RoleUser {
+		return apierr.Forbidden("this call needs the project API key, not a user token")
+	}
+	return nil
+}
