@@ -104,6 +104,13 @@ const (
 	ReasonUnknownUser       = "unknown_user"
 	ReasonCredentialUnknown = "credential_not_found"
 	ReasonValidationFailed  = "validation_failed"
+	// ReasonWorkflowNotFound: a request or replay names no such workflow.
+	ReasonWorkflowNotFound = "workflow_not_found"
+	// ReasonCredentialAmbiguous: a request trigger's user has several usable
+	// credentials and the caller did not choose one.
+	ReasonCredentialAmbiguous = "credential_ambiguous"
+	// ReasonHopLimit: the trigger was emitted too many hops deep.
+	ReasonHopLimit = "hop_limit"
 )
 
 // Candidate is one (workflow, user, credential) the router considered.
