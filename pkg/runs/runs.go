@@ -176,7 +176,12 @@ func ValidID(s string) bool {
 // Reply is what the executor publishes to a synchronous caller's inbox when
 // the run reaches its response step (or fails to render it).
 type Reply struct {
-	RunID   string            `json:"runId"`
+	RunID string `json:"runId"`
+	// Decided marks the router's answer as soon as the trigger is decided:
+	// the run started (RunID), or, with Error set, nothing runs and Status
+	// says why (403, 404, 409). A caller that waits for the response gets
+	// this first and the response later.
+	Decided bool              `json:"decided,omitempty"`
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers,omitempty"`
 	// Body is the response body; JSON-encoded as base64.

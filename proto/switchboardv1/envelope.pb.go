@@ -144,8 +144,12 @@ type Request struct {
 	Headers map[string]*Values `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Query   map[string]*Values `protobuf:"bytes,3,rep,name=query,proto3" json:"query,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The raw body; the executor parses it according to content_type.
-	Body          []byte `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
-	ContentType   string `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Body        []byte `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	ContentType string `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// The caller waits only for the router's decision (the run id, or why
+	// nothing runs), not for the workflow's response: Prefer: respond-async,
+	// or a workflow without a response step.
+	RespondAsync  bool `protobuf:"varint,6,opt,name=respond_async,json=respondAsync,proto3" json:"respond_async,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +217,13 @@ func (x *Request) GetContentType() string {
 		return x.ContentType
 	}
 	return ""
+}
+
+func (x *Request) GetRespondAsync() bool {
+	if x != nil {
+		return x.RespondAsync
+	}
+	return false
 }
 
 // TriggerEvent is the normalized trigger event.
@@ -693,13 +704,14 @@ const file_switchboard_v1_envelope_proto_rawDesc = "" +
 	"\n" +
 	"\x1dswitchboard/v1/envelope.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\" \n" +
 	"\x06Values\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\xf8\x02\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\x9d\x03\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12>\n" +
 	"\aheaders\x18\x02 \x03(\v2$.switchboard.v1.Request.HeadersEntryR\aheaders\x128\n" +
 	"\x05query\x18\x03 \x03(\v2\".switchboard.v1.Request.QueryEntryR\x05query\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\fR\x04body\x12!\n" +
-	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x1aR\n" +
+	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x12#\n" +
+	"\rrespond_async\x18\x06 \x01(\bR\frespondAsync\x1aR\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.switchboard.v1.ValuesR\x05value:\x028\x01\x1aP\n" +
