@@ -29,6 +29,12 @@ type EmbeddedOptions struct {
 	Name string
 	// Logger receives the server's log lines; nil keeps the server quiet.
 	Logger *slog.Logger
+	// MaxPayload is the largest message the server accepts, headers
+	// included. Zero keeps the stock nats-server limit (1 MB), so that dev
+	// mode and tests hit the same limit a production server has and no size
+	// budget can pass here only to fail there; set it only to mirror a
+	// server configured with a different max_payload.
+	MaxPayload int32
 }
 
 // Embedded is a running in-process nats-server.
@@ -53,7 +59,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		// Without NoSigs the server traps SIGINT and calls os.Exit itself.
 		NoSigs:     true,
 		NoLog:      opts.Logger == nil,
-		MaxPayload: 8 << 20,
+		MaxPayload: opts.MaxPayload,
 	}
 	if opts.ListenAddr == "" {
 		so.DontListen = true
