@@ -2,10 +2,12 @@ package history
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -13,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
 )
 
 // record is one decoded RUN_EVENTS message. Decoding needs no file access,
@@ -332,12 +336,21 @@ func putDecision(b buckets, r *record) error {
 	d := r.dec
 	key := rowKey(d.Project, d.EventID)
 	var oldSeq uint64
+	data := r.data
+	var old []byte
 	if ov := b.decisions.Get(key); len(ov) >= 8 {
-		oldSeq = binary.BigEndian.Uint64(ov)
+		oldSeq, old = binary.BigEndian.Uint64(ov), ov[8:]
 	}
-	v := make([]byte, 0, 8+len(r.data))
+	if d.Summary.Pages > 1 {
+		merged, err := mergeDecisionPage(old, d)
+		if err != nil {
+			return err
+		}
+		data = merged
+	}
+	v := make([]byte, 0, 8+len(data))
 	v = binary.BigEndian.AppendUint64(v, r.seq)
-	if err := b.decisions.Put(key, append(v, r.data...)); err != nil {
+	if err := b.decisions.Put(key, append(v, data...)); err != nil {
 		return err
 	}
 	if err := moveSeq(b, oldSeq, r.seq, seqEntry(seqDecision, d.Project, d.EventID)); err != nil {
@@ -352,6 +365,50 @@ func putDecision(b buckets, r *record) error {
 		}
 	}
 	return nil
+}
+
+// storedDecision is a paged decision as the read model keeps it: one row
+// holding every page applied so far, by page index, so a page applied twice
+// (the router published it again) replaces itself instead of adding up.
+type storedDecision struct {
+	runs.Decision
+	PageCandidates map[int][]runs.Candidate `json:"pageCandidates,omitempty"`
+}
+
+// mergeDecisionPage adds page d to the stored decision old (nil: none yet).
+func mergeDecisionPage(old []byte, d *runs.Decision) ([]byte, error) {
+	st := storedDecision{Decision: *d}
+	if old != nil {
+		if err := json.Unmarshal(old, &st); err != nil {
+			return nil, fmt.Errorf("history: decode decision: %w", err)
+		}
+	}
+	if st.PageCandidates == nil {
+		st.PageCandidates = map[int][]runs.Candidate{}
+	}
+	st.PageCandidates[d.Page] = d.Candidates
+	st.Candidates, st.Page = nil, 0
+	return json.Marshal(st)
+}
+
+// decodeDecision reads a stored decision, pages put together in order.
+func decodeDecision(v []byte) (*runs.Decision, error) {
+	var st storedDecision
+	if err := json.Unmarshal(v, &st); err != nil {
+		return nil, fmt.Errorf("history: decode decision: %w", err)
+	}
+	if st.PageCandidates != nil {
+		pages := make([]int, 0, len(st.PageCandidates))
+		for p := range st.PageCandidates {
+			pages = append(pages, p)
+		}
+		sort.Ints(pages)
+		st.Candidates = []runs.Candidate{}
+		for _, p := range pages {
+			st.Candidates = append(st.Candidates, st.PageCandidates[p]...)
+		}
+	}
+	return &st.Decision, nil
 }
 
 // moveSeq points the by_seq index at a run's or decision's newest stream
@@ -405,6 +462,7 @@ func deleteIndex(b buckets, project, runID string, h rowHeader) error {
 // GetRun returns the stored state of a run.
 func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
 	var run *runs.Run
+	var triggerSeq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ts := tx.Bucket(bucketRunIDs).Get(rowKey(project, runID))
 		if len(ts) != 8 {
@@ -420,13 +478,14 @@ func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
 		}
 		if len(run.Trigger) == 0 {
 			// Snapshots do not repeat the trigger; the decision record
-			// that started the run holds it.
+			// that started the run refers to it (older ones hold it).
 			if d := tx.Bucket(bucketDecisions).Get(rowKey(project, run.EventID)); len(d) >= 8 {
 				var dec struct {
-					Trigger json.RawMessage `json:"trigger"`
+					Trigger    json.RawMessage `json:"trigger"`
+					TriggerSeq uint64          `json:"triggerSeq"`
 				}
 				if json.Unmarshal(d[8:], &dec) == nil {
-					run.Trigger = dec.Trigger
+					run.Trigger, triggerSeq = dec.Trigger, dec.TriggerSeq
 				}
 			}
 		}
@@ -435,12 +494,15 @@ func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(run.Trigger) == 0 {
+		run.Trigger = s.trigger(triggerSeq)
+	}
 	return run, nil
 }
 
 // GetDecision returns the decision record of a trigger event.
 func (s *Store) GetDecision(project, eventID string) (*runs.Decision, error) {
-	var d runs.Decision
+	var d *runs.Decision
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketDecisions).Get(rowKey(project, eventID))
 		if v == nil {
@@ -449,15 +511,17 @@ func (s *Store) GetDecision(project, eventID string) (*runs.Decision, error) {
 		if len(v) < 8 {
 			return errors.New("history: corrupt decision row")
 		}
-		if err := json.Unmarshal(v[8:], &d); err != nil {
-			return fmt.Errorf("history: decode decision: %w", err)
-		}
-		return nil
+		var err error
+		d, err = decodeDecision(v[8:])
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &d, nil
+	if len(d.Trigger) == 0 {
+		d.Trigger = s.trigger(d.TriggerSeq)
+	}
+	return d, nil
 }
 
 func decodeRun(v []byte) (*runs.Run, error) {
@@ -476,4 +540,31 @@ func be64(v uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], v)
 	return b[:]
+}
+
+// trigger reads the trigger at seq in TRIGGERS, as JSON; nil when there is
+// none (no sequence, no stream access, or the trigger has aged out).
+func (s *Store) trigger(seq uint64) json.RawMessage {
+	if seq == 0 || s.js == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, subjects.StreamTriggers)
+	if err != nil {
+		return nil
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return nil
+	}
+	ev, err := envelope.Decode(m.Data, m.Header.Get(envelope.HeaderContentType))
+	if err != nil {
+		return nil
+	}
+	b, err := envelope.MarshalJSON(ev)
+	if err != nil {
+		return nil
+	}
+	return b
 }

@@ -125,18 +125,70 @@ type Candidate struct {
 }
 
 // Decision is the record of what the router did with one trigger event.
+//
+// It refers to the trigger (TriggerSeq, its position in TRIGGERS) instead of
+// carrying it, and is split into pages of at most a page size of
+// candidates, so a fan-out to many users never makes a record too big to
+// publish. Every page carries the summary of the whole decision.
 type Decision struct {
-	EventID    string          `json:"eventId"`
-	Project    string          `json:"project"`
-	Kind       string          `json:"kind"`
-	Name       string          `json:"name,omitempty"`
-	User       string          `json:"user,omitempty"`
-	Trigger    json.RawMessage `json:"trigger,omitempty"`
-	Candidates []Candidate     `json:"candidates"`
+	EventID string `json:"eventId"`
+	Project string `json:"project"`
+	Kind    string `json:"kind"`
+	Name    string `json:"name,omitempty"`
+	User    string `json:"user,omitempty"`
+	// TriggerSeq is the trigger's sequence in the TRIGGERS stream.
+	TriggerSeq uint64 `json:"triggerSeq,omitempty"`
+	// Trigger is the trigger itself; records written before decisions were
+	// paged carry it, and a read model may fill it in from TriggerSeq.
+	Trigger json.RawMessage `json:"trigger,omitempty"`
+	Summary Summary         `json:"summary"`
+	// Page is this record's index among Summary.Pages (from 0).
+	Page       int         `json:"page,omitempty"`
+	Candidates []Candidate `json:"candidates"`
 	// Error is set when the event could not be routed at all.
 	Error      string    `json:"error,omitempty"`
 	ReceivedAt time.Time `json:"receivedAt"`
 	DecidedAt  time.Time `json:"decidedAt"`
+}
+
+// Summary counts a decision's candidates.
+type Summary struct {
+	Candidates int `json:"candidates"`
+	Ran        int `json:"ran"`
+	// Skipped counts skipped candidates by reason.
+	Skipped map[string]int `json:"skipped,omitempty"`
+	Pages   int            `json:"pages"`
+}
+
+// DefaultDecisionPage is the page size of decision records when the caller
+// has no budget of its own.
+const DefaultDecisionPage = 500
+
+// Paged splits cands into the pages of d (d's other fields are copied into
+// every page); a decision without candidates is one page.
+func (d *Decision) Paged(cands []Candidate, pageSize int) []*Decision {
+	if pageSize <= 0 {
+		pageSize = DefaultDecisionPage
+	}
+	sum := Summary{Candidates: len(cands), Pages: max(1, (len(cands)+pageSize-1)/pageSize)}
+	for _, c := range cands {
+		if c.Outcome == OutcomeRan {
+			sum.Ran++
+			continue
+		}
+		if sum.Skipped == nil {
+			sum.Skipped = map[string]int{}
+		}
+		sum.Skipped[c.Reason]++
+	}
+	pages := make([]*Decision, sum.Pages)
+	for i := range pages {
+		p := *d
+		p.Summary, p.Page = sum, i
+		p.Candidates = cands[i*pageSize : min(len(cands), (i+1)*pageSize)]
+		pages[i] = &p
+	}
+	return pages
 }
 
 // Header names on RUN_EVENTS messages.
@@ -160,6 +212,12 @@ func ID(eventID, workflow, user, credential string) string {
 	return "run_" + idEncoding.EncodeToString(h.Sum(nil)[:15])
 }
 
+// RequestRunID is the id of the one run a request trigger starts. A request
+// runs at most once, so its id leaves the credential out: ingress knows it
+// before the router has chosen the credential, and can answer with it
+// whatever happens next (a timeout, a repeat with the same Idempotency-Key).
+func RequestRunID(eventID, workflow, user string) string { return ID(eventID, workflow, user, "") }
+
 // ValidID reports whether s has the shape of a run id (safe as a subject token).
 func ValidID(s string) bool {
 	if !strings.HasPrefix(s, "run_") || len(s) != 28 {
@@ -181,7 +239,10 @@ type Reply struct {
 	// the run started (RunID), or, with Error set, nothing runs and Status
 	// says why (403, 404, 409). A caller that waits for the response gets
 	// this first and the response later.
-	Decided bool              `json:"decided,omitempty"`
+	Decided bool `json:"decided,omitempty"`
+	// RunIDs are the runs an app event started (a decided reply to
+	// ?wait=routed).
+	RunIDs  []string          `json:"runIds,omitempty"`
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers,omitempty"`
 	// Body is the response body; JSON-encoded as base64.

@@ -2,6 +2,7 @@ package runs_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,55 @@ func TestRunJSON(t *testing.T) {
 	rep, _ := json.Marshal(runs.Reply{RunID: "run_x", Status: 201, Body: []byte("hi")})
 	if string(rep) != `{"runId":"run_x","status":201,"body":"aGk="}` {
 		t.Errorf("Reply JSON = %s", rep)
+	}
+}
+
+func TestDecisionPaged(t *testing.T) {
+	cand := func(i int, outcome, reason string) runs.Candidate {
+		return runs.Candidate{Workflow: "w", User: fmt.Sprintf("u%d", i), Outcome: outcome, Reason: reason}
+	}
+	var cands []runs.Candidate
+	for i := range 7 {
+		switch {
+		case i < 3:
+			cands = append(cands, cand(i, runs.OutcomeRan, ""))
+		case i < 5:
+			cands = append(cands, cand(i, runs.OutcomeSkipped, runs.ReasonNotEnabled))
+		default:
+			cands = append(cands, cand(i, runs.OutcomeSkipped, runs.ReasonNoCredential))
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		cands []runs.Candidate
+		size  int
+		sizes []int
+	}{
+		{"no candidates", nil, 3, []int{0}},
+		{"one page", cands, 10, []int{7}},
+		{"exact pages", cands[:6], 3, []int{3, 3}},
+		{"last page short", cands, 3, []int{3, 3, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &runs.Decision{EventID: "e", Project: "p"}
+			pages := d.Paged(tc.cands, tc.size)
+			if len(pages) != len(tc.sizes) {
+				t.Fatalf("%d pages, want %d", len(pages), len(tc.sizes))
+			}
+			var all []runs.Candidate
+			for i, p := range pages {
+				if p.Page != i || p.Summary.Pages != len(tc.sizes) || p.EventID != "e" || len(p.Candidates) != tc.sizes[i] {
+					t.Errorf("page %d: %+v", i, p)
+				}
+				all = append(all, p.Candidates...)
+			}
+			if len(all) != len(tc.cands) || pages[0].Summary.Candidates != len(tc.cands) {
+				t.Errorf("pages hold %d candidates, summary says %d, want %d", len(all), pages[0].Summary.Candidates, len(tc.cands))
+			}
+		})
+	}
+	sum := (&runs.Decision{}).Paged(cands, 2)[0].Summary
+	if sum.Ran != 3 || sum.Skipped[runs.ReasonNotEnabled] != 2 || sum.Skipped[runs.ReasonNoCredential] != 2 {
+		t.Errorf("summary %+v", sum)
 	}
 }

@@ -3,7 +3,6 @@ package ingress
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -113,7 +112,7 @@ func (s *Service) postEvent(c *echo.Context) error {
 		ev.OccurredAt = timestamppb.New(*req.OccurredAt)
 	}
 	scope := "evt." + p + "." + subjects.Token(user)
-	prev, err := s.idempotent(c, scope, idempotency.Record{EventID: ev.Id}, []byte(user), []byte(ev.Credential), body)
+	prev, err := s.idempotent(c, scope, &idempotency.Record{EventID: ev.Id}, []byte(user), []byte(ev.Credential), body)
 	if err != nil {
 		return err
 	}
@@ -121,13 +120,12 @@ func (s *Service) postEvent(c *echo.Context) error {
 		return c.JSON(http.StatusAccepted, EventAccepted{ID: prev.EventID, Status: "accepted"})
 	}
 	waitRouted := c.QueryParam("wait") == "routed"
-	var decisions *nats.Subscription
+	var answers <-chan *nats.Msg
 	if waitRouted {
-		// Subscribe before publishing so the decision cannot slip past.
-		if decisions, err = s.opts.NC.SubscribeSync(subjects.Decision(p, ev.Id)); err != nil {
-			return apierr.Unavailable(err)
-		}
-		defer func() { _ = decisions.Unsubscribe() }()
+		// The router answers on this inbox once the decision is stored.
+		var done func()
+		ev.Reply, answers, done = s.replies.register()
+		defer done()
 	}
 	if err := s.publish(c.Request().Context(), subjects.Trigger(p, subjects.KindAppEvent, user), ev); err != nil {
 		s.releaseIdempotency(c, scope)
@@ -136,7 +134,7 @@ func (s *Service) postEvent(c *echo.Context) error {
 	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindAppEvent).Inc()
 	out := EventAccepted{ID: ev.Id, Status: "accepted"}
 	if waitRouted {
-		ids, err := waitDecision(c.Request().Context(), decisions)
+		ids, err := waitDecision(c.Request().Context(), answers)
 		if err != nil {
 			return err
 		}
@@ -160,27 +158,29 @@ func (s *Service) publish(ctx context.Context, subject string, ev *sbv1.TriggerE
 	return nil
 }
 
-func waitDecision(ctx context.Context, sub *nats.Subscription) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := sub.NextMsgWithContext(ctx)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, apierr.New(http.StatusGatewayTimeout, "routing_timeout", "the event was stored but not routed within 10s; it will still be routed")
+func waitDecision(ctx context.Context, answers <-chan *nats.Msg) ([]string, error) {
+	timer := time.NewTimer(decisionWait)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-answers:
+			var rep runs.Reply
+			if err := json.Unmarshal(m.Data, &rep); err != nil {
+				return nil, apierr.Internal(err)
+			}
+			if !rep.Decided {
+				continue
+			}
+			if rep.RunIDs == nil {
+				rep.RunIDs = []string{}
+			}
+			return rep.RunIDs, nil
+		case <-timer.C:
+			return nil, apierr.New(http.StatusGatewayTimeout, "routing_timeout", "the event was stored but not routed within %s; it will still be routed", decisionWait)
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return nil, apierr.Unavailable(err)
 	}
-	var d runs.Decision
-	if err := json.Unmarshal(m.Data, &d); err != nil {
-		return nil, apierr.Internal(err)
-	}
-	ids := []string{}
-	for _, c := range d.Candidates {
-		if c.Outcome == runs.OutcomeRan {
-			ids = append(ids, c.RunID)
-		}
-	}
-	return ids, nil
 }
 
 // traceparent returns the request's W3C traceparent, or "" when it is not a

@@ -21,7 +21,10 @@ const (
 // idempotent claims the request's Idempotency-Key, if it has one. It
 // returns the original record when the request is a repeat (and marks the
 // answer Idempotent-Replayed), nil when this request goes ahead.
-func (s *Service) idempotent(c *echo.Context, scope string, rec idempotency.Record, parts ...[]byte) (*idempotency.Record, error) {
+//
+// It fills rec's fingerprint and time, so the caller can complete the claim
+// with the same record later.
+func (s *Service) idempotent(c *echo.Context, scope string, rec *idempotency.Record, parts ...[]byte) (*idempotency.Record, error) {
 	key := c.Request().Header.Get(HeaderIdempotencyKey)
 	if key == "" {
 		return nil, nil
@@ -31,7 +34,7 @@ func (s *Service) idempotent(c *echo.Context, scope string, rec idempotency.Reco
 	}
 	rec.Fingerprint = idempotency.Fingerprint(parts...)
 	rec.CreatedAt = time.Now().UTC()
-	prev, err := s.idem.Claim(c.Request().Context(), scope, key, rec)
+	prev, err := s.idem.Claim(c.Request().Context(), scope, key, *rec)
 	switch {
 	case errors.Is(err, idempotency.ErrReused):
 		return nil, apierr.New(http.StatusUnprocessableEntity, "idempotency_key_reused",

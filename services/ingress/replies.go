@@ -49,7 +49,9 @@ func (r *replyMux) deliver(m *nats.Msg) {
 // answer arrives on, and a function to call when the caller stops waiting.
 func (r *replyMux) register() (string, <-chan *nats.Msg, func()) {
 	token := nuid.Next()
-	ch := make(chan *nats.Msg, 1)
+	// Room for the decision and the response; a further copy (a run
+	// redelivered after answering) has no reader and is dropped.
+	ch := make(chan *nats.Msg, 2)
 	r.mu.Lock()
 	r.waiters[token] = ch
 	r.mu.Unlock()

@@ -3,6 +3,7 @@ package ingress
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,7 +19,6 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/reqbody"
-	"github.com/switchboard-hq/switchboard/pkg/routing"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -28,6 +28,10 @@ import (
 // StatusTimeout is what a synchronous caller gets when the workflow did not
 // answer in time, compatible with the product Switchboard mirrors.
 const StatusTimeout = 542
+
+// decisionWait bounds how long a caller that does not wait for the
+// workflow's response waits for the router's decision.
+const decisionWait = 10 * time.Second
 
 // Prefer is the parsed Prefer header (RFC 7240).
 type Prefer struct {
@@ -99,7 +103,15 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	if err := s.validateRequest(wf, r, body); err != nil {
+		return err
+	}
+	prefer := ParsePrefer(r.Header.Get("Prefer"))
+	// A caller of a workflow without a response step, or one that asked
+	// for an async answer, waits only for the router's decision.
+	async := !wf.HasResponseStep() || prefer.RespondAsync
+	req := reqbody.ToProto(r, body)
+	req.RespondAsync = async
 	ev := &sbv1.TriggerEvent{
 		Id:         envelope.NewID(),
 		Project:    p,
@@ -107,27 +119,16 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		Workflow:   wid,
 		User:       user,
 		Credential: r.Header.Get(HeaderCredential),
-		Detail:     &sbv1.TriggerEvent_Request{Request: reqbody.ToProto(r, body)},
-		ReceivedAt: timestamppb.New(now),
+		Detail:     &sbv1.TriggerEvent_Request{Request: req},
+		ReceivedAt: timestamppb.New(time.Now()),
 		Trace:      traceparent(r),
-	}
-
-	// Who would run: answer 403/404 now rather than after a round trip.
-	cands := routing.Decide(s.opts.Catalog, ev)
-	cand, ok := routing.First(cands)
-	if !ok {
-		s.recordRejection(ev, cands)
-		return apierr.New(http.StatusForbidden, "workflow_not_enabled", "workflow %s is not enabled for user %s (%s)", wid, user, routing.Why(cands))
-	}
-	ev.Credential = cand.Credential
-
-	if err := s.validateRequest(wf, r, ev, body); err != nil {
-		return err
 	}
 
 	// Keys are scoped per user, so two users' keys never collide.
 	scope := "req." + p + "." + wid + "." + subjects.Token(user)
-	replayed, err := s.claimIdempotency(c, scope, ev, cand.RunID, body)
+	runID := runs.RequestRunID(ev.Id, wid, user)
+	claim := idempotency.Record{EventID: ev.Id, RunID: runID}
+	replayed, err := s.idempotent(c, scope, &claim, []byte(r.Method), []byte(r.URL.RawQuery), []byte(ev.User), []byte(ev.Credential), body)
 	if err != nil {
 		return err
 	}
@@ -135,49 +136,68 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		return c.JSON(http.StatusAccepted, RequestAccepted{RunID: replayed.RunID, EventID: replayed.EventID, WorkflowID: wid, Status: "accepted"})
 	}
 
-	prefer := ParsePrefer(r.Header.Get("Prefer"))
-	sync := wf.HasResponseStep() && !prefer.RespondAsync
+	// The router decides, once, and answers on this inbox: first the
+	// decision (the run id, or why nothing runs), then — for a caller that
+	// waits — the response step's answer.
 	var answers <-chan *nats.Msg
-	if sync {
-		var done func()
-		ev.Reply, answers, done = s.replies.register()
-		defer done()
-	}
+	var done func()
+	ev.Reply, answers, done = s.replies.register()
+	defer done()
 	if err := s.publish(r.Context(), subjects.Trigger(p, subjects.KindRequest, wid), ev); err != nil {
 		s.releaseIdempotency(c, scope)
 		return err
 	}
 	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindRequest).Inc()
-	accepted := RequestAccepted{RunID: cand.RunID, EventID: ev.Id, WorkflowID: wid, Status: "accepted"}
-	if !sync {
-		if prefer.RespondAsync {
-			c.Response().Header().Set("Location", "/v1/projects/"+p+"/runs/"+cand.RunID)
-		}
-		return c.JSON(http.StatusAccepted, accepted)
-	}
 
 	wait := wf.RequestTimeout()
 	if prefer.Wait > 0 && prefer.Wait < wait {
 		wait = prefer.Wait
 	}
+	if async {
+		wait = decisionWait
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	select {
-	case m := <-answers:
-		return writeReply(c, m, cand.RunID)
-	case <-timer.C:
-		return c.JSON(StatusTimeout, RequestTimedOut{
-			Message: "the workflow did not respond within " + wait.String() + "; the run continues",
-			RunID:   cand.RunID, WorkflowID: wid,
-		})
-	case <-r.Context().Done():
-		// The caller hung up; the run is durable and completes anyway.
-		return nil
+	for {
+		select {
+		case m := <-answers:
+			var rep runs.Reply
+			if err := json.Unmarshal(m.Data, &rep); err != nil {
+				return apierr.Internal(fmt.Errorf("reply: %w", err))
+			}
+			if !rep.Decided {
+				return writeReply(c, &rep, runID)
+			}
+			if rep.Error != "" {
+				s.releaseIdempotency(c, scope)
+				return apierr.New(rep.Status, rep.Error, "%s", rep.Message)
+			}
+			if async {
+				if prefer.RespondAsync {
+					c.Response().Header().Set("Location", "/v1/projects/"+p+"/runs/"+runID)
+				}
+				return c.JSON(http.StatusAccepted, RequestAccepted{RunID: runID, EventID: ev.Id, WorkflowID: wid, Status: "accepted"})
+			}
+		case <-timer.C:
+			if async {
+				// Stored but not decided yet (the router is behind or
+				// down): it will still be decided, and run under this id.
+				return c.JSON(http.StatusAccepted, RequestAccepted{RunID: runID, EventID: ev.Id, WorkflowID: wid, Status: "accepted"})
+			}
+			return c.JSON(StatusTimeout, RequestTimedOut{
+				Message: "the workflow did not respond within " + wait.String() + "; the run continues",
+				RunID:   runID, WorkflowID: wid,
+			})
+		case <-r.Context().Done():
+			// The caller hung up; the run is durable and completes anyway.
+			return nil
+		}
 	}
 }
 
-// validateRequest applies the trigger's declarative validation.
-func (s *Service) validateRequest(wf *workflow.Workflow, r *http.Request, ev *sbv1.TriggerEvent, body []byte) error {
+// validateRequest applies the trigger's declarative validation. A refusal
+// is the caller's answer (400/413/415); nothing is published.
+func (s *Service) validateRequest(wf *workflow.Workflow, r *http.Request, body []byte) error {
 	spec := wf.Trigger.Validation
 	ct := r.Header.Get("Content-Type")
 	if err := reqbody.CheckMediaType(spec, ct, len(body)); err != nil {
@@ -187,8 +207,6 @@ func (s *Service) validateRequest(wf *workflow.Workflow, r *http.Request, ev *sb
 	switch {
 	case errors.Is(err, reqbody.ErrTooLarge):
 		return apierr.New(http.StatusRequestEntityTooLarge, "payload_too_large", "%v", err)
-	case errors.Is(err, reqbody.ErrMalformed):
-		return apierr.BadRequest("invalid_body", "%v", err)
 	case err != nil:
 		return apierr.BadRequest("invalid_body", "%v", err)
 	}
@@ -196,9 +214,6 @@ func (s *Service) validateRequest(wf *workflow.Workflow, r *http.Request, ev *sb
 		return nil
 	}
 	if fes := reqbody.Validate(spec, r.Method, r.Header, r.URL.Query(), parsed); len(fes) > 0 {
-		cand := runs.Candidate{Workflow: wf.ID, User: ev.User, Credential: ev.Credential, Outcome: runs.OutcomeSkipped,
-			Reason: runs.ReasonValidationFailed, Message: describeFieldErrors(fes)}
-		s.recordRejection(ev, []runs.Candidate{cand})
 		e := apierr.BadRequest("validation_failed", "the request failed validation: %s", describeFieldErrors(fes)).WithDetails(fes)
 		e.Field = fes[0].Field
 		return e
@@ -214,31 +229,8 @@ func describeFieldErrors(fes []reqbody.FieldError) string {
 	return strings.Join(parts, "; ")
 }
 
-// recordRejection writes the decision record of a request refused before
-// it was published, so "why didn't it run?" has an answer for those too.
-func (s *Service) recordRejection(ev *sbv1.TriggerEvent, cands []runs.Candidate) {
-	trigger, _ := envelope.MarshalJSON(ev)
-	d := runs.Decision{EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Workflow, User: ev.User,
-		Trigger: trigger, Candidates: cands, ReceivedAt: ev.ReceivedAt.AsTime(), DecidedAt: time.Now().UTC()}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return
-	}
-	m := nats.NewMsg(subjects.Decision(ev.Project, ev.Id))
-	m.Header.Set(runs.HeaderRecord, runs.RecordDecision)
-	m.Data = b
-	// Best effort, asynchronous: the caller's answer does not wait on it.
-	if _, err := s.opts.JS.PublishMsgAsync(m); err != nil {
-		s.log.Warn("decision record not stored", "event", ev.Id, "err", err)
-	}
-}
-
 // writeReply renders the executor's answer.
-func writeReply(c *echo.Context, m *nats.Msg, runID string) error {
-	var rep runs.Reply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return apierr.Internal(err)
-	}
+func writeReply(c *echo.Context, rep *runs.Reply, runID string) error {
 	if rep.Error != "" {
 		e := apierr.New(http.StatusInternalServerError, rep.Error, "%s", rep.Message)
 		e.Details = map[string]string{"runId": rep.RunID}
@@ -255,10 +247,4 @@ func writeReply(c *echo.Context, m *nats.Msg, runID string) error {
 	c.Response().WriteHeader(rep.Status)
 	_, err := c.Response().Write(rep.Body)
 	return err
-}
-
-func (s *Service) claimIdempotency(c *echo.Context, scope string, ev *sbv1.TriggerEvent, runID string, body []byte) (*idempotency.Record, error) {
-	r := c.Request()
-	return s.idempotent(c, scope, idempotency.Record{EventID: ev.Id, RunID: runID},
-		[]byte(r.Method), []byte(r.URL.RawQuery), []byte(ev.User), []byte(ev.Credential), body)
 }

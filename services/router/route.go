@@ -13,10 +13,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
-	"github.com/switchboard-hq/switchboard/pkg/routing"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+	"github.com/switchboard-hq/switchboard/services/router/decide"
 )
 
 // Headers on run messages. The data is the trigger envelope (protobuf); the
@@ -81,7 +81,7 @@ func (s *Service) deadLetter(ctx context.Context, m jetstream.Msg, reason error)
 // decodeTrigger decodes and normalizes an envelope; every problem with the
 // message itself is errPoison. normalized reports whether fields were
 // filled in, so the stored bytes no longer match the event.
-func decodeTrigger(m jetstream.Msg) (ev *sbv1.TriggerEvent, normalized bool, err error) {
+func (s *Service) decodeTrigger(m jetstream.Msg) (ev *sbv1.TriggerEvent, normalized bool, err error) {
 	ev, err = envelope.Decode(m.Data(), m.Headers().Get(envelope.HeaderContentType))
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", errPoison, err)
@@ -111,28 +111,14 @@ func decodeTrigger(m jetstream.Msg) (ev *sbv1.TriggerEvent, normalized bool, err
 		ev.ReceivedAt = timestamppb.New(md.Timestamp)
 		normalized = true
 	}
-	switch ev.Kind {
-	case sbv1.Kind_APP_EVENT:
-		if ev.Name == "" {
-			return nil, false, fmt.Errorf("%w: app event without name", errPoison)
-		}
-		if ev.User == "" {
-			return nil, false, fmt.Errorf("%w: app event without user", errPoison)
-		}
-	case sbv1.Kind_REQUEST:
-		if ev.Workflow == "" || ev.User == "" {
-			return nil, false, fmt.Errorf("%w: request trigger without workflow or user", errPoison)
-		}
-	case sbv1.Kind_KIND_UNSPECIFIED:
-		return nil, false, fmt.Errorf("%w: kind is required", errPoison)
-	default:
-		return nil, false, fmt.Errorf("%w: not implemented: routing of %s triggers", errPoison, ev.Kind)
+	if err := s.deciders.Check(ev); err != nil {
+		return nil, false, fmt.Errorf("%w: %v", errPoison, err)
 	}
 	return ev, normalized, nil
 }
 
 func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
-	ev, normalized, err := decodeTrigger(m)
+	ev, normalized, err := s.decodeTrigger(m)
 	if err != nil {
 		return err
 	}
@@ -145,17 +131,13 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 			cancel()
 		}
 	}
-	trigger, err := envelope.MarshalJSON(ev)
+	cands, err := s.deciders.Decide(ctx, ev)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPoison, err)
+		return err
 	}
-	dec := &runs.Decision{
-		EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Name, User: ev.User,
-		Trigger: trigger, ReceivedAt: ev.ReceivedAt.AsTime(), DecidedAt: time.Now().UTC(),
-	}
-	dec.Candidates = routing.Decide(s.opts.Catalog, ev)
-	if dec.Candidates == nil {
-		dec.Candidates = []runs.Candidate{}
+	md, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("trigger metadata: %w", err)
 	}
 
 	// Run messages carry the envelope as protobuf; the trigger's own bytes
@@ -167,10 +149,12 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 		}
 	}
 	pubs := publishes{js: s.opts.JS}
-	for _, c := range dec.Candidates {
+	var ran []string
+	for _, c := range cands {
 		if c.Outcome != runs.OutcomeRan {
 			continue
 		}
+		ran = append(ran, c.RunID)
 		rm := nats.NewMsg(subjects.Run(ev.Project, c.Workflow))
 		rm.Header.Set(envelope.HeaderContentType, envelope.ContentTypeProto)
 		rm.Header.Set(HeaderRunID, c.RunID)
@@ -185,17 +169,53 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 		}
 		s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
 	}
-	dm := nats.NewMsg(subjects.Decision(ev.Project, ev.Id))
-	dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
-	if dm.Data, err = json.Marshal(dec); err != nil {
-		return fmt.Errorf("encode decision: %w", err)
+	dec := &runs.Decision{
+		EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Name, User: ev.User,
+		TriggerSeq: md.Sequence.Stream, ReceivedAt: ev.ReceivedAt.AsTime(), DecidedAt: time.Now().UTC(),
 	}
-	if err := pubs.add(dm, jetstream.WithMsgID("decision:"+ev.Id)); err != nil {
-		return err
+	if ev.Kind == sbv1.Kind_REQUEST {
+		dec.Name = ev.Workflow
+	}
+	for _, page := range dec.Paged(cands, s.opts.DecisionPage) {
+		dm := nats.NewMsg(subjects.Decision(ev.Project, ev.Id))
+		dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
+		if dm.Data, err = json.Marshal(page); err != nil {
+			return fmt.Errorf("encode decision: %w", err)
+		}
+		if err := pubs.add(dm); err != nil {
+			return err
+		}
 	}
 	if err := pubs.wait(ctx); err != nil {
 		return err
 	}
-	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(dec.Candidates))
+	if ev.Reply != "" {
+		s.answerDecided(ev, cands, ran)
+	}
+	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(cands))
 	return nil
+}
+
+// answerDecided tells a caller waiting on the trigger's inbox what was
+// decided, once the decision is stored: a request's run id (or, when
+// nothing runs, the status and reason it gets), an app event's run ids.
+func (s *Service) answerDecided(ev *sbv1.TriggerEvent, cands []runs.Candidate, ran []string) {
+	rep := runs.Reply{Decided: true, RunIDs: ran}
+	if ev.Kind == sbv1.Kind_REQUEST {
+		if a, rejected := decide.RequestAnswer(ev.Workflow, ev.User, cands); rejected {
+			rep.Status, rep.Error, rep.Message = a.Status, a.Code, a.Message
+		} else if len(ran) > 0 {
+			rep.RunID = ran[0]
+		}
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		s.log.Error("encode decided reply", "err", err)
+		return
+	}
+	// Core NATS, fire and forget: the caller may have gone; the decision
+	// record is the durable answer.
+	if err := s.opts.NC.Publish(ev.Reply, b); err != nil {
+		s.log.Warn("decided reply", "event", ev.Id, "err", err)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/services/router/decide"
 )
 
 // Consumer names.
@@ -59,13 +60,19 @@ type Options struct {
 	// CatalogWait bounds how long routing waits for the catalog to reach the
 	// revision the publisher saw (default 5s).
 	CatalogWait time.Duration
+	// MaxHops stops emit chains (default decide.DefaultMaxHops).
+	MaxHops uint32
+	// DecisionPage is the number of candidates per decision record (default
+	// runs.DefaultDecisionPage).
+	DecisionPage int
 }
 
 // Service is the router plus executor.
 type Service struct {
-	opts Options
-	log  *slog.Logger
-	runs jetstream.Stream // RUN_EVENTS, for resuming runs
+	opts     Options
+	log      *slog.Logger
+	deciders *decide.Deciders
+	runs     jetstream.Stream // RUN_EVENTS, for resuming runs
 
 	stopping  atomic.Bool
 	mu        sync.Mutex
@@ -112,8 +119,13 @@ func New(opts Options) (*Service, error) {
 	if opts.CatalogWait <= 0 {
 		opts.CatalogWait = 5 * time.Second
 	}
+	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: catalogDirectory{opts.Catalog}, MaxHops: opts.MaxHops})
+	if err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	return &Service{
+		deciders:  deciders,
 		opts:      opts,
 		log:       opts.Logger.With("service", "router"),
 		runSem:    make(chan struct{}, opts.Concurrency),
@@ -122,6 +134,9 @@ func New(opts Options) (*Service, error) {
 		cancelRun: cancel,
 	}, nil
 }
+
+// Name is the role's name, "router": the router and the executor.
+func (s *Service) Name() string { return "router" }
 
 // Start creates the durable consumers (idempotently) and starts consuming.
 func (s *Service) Start(ctx context.Context) error {
@@ -283,4 +298,16 @@ func (p *publishes) wait(ctx context.Context) error {
 	}
 	p.futures = p.futures[:0]
 	return errors.Join(errs...)
+}
+
+// catalogDirectory reads connected users from the catalog for the deciders.
+type catalogDirectory struct{ cat *catalog.Catalog }
+
+func (d catalogDirectory) User(_ context.Context, p, u string) (*catalog.User, bool, error) {
+	us, ok := d.cat.User(p, u)
+	return us, ok, nil
+}
+
+func (d catalogDirectory) Credentials(_ context.Context, p, u string) ([]*catalog.Credential, error) {
+	return d.cat.Credentials(p, u), nil
 }

@@ -234,6 +234,9 @@ func (s *Service) emitStep(ctx context.Context, x *execution, st *workflow.Step)
 		Payload:    pb,
 		OccurredAt: timestamppb.New(now),
 		ReceivedAt: timestamppb.New(now),
+		// One hop deeper than the trigger of this run: the router stops the
+		// chain at its limit, so a workflow emitting its own event ends.
+		Hops: x.ev.Hops + 1,
 	}
 	m, err := envelope.NewMsg(subjects.Trigger(ev.Project, subjects.KindAppEvent, user), ev)
 	if err != nil {

@@ -67,6 +67,13 @@ func (k request) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs.Cand
 			ran = append(ran, c.Credential)
 		}
 	}
+	if len(ran) == 1 {
+		for i := range cands {
+			if cands[i].Outcome == runs.OutcomeRan {
+				cands[i].RunID = runs.RequestRunID(ev.Id, w.ID, ev.User)
+			}
+		}
+	}
 	if len(ran) > 1 {
 		for i := range cands {
 			if cands[i].Outcome == runs.OutcomeRan {

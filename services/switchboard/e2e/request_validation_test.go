@@ -245,9 +245,9 @@ func TestRequestValidation(t *testing.T) {
 			expectError(t, r, http.StatusBadRequest, "invalid_body")
 		})
 
-		// A refusal leaves a decision record; no run starts. A valid request,
-		// sent last, is the only run of the workflow.
-		rqWaitDecision(t, sys.JS, "rq-valid", runs.ReasonValidationFailed)
+		// A refusal is the caller's answer at admission: nothing reaches
+		// TRIGGERS, so nothing is decided and no run starts. A valid
+		// request, sent last, is the only run of the workflow.
 		if n := rqSubjectMsgs(t, sys.JS, subjects.StreamTriggers, subjects.Trigger(dev.Project, subjects.KindRequest, "rq-valid")); n != 0 {
 			t.Fatalf("%d refused requests reached TRIGGERS", n)
 		}
