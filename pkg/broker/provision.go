@@ -111,6 +111,12 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 			Description: "projects, workflows, app events, users, credentials"},
 		{Bucket: subjects.BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
 			TTL: l.IdempotencyTTL, Description: "Idempotency-Key records"},
+		// History 1: the stream keeps one message per key, so the
+		// directory's batched index scans read only live entries.
+		{Bucket: subjects.BucketDirectory, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			Description: "connected users, credentials, enablement and their index keys (pkg/directory)"},
+		{Bucket: subjects.BucketSecrets, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			Description: "sealed credential secrets (pkg/directory)"},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {

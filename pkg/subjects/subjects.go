@@ -25,6 +25,10 @@ const (
 const (
 	BucketCatalog     = "sb_catalog"
 	BucketIdempotency = "sb_idempotency"
+	// BucketDirectory holds connected users, credentials and their index
+	// keys (pkg/directory); BucketSecrets their sealed secrets.
+	BucketDirectory = "sb_directory"
+	BucketSecrets   = "sb_secrets"
 )
 
 // Wildcards bound to the streams.

@@ -1,7 +1,7 @@
 // Package brokertest is the one place tests get a real NATS: an embedded
 // nats-server with JetStream, an in-process connection to it, every
 // Switchboard stream and bucket provisioned, and (if asked) a started
-// catalog, all torn down when the test ends.
+// catalog or directory, all torn down when the test ends.
 //
 // Tests across the modules used to copy this setup; keeping it here means a
 // change to how the broker starts or provisions reaches every test at once,
@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 )
 
 // setupTimeout bounds provisioning; a healthy embedded server needs far less.
@@ -95,4 +96,27 @@ func CatalogWith(t testing.TB, opts catalog.Options) *catalog.Catalog {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Directory opens a directory on js and starts it; it follows the
+// directory bucket until the test ends.
+func Directory(t testing.TB, js jetstream.JetStream) *directory.Directory {
+	t.Helper()
+	return DirectoryWith(t, directory.Options{JS: js})
+}
+
+// DirectoryWith is Directory with options (a Secrets box, a cache size).
+// opts.JS is required.
+func DirectoryWith(t testing.TB, opts directory.Options) *directory.Directory {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d, err := directory.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
