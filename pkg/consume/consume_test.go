@@ -353,7 +353,7 @@ func TestConformance(t *testing.T) {
 			if got := r.get(); !slices.Equal(got, tc.want) {
 				t.Errorf("deliveries = %v, want %v", got, tc.want)
 			}
-			dead := e.deadLetter(t, "sb.dead.consumetest." + key)
+			dead := e.deadLetter(t, "sb.dead.consumetest."+key)
 			if tc.wantDead == "" {
 				if dead != nil {
 					t.Fatalf("dead-lettered with %q, want acked", dead.Header.Get(consume.HeaderDeadReason))
