@@ -69,6 +69,8 @@ type Catalog struct {
 	apiKeys  map[string]string // key hash -> project
 	rev      watermark.Mark    // the last KV revision reflected in memory
 	ready    bool
+	// projectsChanged is closed when a project is created or deleted.
+	projectsChanged chan struct{}
 }
 
 type projectState struct {
@@ -192,6 +194,9 @@ func (c *Catalog) projectState(p string) *projectState {
 func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, deleted bool) error {
 	switch parts[0] {
 	case prefixProject:
+		if (ps.project == nil) != deleted {
+			c.noteProjectChange()
+		}
 		if ps.project != nil {
 			for _, k := range ps.project.APIKeys {
 				delete(c.apiKeys, k.Hash)

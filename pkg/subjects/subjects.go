@@ -29,6 +29,16 @@ const (
 	// keys (pkg/directory); BucketSecrets their sealed secrets.
 	BucketDirectory = "sb_directory"
 	BucketSecrets   = "sb_secrets"
+	// BucketDedupe holds long-lived producer dedupe claims (pkg/trigger),
+	// each with its own TTL.
+	BucketDedupe = "sb_dedupe"
+)
+
+// Object store buckets.
+const (
+	// BucketBlobs holds values too large to keep inline in a record
+	// (pkg/blob); it ages out with RUN_EVENTS, whose records reference it.
+	BucketBlobs = "sb_blobs"
 )
 
 // Wildcards bound to the streams.
@@ -63,6 +73,9 @@ func TriggerProject(subject string) (string, bool) {
 
 // Run is the subject a run of workflow w is published on in the RUNS stream.
 func Run(project, workflow string) string { return "sb.run." + project + "." + workflow }
+
+// RunsOfProject is the wildcard of every run subject of project p.
+func RunsOfProject(project string) string { return "sb.run." + project + ".>" }
 
 // RunEvent is the subject of a run's state snapshots in RUN_EVENTS. The last
 // message on it is the run's current state, which is what a redelivered run

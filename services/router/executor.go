@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/reqbody"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -42,45 +43,40 @@ type execution struct {
 	running *lazyPublish
 }
 
-// execute handles one run message.
-func (s *Service) execute(m jetstream.Msg) {
+// execute handles one run message (a consume.Handler): nil acks it once
+// the run reached its final state (or had already); a step waiting for its
+// next attempt hands the message back with that delay; infrastructure
+// trouble is retried, and the run resumes after its last checkpoint.
+func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
 	x, err := s.prepare(m)
 	if err != nil {
-		// A run message we cannot even read will never get better.
-		s.log.Error("unreadable run message; terminating", "subject", m.Subject(), "err", err)
-		_ = m.Term()
-		return
+		return err
 	}
 	if x == nil { // already finished by an earlier delivery
-		_ = m.Ack()
-		return
+		return nil
 	}
 	if p := x.run.Pending; p != nil {
 		if wait := time.Until(p.RetryAt); wait > 0 {
 			// Redelivered before its retry is due (a crash, or a redelivery
 			// that skipped the delay): wait out the rest, outside a slot.
-			_ = m.NakWithDelay(wait)
-			return
+			return consume.Retry(errNotDue, wait)
 		}
 	}
-	err = x.runSteps(s.runCtx)
+	err = x.runSteps(ctx)
 	_ = x.settleRunning()
 	var later retryLater
 	if errors.As(err, &later) {
-		_ = m.NakWithDelay(later.after)
-		return
+		return consume.Retry(later, later.after)
 	}
 	if err != nil {
-		// Infrastructure trouble or shutdown: leave it for redelivery; it
-		// resumes after its last checkpoint.
 		x.log.Warn("run abandoned for redelivery", "err", err)
-		_ = m.NakWithDelay(time.Second)
-		return
+		return err
 	}
-	if err := m.Ack(); err != nil {
-		x.log.Warn("ack run", "err", err)
-	}
+	return nil
 }
+
+// errNotDue is a run redelivered before its pending step's retry is due.
+var errNotDue = errors.New("the step's next attempt is not due yet")
 
 // prepare reads the run message and the run's last checkpoint. It returns
 // nil, nil when the run already reached a final state.
@@ -88,11 +84,12 @@ func (s *Service) prepare(m jetstream.Msg) (*execution, error) {
 	h := m.Headers()
 	runID := h.Get(HeaderRunID)
 	if !runs.ValidID(runID) {
-		return nil, fmt.Errorf("bad run id %q", runID)
+		// A run message we cannot even read will never get better.
+		return nil, consume.Permanent(fmt.Errorf("bad run id %q", runID))
 	}
 	ev, err := envelope.Decode(m.Data(), h.Get(envelope.HeaderContentType))
 	if err != nil {
-		return nil, err
+		return nil, consume.Permanent(err)
 	}
 	md, err := m.Metadata()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
@@ -26,56 +27,30 @@ const (
 	HeaderWorkflow   = "Sb-Workflow"
 	HeaderUser       = "Sb-User"
 	HeaderCredential = "Sb-Credential"
-	HeaderDeadReason = "Sb-Dead-Reason"
-	HeaderDeadFrom   = "Sb-Dead-Subject"
+	HeaderDeadReason = consume.HeaderDeadReason
 )
 
 // errPoison marks a trigger message that can never be routed.
 var errPoison = errors.New("poison message")
 
-// route handles one trigger message.
-func (s *Service) route(m jetstream.Msg) {
-	ctx, cancel := context.WithTimeout(s.runCtx, s.opts.AckWait)
+// route handles one trigger message (a consume.Handler): nil acks it, an
+// unroutable message is dead-lettered at once, anything else is retried.
+func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
 	defer cancel()
-	err := s.routeMsg(ctx, m)
+	err := s.routeMsg(rctx, m)
 	switch {
 	case err == nil:
 		s.opts.Metrics.TriggersRouted.WithLabelValues("routed").Inc()
-		if err := m.Ack(); err != nil {
-			s.log.Warn("ack trigger", "err", err)
-		}
+		return nil
 	case errors.Is(err, errPoison):
 		s.opts.Metrics.TriggersRouted.WithLabelValues("dead").Inc()
-		if derr := s.deadLetter(ctx, m, err); derr != nil {
-			s.log.Error("dead-letter trigger failed; will retry", "subject", m.Subject(), "err", derr)
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
 		s.log.Warn("trigger dead-lettered", "subject", m.Subject(), "reason", err.Error())
-		_ = m.Term()
+		return consume.Permanent(err)
 	default:
 		s.log.Error("routing failed; will retry", "subject", m.Subject(), "err", err)
-		_ = m.NakWithDelay(time.Second)
+		return err
 	}
-}
-
-// deadLetter copies a trigger message to DEAD with the reason, before the
-// caller terminates it.
-func (s *Service) deadLetter(ctx context.Context, m jetstream.Msg, reason error) error {
-	project, _ := subjects.TriggerProject(m.Subject())
-	dm := nats.NewMsg(subjects.DeadTrigger(project))
-	for k, v := range m.Headers() {
-		dm.Header[k] = v
-	}
-	dm.Header.Set(HeaderDeadReason, reason.Error())
-	dm.Header.Set(HeaderDeadFrom, m.Subject())
-	dm.Data = m.Data()
-	opts := []jetstream.PublishOpt{}
-	if md, err := m.Metadata(); err == nil {
-		opts = append(opts, jetstream.WithMsgID("trigger:"+strconv.FormatUint(md.Sequence.Stream, 10)))
-	}
-	_, err := s.opts.JS.PublishMsg(ctx, dm, opts...)
-	return err
 }
 
 // decodeTrigger decodes and normalizes an envelope; every problem with the

@@ -2,10 +2,13 @@
 // which connected user and credential, records that decision, and executes
 // the resulting runs.
 //
-// Two durable pull consumers do the work: "router" on TRIGGERS turns one
-// trigger event into a decision record plus zero or more run messages on
-// RUNS (each with Nats-Msg-Id = its deterministic run id), and "executor" on
-// RUNS runs the steps, checkpointing every finished step to RUN_EVENTS. A
+// Durable pull consumers do the work, through pkg/consume (ack, retry with
+// delay, dead-letter, MaxDeliver): "router" on TRIGGERS turns one trigger
+// event into a decision record (decided by services/router/decide) plus zero
+// or more run messages on RUNS (each with Nats-Msg-Id = its deterministic run
+// id), and one "executor-<project>" per project on RUNS runs the steps,
+// checkpointing every finished step to RUN_EVENTS; the executors share one
+// budget of slots in turn, so a project's burst cannot starve another. A
 // trigger is acked only after its decision and runs are stored; a run only
 // after its final state is stored.
 package router
@@ -16,16 +19,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	"github.com/switchboard-hq/switchboard/services/router/decide"
 )
 
@@ -34,6 +37,10 @@ const (
 	ConsumerRouter   = "router"
 	ConsumerExecutor = "executor"
 )
+
+// ExecutorDurable is the durable consumer on RUNS that executes project p's
+// runs.
+func ExecutorDurable(project string) string { return ConsumerExecutor + "-" + project }
 
 // Options configure the router service.
 type Options struct {
@@ -74,17 +81,11 @@ type Service struct {
 	deciders *decide.Deciders
 	runs     jetstream.Stream // RUN_EVENTS, for resuming runs
 
-	stopping  atomic.Bool
-	mu        sync.Mutex
-	consumers []jetstream.ConsumeContext
-	inflight  sync.WaitGroup
-	runSem    chan struct{}
-	routeSem  chan struct{}
-	// runCtx is cancelled when shutdown gives up on in-flight runs; they
-	// are then abandoned for redelivery (and resume from their checkpoint).
-	runCtx    context.Context
-	cancelRun context.CancelFunc
-	stopStats context.CancelFunc
+	router   *consume.Consumer
+	executor *consume.Group
+	// stopWatch ends the loop that gives every project its executor.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // New validates opts and returns a Service; Start begins consuming.
@@ -123,95 +124,97 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	return &Service{
-		deciders:  deciders,
-		opts:      opts,
-		log:       opts.Logger.With("service", "router"),
-		runSem:    make(chan struct{}, opts.Concurrency),
-		routeSem:  make(chan struct{}, opts.RouteConcurrency),
-		runCtx:    runCtx,
-		cancelRun: cancel,
-	}, nil
+	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders}, nil
 }
 
 // Name is the role's name, "router": the router and the executor.
 func (s *Service) Name() string { return "router" }
 
-// Start creates the durable consumers (idempotently) and starts consuming.
+// maxDeliver bounds the deliveries of a trigger or run message before it is
+// dead-lettered. A step retried after a backoff hands its message back, so
+// every attempt of every step is a delivery: the bound leaves room for a run
+// whose steps all retry as often as a step may.
+const maxDeliver = 2*workflow.MaxAttempts + 10
+
+// Start creates the durable consumers (idempotently) and starts consuming:
+// "router" on TRIGGERS, and one executor per project on RUNS
+// ("executor-<project>"), all drawing from one budget of Concurrency slots
+// in turn, so one project's backlog cannot starve another project's runs.
 func (s *Service) Start(ctx context.Context) error {
 	js := s.opts.JS
 	var err error
 	if s.runs, err = js.Stream(ctx, subjects.StreamRunEvents); err != nil {
 		return fmt.Errorf("router: stream %s: %w", subjects.StreamRunEvents, err)
 	}
-	routeCons, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamTriggers, jetstream.ConsumerConfig{
-		Durable:       ConsumerRouter,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.opts.AckWait,
-		MaxAckPending: s.opts.RouteConcurrency * 16,
-		FilterSubject: subjects.TriggersAll,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+	reg := s.opts.Metrics.Registry
+	s.router, err = consume.Start(ctx, js, consume.Options{
+		Name: ConsumerRouter, Stream: subjects.StreamTriggers, FilterSubjects: []string{subjects.TriggersAll},
+		AckWait: s.opts.AckWait, Concurrency: s.opts.RouteConcurrency, MaxAckPending: s.opts.RouteConcurrency * 16,
+		MaxDeliver: maxDeliver, Handler: s.route, Middleware: []consume.Middleware{consume.KeepAlive(0)},
+		DeadLetter: consume.DeadLetterTo(js, func(m jetstream.Msg) string {
+			project, _ := subjects.TriggerProject(m.Subject())
+			return subjects.DeadTrigger(project)
+		}),
+		Logger: s.log, Registerer: reg,
 	})
 	if err != nil {
-		return fmt.Errorf("router: consumer %s: %w", ConsumerRouter, err)
+		return fmt.Errorf("router: %w", err)
 	}
-	execCons, err := js.CreateOrUpdateConsumer(ctx, subjects.StreamRuns, jetstream.ConsumerConfig{
-		Durable:       ConsumerExecutor,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.opts.AckWait,
-		MaxAckPending: s.opts.Concurrency * 2,
-		FilterSubject: subjects.RunsAll,
+	slots := consume.NewSlots(s.opts.Concurrency)
+	s.executor, err = consume.NewGroup(js, consume.GroupOptions{
+		Slots: slots,
+		Consumer: func(project string) consume.Options {
+			return consume.Options{
+				Name: ConsumerExecutor, Stream: subjects.StreamRuns, Durable: ExecutorDurable(project),
+				FilterSubjects: []string{subjects.RunsOfProject(project)},
+				AckWait:        s.opts.AckWait, MaxAckPending: s.opts.Concurrency * 2,
+				MaxDeliver: maxDeliver, Handler: s.execute, Middleware: []consume.Middleware{consume.KeepAlive(0)},
+				DeadLetter: consume.DeadLetterTo(js, func(m jetstream.Msg) string {
+					return subjects.DeadRun(project, m.Headers().Get(HeaderWorkflow))
+				}),
+				Logger: s.log, Registerer: reg,
+			}
+		},
 	})
 	if err != nil {
-		return fmt.Errorf("router: consumer %s: %w", ConsumerExecutor, err)
+		_ = s.router.Stop(ctx)
+		return fmt.Errorf("router: %w", err)
 	}
-	errh := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrConsumerDeleted) {
-			s.log.Warn("consume error", "err", err)
-		}
-	})
-	rc, err := routeCons.Consume(s.dispatch(s.routeSem, s.route), errh, jetstream.PullMaxMessages(s.opts.RouteConcurrency*4))
-	if err != nil {
-		return fmt.Errorf("router: consume triggers: %w", err)
+	if err := s.addProjects(ctx); err != nil {
+		_ = s.router.Stop(ctx)
+		return err
 	}
-	ec, err := execCons.Consume(s.dispatch(s.runSem, s.execute), errh, jetstream.PullMaxMessages(s.opts.Concurrency))
-	if err != nil {
-		rc.Stop()
-		return fmt.Errorf("router: consume runs: %w", err)
-	}
-	s.mu.Lock()
-	s.consumers = []jetstream.ConsumeContext{rc, ec}
-	s.mu.Unlock()
-
-	statsCtx, stop := context.WithCancel(context.Background())
-	s.stopStats = stop
-	go s.reportPending(statsCtx, []jetstream.Consumer{routeCons, execCons})
+	wctx, stop := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = stop, make(chan struct{})
+	go s.watchProjects(wctx)
 	return nil
 }
 
-// dispatch hands each message to its own goroutine, bounded by sem, so the
-// consume callback never blocks on one slow run.
-func (s *Service) dispatch(sem chan struct{}, h func(jetstream.Msg)) jetstream.MessageHandler {
-	return func(m jetstream.Msg) {
-		// Count the message before waiting for a slot, so Stop's Wait
-		// cannot return while a callback is still about to start one.
-		s.inflight.Add(1)
-		if s.stopping.Load() {
-			// Draining: hand fetched messages straight back for another
-			// instance instead of starting work or waiting out AckWait.
-			_ = m.Nak()
-			s.inflight.Done()
-			return
+// addProjects gives every project in the catalog its executor.
+func (s *Service) addProjects(ctx context.Context) error {
+	for _, p := range s.opts.Catalog.Projects() {
+		if err := s.executor.Add(ctx, p); err != nil {
+			return fmt.Errorf("router: executor of %s: %w", p, err)
 		}
-		sem <- struct{}{}
-		go func() {
-			defer func() {
-				<-sem
-				s.inflight.Done()
-			}()
-			h(m)
-		}()
+	}
+	return nil
+}
+
+// watchProjects starts the executor of each project created later. Runs
+// of a project whose executor is not started yet wait in RUNS meanwhile.
+func (s *Service) watchProjects(ctx context.Context) {
+	defer close(s.watchDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.opts.Catalog.ProjectsChanged():
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := s.addProjects(actx); err != nil {
+			s.log.Warn("starting an executor", "err", err)
+		}
+		cancel()
 	}
 }
 
@@ -219,54 +222,18 @@ func (s *Service) dispatch(sem chan struct{}, h func(jetstream.Msg)) jetstream.M
 // ends; runs still going then are cancelled and left unacknowledged so
 // JetStream redelivers them (they resume after their last checkpoint).
 func (s *Service) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	cons := s.consumers
-	s.consumers = nil
-	s.mu.Unlock()
-	s.stopping.Store(true)
-	for _, c := range cons {
-		c.Drain()
+	if s.stopWatch != nil {
+		s.stopWatch()
+		<-s.watchDone
 	}
-	for _, c := range cons {
-		select {
-		case <-c.Closed():
-		case <-ctx.Done():
-		}
+	var errs []error
+	if s.router != nil {
+		errs = append(errs, s.router.Stop(ctx))
 	}
-	if s.stopStats != nil {
-		s.stopStats()
+	if s.executor != nil {
+		errs = append(errs, s.executor.Stop(ctx))
 	}
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.cancelRun()
-		<-done
-		return nil
-	}
-}
-
-func (s *Service) reportPending(ctx context.Context, cons []jetstream.Consumer) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, c := range cons {
-				qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				info, err := c.Info(qctx)
-				cancel()
-				if err != nil {
-					continue
-				}
-				s.opts.Metrics.ConsumerPending.WithLabelValues(info.Stream, info.Name).Set(float64(info.NumPending))
-			}
-		}
-	}
+	return errors.Join(errs...)
 }
 
 // publishes collects asynchronous publishes so a handler can wait for all

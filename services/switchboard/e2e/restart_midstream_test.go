@@ -196,7 +196,7 @@ steps:
 	}
 	atStop, _ := hits.counts()
 	t.Logf("first router stopped after %d runs (stop took %s); left: %s, %s", atStop, time.Since(stopStart).Round(time.Millisecond),
-		consumerState(ctx, t, js, subjects.StreamTriggers, router.ConsumerRouter), consumerState(ctx, t, js, subjects.StreamRuns, router.ConsumerExecutor))
+		consumerState(ctx, t, js, subjects.StreamTriggers, router.ConsumerRouter), consumerState(ctx, t, js, subjects.StreamRuns, router.ExecutorDurable(project)))
 	if atStop >= midstreamEvents {
 		t.Fatalf("the first router ran all %d events before it was stopped; the restart was not mid-stream", atStop)
 	}
@@ -211,7 +211,7 @@ steps:
 	// still arrive after the counts are checked.
 	for _, c := range []struct{ stream, consumer string }{
 		{subjects.StreamTriggers, router.ConsumerRouter},
-		{subjects.StreamRuns, router.ConsumerExecutor},
+		{subjects.StreamRuns, router.ExecutorDurable(project)},
 	} {
 		cons, err := js.Consumer(ctx, c.stream, c.consumer)
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/services/router"
+	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
 // The sync request trigger scenario (issue 3, item 8).
@@ -265,7 +266,7 @@ func (b *bench) drainRuns(ctx context.Context) (string, error) {
 	var backlog []string
 	for _, sc := range []struct{ stream, consumer string }{
 		{subjects.StreamTriggers, router.ConsumerRouter},
-		{subjects.StreamRuns, router.ConsumerExecutor},
+		{subjects.StreamRuns, router.ExecutorDurable(dev.Project)},
 	} {
 		cons, err := b.sys.JS.Consumer(ctx, sc.stream, sc.consumer)
 		if err != nil {
