@@ -43,12 +43,35 @@ type execution struct {
 	running *lazyPublish
 }
 
+// runRef names one run: which run of a trigger a message stands for.
+type runRef struct {
+	id, workflow, user, credential string
+}
+
 // execute handles one run message (a consume.Handler): nil acks it once
 // the run reached its final state (or had already); a step waiting for its
 // next attempt hands the message back with that delay; infrastructure
 // trouble is retried, and the run resumes after its last checkpoint.
 func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
-	x, err := s.prepare(m)
+	h := m.Headers()
+	ref := runRef{id: h.Get(HeaderRunID), workflow: h.Get(HeaderWorkflow), user: h.Get(HeaderUser), credential: h.Get(HeaderCredential)}
+	if !runs.ValidID(ref.id) {
+		// A run message we cannot even read will never get better.
+		return consume.Permanent(fmt.Errorf("bad run id %q", ref.id))
+	}
+	ev, err := envelope.Decode(m.Data(), h.Get(envelope.HeaderContentType))
+	if err != nil {
+		return consume.Permanent(err)
+	}
+	return s.run(ctx, m, ref, ev)
+}
+
+// run executes run ref of trigger ev; m is the message that holds it
+// durably until the run is done — a RUNS message, or the trigger itself
+// for a run the router executes in place — and the error says how to
+// settle m.
+func (s *Service) run(ctx context.Context, m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) error {
+	x, err := s.prepare(m, ref, ev)
 	if err != nil {
 		return err
 	}
@@ -78,33 +101,24 @@ func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
 // errNotDue is a run redelivered before its pending step's retry is due.
 var errNotDue = errors.New("the step's next attempt is not due yet")
 
-// prepare reads the run message and the run's last checkpoint. It returns
-// nil, nil when the run already reached a final state.
-func (s *Service) prepare(m jetstream.Msg) (*execution, error) {
-	h := m.Headers()
-	runID := h.Get(HeaderRunID)
-	if !runs.ValidID(runID) {
-		// A run message we cannot even read will never get better.
-		return nil, consume.Permanent(fmt.Errorf("bad run id %q", runID))
-	}
-	ev, err := envelope.Decode(m.Data(), h.Get(envelope.HeaderContentType))
-	if err != nil {
-		return nil, consume.Permanent(err)
-	}
+// prepare loads the run's last checkpoint. It returns nil, nil when the run
+// already reached a final state.
+func (s *Service) prepare(m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (*execution, error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return nil, err
 	}
+	runID := ref.id
 	x := &execution{
 		s:    s,
 		msg:  m,
 		ev:   ev,
-		log:  s.log.With("run", runID, "event", ev.Id, "workflow", h.Get(HeaderWorkflow)),
+		log:  s.log.With("run", runID, "event", ev.Id, "workflow", ref.workflow),
 		pubs: publishes{js: s.opts.JS},
 	}
 	x.run = &runs.Run{
-		ID: runID, Project: ev.Project, Workflow: h.Get(HeaderWorkflow), User: h.Get(HeaderUser),
-		Credential: h.Get(HeaderCredential), EventID: ev.Id, Status: runs.StatusQueued,
+		ID: runID, Project: ev.Project, Workflow: ref.workflow, User: ref.user,
+		Credential: ref.credential, EventID: ev.Id, Status: runs.StatusQueued,
 		ReplayOf: ev.ReplayOf, CreatedAt: ev.GetReceivedAt().AsTime(), Steps: []runs.Step{},
 	}
 	// Look for the run's state on every delivery, not only when

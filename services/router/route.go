@@ -35,13 +35,22 @@ var errPoison = errors.New("poison message")
 
 // route handles one trigger message (a consume.Handler): nil acks it, an
 // unroutable message is dead-lettered at once, anything else is retried.
+//
+// A request trigger that starts one run is executed here, in place, with the
+// trigger message as the run's durable record until it is acked: one
+// publish and one delivery less than going through RUNS, on the path a
+// caller waits on. A redelivered trigger is decided again (to the same run
+// id) and the run resumes from its checkpoint, as a run message would.
 func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
-	defer cancel()
-	err := s.routeMsg(rctx, m)
+	ev, inline, err := s.routeMsg(rctx, m)
+	cancel()
 	switch {
 	case err == nil:
 		s.opts.Metrics.TriggersRouted.WithLabelValues("routed").Inc()
+		if inline != nil {
+			return s.run(ctx, m, *inline, ev)
+		}
 		return nil
 	case errors.Is(err, errPoison):
 		s.opts.Metrics.TriggersRouted.WithLabelValues("dead").Inc()
@@ -92,10 +101,12 @@ func (s *Service) decodeTrigger(m jetstream.Msg) (ev *sbv1.TriggerEvent, normali
 	return ev, normalized, nil
 }
 
-func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
+// routeMsg decides a trigger, stores the decision and publishes its runs;
+// the run it leaves to the caller to execute in place, if any, is inline.
+func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.TriggerEvent, inline *runRef, err error) {
 	ev, normalized, err := s.decodeTrigger(m)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if v := m.Headers().Get(envelope.HeaderCatalogRevision); v != "" {
 		if rev, err := strconv.ParseUint(v, 10, 64); err == nil {
@@ -108,28 +119,40 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 	}
 	cands, err := s.deciders.Decide(ctx, ev)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		return fmt.Errorf("trigger metadata: %w", err)
+		return nil, nil, fmt.Errorf("trigger metadata: %w", err)
+	}
+	var ran []string
+	for _, c := range cands {
+		if c.Outcome == runs.OutcomeRan {
+			ran = append(ran, c.RunID)
+		}
+	}
+	if ev.Kind == sbv1.Kind_REQUEST && len(ran) == 1 {
+		for _, c := range cands {
+			if c.Outcome == runs.OutcomeRan {
+				inline = &runRef{id: c.RunID, workflow: c.Workflow, user: c.User, credential: c.Credential}
+				s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
+			}
+		}
 	}
 
 	// Run messages carry the envelope as protobuf; the trigger's own bytes
 	// do when they already are that (the common case: ingress published it).
 	data := m.Data()
-	if m.Headers().Get(envelope.HeaderContentType) != envelope.ContentTypeProto || normalized {
+	if inline == nil && (m.Headers().Get(envelope.HeaderContentType) != envelope.ContentTypeProto || normalized) {
 		if data, err = envelope.Marshal(ev); err != nil {
-			return fmt.Errorf("%w: %v", errPoison, err)
+			return nil, nil, fmt.Errorf("%w: %v", errPoison, err)
 		}
 	}
 	pubs := publishes{js: s.opts.JS}
-	var ran []string
 	for _, c := range cands {
-		if c.Outcome != runs.OutcomeRan {
+		if c.Outcome != runs.OutcomeRan || inline != nil {
 			continue
 		}
-		ran = append(ran, c.RunID)
 		rm := nats.NewMsg(subjects.Run(ev.Project, c.Workflow))
 		rm.Header.Set(envelope.HeaderContentType, envelope.ContentTypeProto)
 		rm.Header.Set(HeaderRunID, c.RunID)
@@ -140,7 +163,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 		}
 		rm.Data = data
 		if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
-			return err
+			return nil, nil, err
 		}
 		s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
 	}
@@ -155,20 +178,20 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) error {
 		dm := nats.NewMsg(subjects.Decision(ev.Project, ev.Id))
 		dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
 		if dm.Data, err = json.Marshal(page); err != nil {
-			return fmt.Errorf("encode decision: %w", err)
+			return nil, nil, fmt.Errorf("encode decision: %w", err)
 		}
 		if err := pubs.add(dm); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if err := pubs.wait(ctx); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if ev.Reply != "" {
 		s.answerDecided(ev, cands, ran)
 	}
 	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(cands))
-	return nil
+	return ev, inline, nil
 }
 
 // answerDecided tells a caller waiting on the trigger's inbox what was

@@ -53,7 +53,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Concurrency bounds runs executing at once (default 256).
 	Concurrency int
-	// RouteConcurrency bounds trigger events being routed at once (default 64).
+	// RouteConcurrency bounds trigger events being routed at once, request
+	// runs executed in place included (default 256).
 	RouteConcurrency int
 	// AckWait is how long a delivered message may go unacknowledged before
 	// redelivery (default 30s); long steps extend it with InProgress.
@@ -106,7 +107,9 @@ func New(opts Options) (*Service, error) {
 		opts.Concurrency = 256
 	}
 	if opts.RouteConcurrency <= 0 {
-		opts.RouteConcurrency = 64
+		// Request runs execute in the router's handlers (see route), so
+		// this also bounds synchronous runs in flight.
+		opts.RouteConcurrency = 256
 	}
 	if opts.AckWait <= 0 {
 		opts.AckWait = 30 * time.Second
