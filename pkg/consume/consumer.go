@@ -330,20 +330,25 @@ func (c *Consumer) handle(m jetstream.Msg) {
 
 // settle applies the package's settlement contract to one delivery.
 func (c *Consumer) settle(m jetstream.Msg, md *jetstream.MsgMetadata, delivered uint64, err error) {
-	log := c.log.With("subject", m.Subject(), "delivery", delivered)
-	if md != nil {
-		log = log.With("seq", md.Sequence.Stream)
+	// Built only off the hot path: most deliveries just ack.
+	msgLog := func() *slog.Logger {
+		log := c.log.With("subject", m.Subject(), "delivery", delivered)
+		if md != nil {
+			log = log.With("seq", md.Sequence.Stream)
+		}
+		return log
 	}
 	switch {
 	case errors.Is(err, ErrSettled):
 		return
 	case err == nil:
 		if aerr := m.Ack(); aerr != nil && !errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
-			log.Warn("ack", "err", aerr)
+			msgLog().Warn("ack", "err", aerr)
 		}
 		c.metrics.incAcked()
 		return
 	}
+	log := msgLog()
 	permanent := IsPermanent(err)
 	if !permanent && c.handlerCtx.Err() != nil {
 		// Stop gave up on this handler; its failure says nothing about the

@@ -21,6 +21,13 @@ type GroupOptions struct {
 	// set by the group. Keep Name the same for every key unless per-key
 	// metric series are wanted: counters are labelled by Name.
 	// A zero Concurrency means the whole budget (Slots.Size).
+	//
+	// Each member fetches up to its Concurrency messages ahead, and those
+	// wait for a slot with their AckWait running (only the one at the head
+	// of a member's line is kept alive). With many busy keys on a full
+	// budget, lower Concurrency or raise AckWait so that keys × Concurrency
+	// messages are handled within one AckWait, or they are redelivered
+	// while still waiting.
 	Consumer func(key string) Options
 	// DeleteOnRemove deletes the key's durable consumer on the server when
 	// the key is removed. Off by default: other processes running the same
