@@ -10,9 +10,6 @@ GO_TEST_FLAGS ?= -count=1 -timeout 9m
 build:
 	@mkdir -p $(BIN)
 	go build -o $(BIN)/switchboard ./services/switchboard/cmd/switchboard
-	go build -o $(BIN)/ingress ./services/ingress/cmd/ingress
-	go build -o $(BIN)/router ./services/router/cmd/router
-	go build -o $(BIN)/connection-lifecycle ./services/connection-lifecycle/cmd/connection-lifecycle
 	go build -o $(BIN)/example-worker ./services/switchboard/cmd/example-worker
 
 ## run: Switchboard in dev mode (embedded NATS, every service, project "dev")

@@ -1,17 +1,21 @@
-// Package service is what every Switchboard service binary shares:
-// configuration from the environment, JSON logging, and the /healthz,
-// /readyz and /metrics endpoints.
+// Package service is what every Switchboard role shares: the Role
+// interface the composition root drives, configuration from the
+// environment, JSON logging, and the /healthz, /readyz and /metrics
+// endpoints.
 package service
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -22,8 +26,9 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/secrets"
 )
 
-// Config is the configuration shared by the service binaries. Every field
-// has an environment variable (documented in the README).
+// Config is the configuration of a Switchboard process (`switchboard serve`,
+// and `switchboard dev` for what it does not fix itself). Every field has an
+// environment variable (documented in the README).
 type Config struct {
 	NATSURL      string        // SWITCHBOARD_NATS_URL
 	HTTPAddr     string        // SWITCHBOARD_HTTP_ADDR
@@ -35,8 +40,15 @@ type Config struct {
 	LogLevel     slog.Level    // SWITCHBOARD_LOG_LEVEL
 	Limits       broker.Limits // SWITCHBOARD_REPLICAS, SWITCHBOARD_*_MAX_AGE, SWITCHBOARD_IDEMPOTENCY_TTL
 	ShutdownWait time.Duration // SWITCHBOARD_SHUTDOWN_TIMEOUT
+	DrainDelay   time.Duration // SWITCHBOARD_DRAIN_DELAY: how long a stopping process serves on with /readyz 503
 	Concurrency  int           // SWITCHBOARD_RUN_CONCURRENCY
 }
+
+// DefaultDrainDelay is the default Config.DrainDelay. A stopping process
+// first answers /readyz with 503 and keeps serving this long, so load
+// balancers and Kubernetes endpoints stop routing to it before its listener
+// closes and no request is refused in between.
+const DefaultDrainDelay = 2 * time.Second
 
 // ConfigFromEnv reads Config from the environment, with defaults for a
 // single node.
@@ -50,6 +62,7 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 		MaxBody:      httpx.DefaultMaxBody,
 		Limits:       broker.DefaultLimits(),
 		ShutdownWait: 30 * time.Second,
+		DrainDelay:   DefaultDrainDelay,
 		Concurrency:  256,
 	}
 	var errs []string
@@ -101,6 +114,15 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 			*dst = d
 		}
 	}
+	if v := os.Getenv("SWITCHBOARD_DRAIN_DELAY"); v != "" {
+		// Zero is allowed: a process nobody balances traffic to (dev) has
+		// no one to tell.
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, "SWITCHBOARD_DRAIN_DELAY must be a duration like 2s (0 for none)")
+		}
+		c.DrainDelay = d
+	}
 	if c.SecretKey != "" {
 		if _, err := secrets.ParseKey(c.SecretKey); err != nil {
 			errs = append(errs, "SWITCHBOARD_SECRET_KEY must be 32 bytes, base64-encoded")
@@ -117,6 +139,11 @@ func env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// SignalContext is cancelled on SIGINT or SIGTERM.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 }
 
 // NewLogger returns a JSON slog logger on stderr.

@@ -73,6 +73,17 @@ func New(opts Options) (*Service, error) {
 	return &Service{cat: opts.Catalog, access: opts.Access, maxBody: maxBody, logger: logger}, nil
 }
 
+// Name is the role's name, "connection-lifecycle".
+func (s *Service) Name() string { return "connection-lifecycle" }
+
+// Start has nothing to do: the service is its HTTP handlers, which work on
+// the shared catalog.
+func (s *Service) Start(context.Context) error { return nil }
+
+// Stop has nothing to drain: every handler finishes its write before it
+// answers, and the shared HTTP server has finished them before roles stop.
+func (s *Service) Stop(context.Context) error { return nil }
+
 // Register mounts the routes on e.
 func (s *Service) Register(e *echo.Echo) {
 	const user = "/v1/projects/:p/users/:u"

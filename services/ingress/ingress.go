@@ -1,7 +1,7 @@
 // Package ingress is Switchboard's HTTP front door for the customer's app
-// and operators: it accepts App Events (and, later, request triggers),
-// stores them durably in JetStream before answering, applies workflow
-// documents, and serves run history from the local read model.
+// and operators: it accepts App Events and request triggers, stores them
+// durably in JetStream before answering, and applies workflow documents.
+// It holds no read model: run history is the history role's.
 package ingress
 
 import (
@@ -18,7 +18,6 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
-	"github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
@@ -30,8 +29,6 @@ type Options struct {
 	JS      jetstream.JetStream
 	Catalog *catalog.Catalog
 	Access  *access.Checker
-	// History serves run and event queries; nil disables those routes.
-	History *history.Store
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// MaxBody bounds request bodies (default 1 MiB).
@@ -78,6 +75,13 @@ func New(opts Options) (*Service, error) {
 	return &Service{opts: opts, log: opts.Logger.With("service", "ingress"), replies: replies, idem: idem}, nil
 }
 
+// Name is the role's name, "ingress".
+func (s *Service) Name() string { return "ingress" }
+
+// Start has nothing to do: New already subscribed to the reply inbox, and
+// the routes serve as soon as they are registered.
+func (s *Service) Start(context.Context) error { return nil }
+
 // Register mounts the routes on e.
 func (s *Service) Register(e *echo.Echo) {
 	e.PUT("/v1/projects/:p", s.putProject)
@@ -94,11 +98,6 @@ func (s *Service) Register(e *echo.Echo) {
 	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	e.Match(methods, "/v1/projects/:p/workflows/:w/trigger", s.triggerRequest)
 	e.Match(methods, "/projects/:p/sdk/triggers/:w", s.triggerRequest)
-
-	e.GET("/v1/projects/:p/runs", s.listRuns)
-	e.GET("/v1/projects/:p/runs/:run", s.getRun)
-	e.POST("/v1/projects/:p/runs/:run/replay", s.replayRun)
-	e.GET("/v1/projects/:p/events/:event", s.getEvent)
 }
 
 // Stop releases the reply subscription. HTTP intake is stopped by the

@@ -9,6 +9,7 @@ require (
 	github.com/switchboard-hq/switchboard/pkg v0.0.0
 	github.com/switchboard-hq/switchboard/proto v0.0.0
 	github.com/switchboard-hq/switchboard/services/connection-lifecycle v0.0.0
+	github.com/switchboard-hq/switchboard/services/history v0.0.0
 	github.com/switchboard-hq/switchboard/services/ingress v0.0.0
 	github.com/switchboard-hq/switchboard/services/router v0.0.0
 	google.golang.org/protobuf v1.36.12
@@ -48,6 +49,7 @@ replace (
 	github.com/switchboard-hq/switchboard/pkg => ../../pkg
 	github.com/switchboard-hq/switchboard/proto => ../../proto
 	github.com/switchboard-hq/switchboard/services/connection-lifecycle => ../connection-lifecycle
+	github.com/switchboard-hq/switchboard/services/history => ../history
 	github.com/switchboard-hq/switchboard/services/ingress => ../ingress
 	github.com/switchboard-hq/switchboard/services/router => ../router
 )

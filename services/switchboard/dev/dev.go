@@ -1,6 +1,9 @@
-// Package dev composes every Switchboard service in one process around an
-// embedded nats-server: the `switchboard dev` mode, also used by the
-// end-to-end tests and the benchmark.
+// Package dev is `switchboard dev`: every Switchboard role in one process
+// around an embedded nats-server, with project "dev" (its signing key, API
+// key and operator token kept in the data dir) and the example documents
+// applied. The process itself is built by the one composition root,
+// services/switchboard/app; this package adds only what dev mode has on
+// top. The end-to-end tests and the benchmark start it too.
 package dev
 
 import (
@@ -14,24 +17,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/labstack/echo/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
-	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/history"
-	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/secrets"
-	"github.com/switchboard-hq/switchboard/pkg/service"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
-	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
-	"github.com/switchboard-hq/switchboard/services/ingress"
-	"github.com/switchboard-hq/switchboard/services/router"
+	historyrole "github.com/switchboard-hq/switchboard/services/history"
+	"github.com/switchboard-hq/switchboard/services/switchboard/app"
 )
 
 // Project is the project dev mode creates.
@@ -85,17 +82,10 @@ type System struct {
 	NC         *nats.Conn
 	JS         jetstream.JetStream
 	Metrics    *metrics.Metrics
-	Echo       *echo.Echo
+	// App is the process the composition root built: every role.
+	App *app.App
 
-	log       *slog.Logger
-	ns        *broker.Embedded
-	srv       *httpx.Server
-	router    *router.Service
-	ingress   *ingress.Service
-	health    *service.Health
-	stopBg    context.CancelFunc
-	histDone  chan error
-	serveDone chan error
+	ns *broker.Embedded
 }
 
 // Start brings the whole system up and returns once it serves.
@@ -112,7 +102,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("dev: data dir: %w", err)
 	}
-	s := &System{Options: opts, log: opts.Logger, health: &service.Health{}}
+	s := &System{Options: opts}
 	defer func() {
 		if err != nil {
 			s.Stop(context.Background())
@@ -122,77 +112,59 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		return nil, err
 	}
 	s.NATSURL = s.ns.ClientURL()
-	if s.NC, err = s.ns.Connect("switchboard-dev"); err != nil {
-		return nil, err
-	}
-	if s.JS, err = broker.JetStream(s.NC); err != nil {
-		return nil, err
-	}
-	if err = broker.Provision(ctx, s.JS, opts.Limits); err != nil {
-		return nil, err
-	}
 	box, err := s.secretBox()
 	if err != nil {
 		return nil, err
 	}
-	if s.Catalog, err = catalog.Open(ctx, catalog.Options{JS: s.JS, Logger: opts.Logger, Secrets: box}); err != nil {
-		return nil, err
-	}
-	bg, stopBg := context.WithCancel(context.Background())
-	s.stopBg = stopBg
-	if err = s.Catalog.Start(bg); err != nil {
-		return nil, err
-	}
-	if err = s.setupProject(ctx); err != nil {
-		return nil, err
-	}
-	if opts.ExamplesDir != "" {
-		if err = s.applyExamples(ctx, opts.ExamplesDir); err != nil {
-			return nil, err
-		}
-	}
-	if s.History, err = history.Open(ctx, history.Options{Path: filepath.Join(opts.DataDir, "history.db"), JS: s.JS, Logger: opts.Logger}); err != nil {
-		return nil, err
-	}
-	s.histDone = make(chan error, 1)
-	go func() { s.histDone <- s.History.Run(bg) }()
-
-	s.Metrics = metrics.New()
-	if s.router, err = router.New(router.Options{
-		NC: s.NC, JS: s.JS, Catalog: s.Catalog, Metrics: s.Metrics, Logger: opts.Logger,
-		HTTPClient:  egress.NewClient(egress.Options{AllowLoopback: true, AllowPrivate: opts.AllowPrivate}),
-		Concurrency: opts.Concurrency,
+	// The admin token is read (or minted) before the process is built: the
+	// access checker the roles share is made with it.
+	if s.AdminToken, err = secretFile(filepath.Join(opts.DataDir, AdminTokenFile), opts.AdminToken, func() (string, error) {
+		k, err := auth.GenerateAPIKey()
+		return "adm_" + strings.TrimPrefix(k, "sk_"), err
 	}); err != nil {
 		return nil, err
 	}
-	if err = s.router.Start(ctx); err != nil {
+	if s.App, err = app.Start(ctx, app.Options{
+		Name:    "switchboard-dev",
+		Connect: s.ns.Connect,
+		// The read model lives beside the NATS store in the data dir.
+		DataDir:    opts.DataDir,
+		HTTPAddr:   opts.HTTPAddr,
+		AdminToken: s.AdminToken,
+		Secrets:    box,
+		MaxBody:    opts.MaxBody,
+		// Loopback always: the quick start's listener is on 127.0.0.1.
+		AllowLoopback: true,
+		AllowPrivate:  opts.AllowPrivate,
+		Concurrency:   opts.Concurrency,
+		Limits:        opts.Limits,
+		// Nothing balances traffic to a dev process: stop at once.
+		DrainDelay: 0,
+		Setup:      s.setup,
+		Logger:     opts.Logger,
+	}); err != nil {
 		return nil, err
 	}
-
-	checker := access.New(access.Options{Catalog: s.Catalog, AdminToken: s.AdminToken})
-	s.ingress, err = ingress.New(ingress.Options{
-		NC: s.NC, JS: s.JS, Catalog: s.Catalog, Access: checker, History: s.History,
-		Metrics: s.Metrics, Logger: opts.Logger, MaxBody: opts.MaxBody,
-	})
-	if err != nil {
-		return nil, err
+	a := s.App
+	s.HTTPAddr, s.NC, s.JS, s.Catalog, s.Metrics = a.HTTPAddr(), a.NC, a.JS, a.Catalog, a.Metrics
+	if r, ok := a.Role(app.RoleHistory); ok {
+		s.History = r.(*historyrole.Service).Store()
 	}
-	lc, err := lifecycle.New(lifecycle.Options{Catalog: s.Catalog, Access: checker, MaxBody: opts.MaxBody, Logger: opts.Logger})
-	if err != nil {
-		return nil, err
-	}
-	s.Echo = httpx.NewEcho(opts.Logger)
-	s.health.Register(s.Echo, s.Metrics)
-	s.ingress.Register(s.Echo)
-	lc.Register(s.Echo)
-	if s.srv, err = httpx.Listen(opts.HTTPAddr, s.Echo); err != nil {
-		return nil, err
-	}
-	s.HTTPAddr = s.srv.Addr()
-	s.serveDone = make(chan error, 1)
-	go func() { s.serveDone <- s.srv.Serve() }()
-	s.health.SetReady(true)
 	return s, nil
+}
+
+// setup runs between the shared dependencies and the first role: project
+// dev exists, with its keys, and the examples are applied before anything
+// serves.
+func (s *System) setup(ctx context.Context, d *app.Deps) error {
+	s.Catalog = d.Catalog
+	if err := s.setupProject(ctx); err != nil {
+		return err
+	}
+	if s.Options.ExamplesDir != "" {
+		return s.applyExamples(ctx, s.Options.ExamplesDir)
+	}
+	return nil
 }
 
 // secretBox seals credential secrets with Options.SecretKey, or with a key
@@ -217,12 +189,6 @@ func (s *System) setupProject(ctx context.Context) error {
 	}
 	s.SigningKey = key
 	if s.APIKey, err = secretFile(filepath.Join(s.Options.DataDir, APIKeyFile), s.Options.APIKey, auth.GenerateAPIKey); err != nil {
-		return err
-	}
-	if s.AdminToken, err = secretFile(filepath.Join(s.Options.DataDir, AdminTokenFile), s.Options.AdminToken, func() (string, error) {
-		k, err := auth.GenerateAPIKey()
-		return "adm_" + strings.TrimPrefix(k, "sk_"), err
-	}); err != nil {
 		return err
 	}
 	pub := auth.EncodePublicKeyPEM(&key.PublicKey)
@@ -307,38 +273,15 @@ func (s *System) applyExamples(ctx context.Context, dir string) error {
 	return s.Catalog.WaitRevision(ctx, rev)
 }
 
-// Stop shuts down in order: stop HTTP intake, drain the consumers and finish
-// (or abandon for redelivery) in-flight runs, stop the read model, drain
-// NATS, stop the embedded server.
+// Stop shuts the process down in the root's order (HTTP intake, the roles
+// in reverse start order — in-flight runs finish or are abandoned for
+// redelivery —, the read model closed, NATS drained), then stops the
+// embedded server.
 func (s *System) Stop(ctx context.Context) {
-	s.health.SetReady(false)
-	if s.srv != nil {
-		if err := s.srv.Shutdown(ctx); err != nil {
-			s.log.Warn("http shutdown", "err", err)
+	if s.App != nil {
+		if err := s.App.Stop(ctx); err != nil {
+			s.Options.Logger.Warn("dev: stop", "err", err)
 		}
-		<-s.serveDone
-	}
-	if s.ingress != nil {
-		if err := s.ingress.Stop(ctx); err != nil {
-			s.log.Warn("ingress stop", "err", err)
-		}
-	}
-	if s.router != nil {
-		if err := s.router.Stop(ctx); err != nil {
-			s.log.Warn("router stop", "err", err)
-		}
-	}
-	if s.stopBg != nil {
-		s.stopBg()
-	}
-	if s.histDone != nil {
-		<-s.histDone
-	}
-	if s.History != nil {
-		_ = s.History.Close()
-	}
-	if s.NC != nil {
-		broker.Drain(ctx, s.NC)
 	}
 	if s.ns != nil {
 		s.ns.Shutdown()

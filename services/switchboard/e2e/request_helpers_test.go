@@ -10,7 +10,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -19,19 +18,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
-	"github.com/switchboard-hq/switchboard/pkg/history"
-	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
-	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
-	"github.com/switchboard-hq/switchboard/services/ingress"
 	"github.com/switchboard-hq/switchboard/services/router"
+	"github.com/switchboard-hq/switchboard/services/switchboard/app"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -284,8 +279,9 @@ func rqConnect(t testing.TB, url string) *nats.Conn {
 
 // ---- a system composed by hand --------------------------------------------------
 
-// rqStack is the pieces dev.Start composes, assembled by hand so a test can
-// stop and start routers and run several ingress instances on one NATS.
+// rqStack is one NATS server with project dev on it, where a test starts
+// routers and front-end processes one by one, so it can stop and start
+// routers and run several ingress instances on one NATS.
 type rqStack struct {
 	t       testing.TB
 	dir     string
@@ -293,38 +289,27 @@ type rqStack struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	cat     *catalog.Catalog
-	hist    *history.Store
 	apiKey  string
 	signing *rsa.PrivateKey
-	bg      context.Context
 
 	mu       sync.Mutex
 	catalogs []*catalog.Catalog // every catalog copy, the stack's first
 }
 
 // rqStartStack starts an embedded NATS (listening on 127.0.0.1 for outside
-// clients), provisions it, creates project dev with an API key and signing
-// key, and follows RUN_EVENTS into a history read model. No router and no
-// ingress yet.
+// clients), provisions it, and creates project dev with an API key and
+// signing key. No router and no front end yet.
 func rqStartStack(t testing.TB) *rqStack {
 	t.Helper()
 	log := testLogger(t)
 	s := &rqStack{t: t, dir: t.TempDir()}
-	bg, stopBg := context.WithCancel(context.Background())
-	s.bg = bg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv := brokertest.StartWith(t, broker.EmbeddedOptions{DataDir: s.dir, ListenAddr: "127.0.0.1:0"})
 	s.ns, s.nc, s.js = srv.Embedded, srv.NC, srv.JS
-	histDone := make(chan error, 1)
 	// Registered after StartWith, so it runs before the connection is closed
 	// and the server shut down.
 	t.Cleanup(func() {
-		stopBg()
-		if s.hist != nil {
-			<-histDone
-			_ = s.hist.Close()
-		}
 		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		broker.Drain(dctx, s.nc)
 		dcancel()
@@ -350,10 +335,6 @@ func rqStartStack(t testing.TB) *rqStack {
 	if err = s.cat.WaitRevision(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
-	if s.hist, err = history.Open(ctx, history.Options{Path: filepath.Join(s.dir, "history.db"), JS: s.js, Logger: log}); err != nil {
-		t.Fatal(err)
-	}
-	go func() { histDone <- s.hist.Run(bg) }()
 	return s
 }
 
@@ -407,61 +388,36 @@ func (s *rqStack) startRouter(t testing.TB, opts router.Options) *rqRouter {
 	return r
 }
 
-// startIngress starts one more ingress instance (with the connection
-// lifecycle routes, as in dev mode) on its own NATS connection, its own
-// catalog copy and its own HTTP server; it returns the API on it.
+// startIngress starts one more front-end process the way `switchboard
+// serve --role ingress,connection-lifecycle,history` does, through the one
+// composition root: its own NATS connection, catalog copy, read model and
+// HTTP server. It returns the API on it.
 func (s *rqStack) startIngress(t testing.TB, maxBody int64) api {
 	t.Helper()
-	log := testLogger(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(s.ns.ClientURL(), nats.Name(fmt.Sprintf("rq-ingress-%d", len(s.catalogs))))
+	s.mu.Lock()
+	name := fmt.Sprintf("rq-ingress-%d", len(s.catalogs))
+	s.mu.Unlock()
+	a, err := app.Start(ctx, app.Options{
+		Roles: []string{app.RoleIngress, app.RoleLifecycle, app.RoleHistory},
+		Name:  name, NATSURL: s.ns.ClientURL(), HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		MaxBody: maxBody, Logger: testLogger(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := broker.JetStream(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Open(ctx, catalog.Options{JS: js, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	catCtx, stopCat := context.WithCancel(context.Background())
-	if err := cat.Start(catCtx); err != nil {
-		t.Fatal(err)
-	}
-	checker := access.New(access.Options{Catalog: cat})
-	ing, err := ingress.New(ingress.Options{NC: nc, JS: js, Catalog: cat, Access: checker, History: s.hist, Logger: log, MaxBody: maxBody})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc, err := lifecycle.New(lifecycle.Options{Catalog: cat, Access: checker, MaxBody: maxBody, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := httpx.NewEcho(log)
-	ing.Register(e)
-	lc.Register(e)
-	srv, err := httpx.Listen("127.0.0.1:0", e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-served
-		_ = ing.Stop(ctx)
-		stopCat()
-		broker.Drain(ctx, nc)
+		if err := a.Stop(ctx); err != nil {
+			t.Errorf("%s: stop: %v", name, err)
+		}
 	})
 	s.mu.Lock()
-	s.catalogs = append(s.catalogs, cat)
+	s.catalogs = append(s.catalogs, a.Catalog)
 	s.mu.Unlock()
-	return newAPI(srv.Addr())
+	return newAPI(a.HTTPAddr())
 }
 
 // syncCatalogs waits until every catalog copy has caught up with the

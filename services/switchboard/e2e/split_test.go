@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,27 +22,29 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 )
 
-// The service binaries of the microservice deployment shape.
-var splitBinaries = map[string]string{
-	"ingress":              "github.com/switchboard-hq/switchboard/services/ingress/cmd/ingress",
-	"router":               "github.com/switchboard-hq/switchboard/services/router/cmd/router",
-	"connection-lifecycle": "github.com/switchboard-hq/switchboard/services/connection-lifecycle/cmd/connection-lifecycle",
+// splitProcesses is the microservice deployment shape: one image, one
+// `switchboard serve --role …` process per part, each with its roles.
+var splitProcesses = map[string][]string{
+	"front":                {"ingress", "history"},
+	"router":               {"router"},
+	"connection-lifecycle": {"connection-lifecycle"},
 }
 
-// TestSplitMode runs the walk-through against separate ingress, router and
-// connection-lifecycle processes, built from their cmd/ packages, sharing
-// one nats-server on 127.0.0.1.
+// TestSplitMode runs the walk-through against three `switchboard serve`
+// processes — ingress with the run history, the router, and
+// connection-lifecycle — built from cmd/switchboard and sharing one
+// nats-server on 127.0.0.1.
 func TestSplitMode(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs three binaries")
+		t.Skip("builds and runs three processes")
 	}
 	start := time.Now()
-	binDir := t.TempDir()
-	build := exec.Command("go", append([]string{"build", "-o", binDir + string(filepath.Separator)}, slices.Sorted(mapValues(splitBinaries))...)...)
+	bin := filepath.Join(t.TempDir(), "switchboard")
+	build := exec.Command("go", "build", "-o", bin, "github.com/switchboard-hq/switchboard/services/switchboard/cmd/switchboard")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	t.Logf("built the service binaries in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("built the switchboard binary in %s", time.Since(start).Round(time.Millisecond))
 
 	ns, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0"})
 	if err != nil {
@@ -57,20 +61,24 @@ func TestSplitMode(t *testing.T) {
 	}
 	addrs := map[string]string{}
 	var procs []*process
-	for _, name := range []string{"ingress", "router", "connection-lifecycle"} {
+	for _, name := range slices.Sorted(maps.Keys(splitProcesses)) {
 		addrs[name] = freeAddr(t)
-		procs = append(procs, startProcess(t, name, filepath.Join(binDir, name), addrs[name], append(slices.Clone(common),
-			"SWITCHBOARD_HTTP_ADDR="+addrs[name],
-			"SWITCHBOARD_DATA_DIR="+t.TempDir(),
-		)))
+		procs = append(procs, startProcess(t, name, bin, []string{"serve", "--role", strings.Join(splitProcesses[name], ",")}, addrs[name],
+			append(slices.Clone(common),
+				"SWITCHBOARD_HTTP_ADDR="+addrs[name],
+				"SWITCHBOARD_DATA_DIR="+t.TempDir(),
+				// Nothing balances traffic here: stop at once on SIGTERM.
+				"SWITCHBOARD_DRAIN_DELAY=0s",
+			)))
 	}
 	for _, p := range procs {
 		p.waitReady(t)
 	}
-	t.Logf("three services ready after %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("three processes ready after %s", time.Since(start).Round(time.Millisecond))
 
-	ing := newAPI(addrs["ingress"])
+	ing := newAPI(addrs["front"])
 	lc := newAPI(addrs["connection-lifecycle"])
+	rt := newAPI(addrs["router"])
 	l := newListener(t)
 
 	// Operator: the project with a user-token key of ours, and an API key.
@@ -145,20 +153,26 @@ func TestSplitMode(t *testing.T) {
 		}
 	}
 
-	// Each service serves only its own part.
+	// Each process serves only its roles' part.
 	expectError(t, lc.call(t, "POST", "/v1/projects/dev/events", token, map[string]any{"name": eventName}), http.StatusNotFound, "not_found")
 	expectError(t, ing.call(t, "PUT", "/v1/projects/dev/users/u9", key, map[string]any{}), http.StatusNotFound, "not_found")
-	t.Logf("split mode walk-through done in %s", time.Since(start).Round(time.Millisecond))
-}
-
-func mapValues(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for _, v := range m {
-			if !yield(v) {
-				return
+	expectError(t, lc.call(t, "GET", "/v1/projects/dev/runs", key, nil), http.StatusNotFound, "not_found")
+	expectError(t, rt.call(t, "GET", "/v1/projects/dev/runs", key, nil), http.StatusNotFound, "not_found")
+	expectError(t, rt.call(t, "POST", "/v1/projects/dev/events", token, map[string]any{"name": eventName}), http.StatusNotFound, "not_found")
+	// Every process has its own health and metrics.
+	for name, addr := range addrs {
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			resp, err := httpClient.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, path, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s %s: %s", name, path, resp.Status)
 			}
 		}
 	}
+	t.Logf("split mode walk-through done in %s", time.Since(start).Round(time.Millisecond))
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
@@ -172,20 +186,20 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// process is a started service binary.
+// process is a started switchboard process.
 type process struct {
 	name, addr string
 	exited     chan struct{}
 	err        error
 }
 
-// startProcess starts bin with env added to ours. At cleanup it is sent
-// SIGTERM and waited for (killed after 15s); its output is shown when the
-// test failed or the process did not exit cleanly.
-func startProcess(t *testing.T, name, bin, addr string, env []string) *process {
+// startProcess starts bin with args and with env added to ours. At cleanup
+// it is sent SIGTERM and waited for (killed after 15s); its output is shown
+// when the test failed or the process did not exit cleanly.
+func startProcess(t *testing.T, name, bin string, args []string, addr string, env []string) *process {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

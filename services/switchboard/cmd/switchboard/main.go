@@ -1,6 +1,7 @@
-// Command switchboard is the all-in-one Switchboard binary: `switchboard dev`
-// runs every service in one process around an embedded NATS, and the other
-// subcommands are a CLI for its HTTP API.
+// Command switchboard is the one Switchboard binary: `switchboard dev` runs
+// every role in one process around an embedded NATS, `switchboard serve
+// --role …` runs a chosen set of roles against an external NATS (one image
+// serves every role), and the other subcommands are a CLI for the HTTP API.
 package main
 
 import (

@@ -35,6 +35,18 @@ func Main(args []string) int {
 	return 0
 }
 
+// newRoot is the command list.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "switchboard",
+		Short:         "Switchboard: a self-hosted trigger plane for embedded integration workflows",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newDevCmd(), newServeCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newEchoServerCmd())
+	return root
+}
+
 // clientFlags are shared by the commands that call the HTTP API.
 type clientFlags struct {
 	url     string

@@ -16,17 +16,6 @@ import (
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
-func newRoot() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "switchboard",
-		Short:         "Switchboard: a self-hosted trigger plane for embedded integration workflows",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(newDevCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newEchoServerCmd())
-	return root
-}
-
 func newApplyCmd() *cobra.Command {
 	var cf clientFlags
 	var file string

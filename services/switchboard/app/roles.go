@@ -1,0 +1,127 @@
+package app
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/switchboard-hq/switchboard/pkg/service"
+	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
+	"github.com/switchboard-hq/switchboard/services/history"
+	"github.com/switchboard-hq/switchboard/services/ingress"
+	"github.com/switchboard-hq/switchboard/services/router"
+)
+
+// Role names, as `switchboard serve --role` takes them.
+const (
+	RoleHistory   = "history"
+	RoleRouter    = "router"
+	RoleLifecycle = "connection-lifecycle"
+	RoleIngress   = "ingress"
+)
+
+// AllRoles is the --role value that runs every role.
+const AllRoles = "all"
+
+// roleSpec is one entry of the role list: a name and how to build the role
+// from the process's shared dependencies.
+type roleSpec struct {
+	name  string
+	build func(d *Deps, o *Options) (service.Role, error)
+}
+
+// roleList is the one list of Switchboard roles, in start order; Stop goes
+// through it backwards. The read side starts first, so the history follows
+// RUN_EVENTS before anything is produced; then the router, so triggers are
+// consumed as soon as they can arrive; then the roles that take them in over
+// HTTP. A new role (webhook-receiver, scheduler) is one entry here, placed
+// before the roles whose output it consumes and after those it feeds.
+func roleList() []roleSpec {
+	return []roleSpec{
+		{RoleHistory, buildHistory},
+		{RoleRouter, buildRouter},
+		{RoleLifecycle, buildLifecycle},
+		{RoleIngress, buildIngress},
+	}
+}
+
+// RoleNames lists every role, in start order.
+func RoleNames() []string {
+	var out []string
+	for _, r := range roleList() {
+		out = append(out, r.name)
+	}
+	return out
+}
+
+// ParseRoles reads a --role value: role names separated by commas, or
+// "all". The result is in start order, without duplicates.
+func ParseRoles(v string) ([]string, error) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "":
+			continue
+		case n == AllRoles:
+			return RoleNames(), nil
+		case !slices.Contains(RoleNames(), n):
+			return nil, fmt.Errorf("unknown role %q (roles: %s, or %s)", n, strings.Join(RoleNames(), ", "), AllRoles)
+		}
+		want[n] = true
+	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("no role given (roles: %s, or %s)", strings.Join(RoleNames(), ", "), AllRoles)
+	}
+	var out []string
+	for _, n := range RoleNames() {
+		if want[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// HistoryFile is the history role's read model, in Options.DataDir.
+const HistoryFile = "history.db"
+
+func buildHistory(d *Deps, o *Options) (service.Role, error) {
+	if o.DataDir == "" {
+		return nil, fmt.Errorf("the %s role needs a data dir for its read model (SWITCHBOARD_DATA_DIR)", RoleHistory)
+	}
+	return history.New(history.Options{
+		JS: d.JS, Catalog: d.Catalog, Access: d.Access, Logger: d.Logger,
+		Path: filepath.Join(o.DataDir, HistoryFile),
+	})
+}
+
+func buildRouter(d *Deps, o *Options) (service.Role, error) {
+	svc, err := router.New(router.Options{
+		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Metrics: d.Metrics, Logger: d.Logger,
+		HTTPClient: d.HTTPClient, Concurrency: o.Concurrency,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return routerRole{svc}, nil
+}
+
+// routerRole gives the router, which serves no HTTP routes of its own, the
+// Role shape.
+type routerRole struct{ *router.Service }
+
+func (routerRole) Register(*echo.Echo) {}
+
+func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
+	return lifecycle.New(lifecycle.Options{Catalog: d.Catalog, Access: d.Access, MaxBody: o.MaxBody, Logger: d.Logger})
+}
+
+func buildIngress(d *Deps, o *Options) (service.Role, error) {
+	return ingress.New(ingress.Options{
+		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Access: d.Access, Metrics: d.Metrics, Logger: d.Logger,
+		MaxBody: o.MaxBody,
+	})
+}
