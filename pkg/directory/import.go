@@ -374,7 +374,7 @@ func (d *Directory) importUser(ctx context.Context, p string, l *importLine, int
 			}
 		}
 	}
-	_, _, err := d.mutate(ctx, p, l.ID, true, func(rec *record, secrets map[string]map[string]any) (*record, error) {
+	_, _, err := d.mutate(ctx, p, l.ID, func(rec *record, secrets map[string]map[string]any) (*record, error) {
 		now := time.Now().UTC()
 		if rec == nil {
 			rec = &record{User: User{Project: p, ID: l.ID, CreatedAt: now}, Creds: map[string]*storedCred{}}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Index entries. Every entry is a function of one user record: index(rec)
@@ -121,34 +123,27 @@ func (d *Directory) CredentialsByAccount(ctx context.Context, p, integration, ac
 	if checkID("providerAccountId", accountID) != nil || !validIntegration(integration) {
 		return nil, nil
 	}
+	hits, err := d.allMatching(ctx, accountPrefix(p, integration, accountID)+".>")
+	if err != nil {
+		return nil, err
+	}
 	var out []*Credential
-	var from uint64
-	for {
-		hits, more, err := d.dir.scan(ctx, accountPrefix(p, integration, accountID)+".>", from, 256)
+	for _, h := range hits {
+		var ev entryValue
+		if h.value == nil || json.Unmarshal(h.value, &ev) != nil {
+			continue
+		}
+		dc, err := d.load(ctx, p, ev.U, true)
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range hits {
-			from = h.seq + 1
-			var ev entryValue
-			if h.value == nil || json.Unmarshal(h.value, &ev) != nil {
-				continue
-			}
-			dc, err := d.load(ctx, p, ev.U, true)
-			if err != nil {
-				return nil, err
-			}
-			cr, _ := dc.credential(ev.C)
-			if cr == nil || cr.Integration != integration || cr.ProviderAccountID != accountID ||
-				accountKey(p, integration, accountID, ev.U, ev.C) != h.key {
-				d.removeStale(ctx, h.key, h.seq, h.value, dc.rev)
-				continue
-			}
-			out = append(out, cr)
+		cr, _ := dc.credential(ev.C)
+		if cr == nil || cr.Integration != integration || cr.ProviderAccountID != accountID ||
+			accountKey(p, integration, accountID, ev.U, ev.C) != h.key {
+			d.removeStale(ctx, h.key, h.seq, h.value, dc.rev)
+			continue
 		}
-		if !more || len(hits) == 0 {
-			break
-		}
+		out = append(out, cr)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].User != out[j].User {
@@ -157,6 +152,33 @@ func (d *Directory) CredentialsByAccount(ctx context.Context, p, integration, ac
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
+}
+
+// allMatching returns every live key matching filter: one multi_last read
+// through the server's subject index, or, past maxMultiLast matches, a
+// walk of the stream.
+func (d *Directory) allMatching(ctx context.Context, filter string) ([]scanned, error) {
+	hits, _, err := d.dir.multiLast(ctx, []string{filter}, 0, maxMultiLast)
+	if !errors.Is(err, errTooMany) {
+		return hits, err
+	}
+	var out []scanned
+	var from uint64
+	for {
+		hits, more, err := d.dir.scan(ctx, filter, from, maxMultiLast)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hits {
+			from = h.seq + 1
+			if h.value != nil {
+				out = append(out, h)
+			}
+		}
+		if !more || len(hits) == 0 {
+			return out, nil
+		}
+	}
 }
 
 // CredentialByToken returns the credential whose webhook token is token,
@@ -188,6 +210,34 @@ func (d *Directory) CredentialByToken(ctx context.Context, token string) (*Crede
 // MaxPage is the most entries one Enrollment page returns.
 const MaxPage = 1000
 
+// cursor is a position in one shard's enrollment: sub-shards [sub, sub+width)
+// are being read, from stream sequence seq on.
+type cursor struct {
+	sub, width int
+	seq        uint64
+}
+
+func (c cursor) String() string {
+	return strconv.Itoa(c.sub) + "-" + strconv.Itoa(c.width) + "-" + strconv.FormatUint(c.seq, 10)
+}
+
+func parseCursor(s string) (cursor, bool) {
+	if s == "" {
+		return cursor{width: 4}, true
+	}
+	parts := strings.Split(s, "-")
+	if len(parts) != 3 {
+		return cursor{}, false
+	}
+	sub, err1 := strconv.Atoi(parts[0])
+	width, err2 := strconv.Atoi(parts[1])
+	seq, err3 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || sub < 0 || sub >= subShards || width < 1 || width > subShards {
+		return cursor{}, false
+	}
+	return cursor{sub: sub, width: width, seq: seq}, true
+}
+
 // Enrollment returns one page of who could run a workflow of integration
 // (or "" for workflows without one) in zone ("" for users without a valid
 // time zone) and shard (0 <= shard < Shards): entries after the cursor
@@ -195,7 +245,9 @@ const MaxPage = 1000
 // MaxPage). Entries carry overrides and status but not the verdict, which
 // depends on the workflow's enabledByDefault: apply Entry.Runs. Each entry
 // was verified against its user's record (read around the cache, so a
-// fan-out does not flush it); entries are in write order, not by id.
+// fan-out does not flush it). Order is by hash of the user id, not by id;
+// an entry added or rewritten during a walk may appear once, twice (run ids
+// are deterministic, so a repeated run dedupes) or, if added, not at all.
 func (d *Directory) Enrollment(ctx context.Context, p, integration, zone string, shard int, after string, limit int) (Page, error) {
 	switch {
 	case shard < 0 || shard >= Shards:
@@ -207,24 +259,56 @@ func (d *Directory) Enrollment(ctx context.Context, p, integration, zone string,
 		limit = 100
 	}
 	limit = min(limit, MaxPage)
-	var from uint64
-	if after != "" {
-		n, err := strconv.ParseUint(after, 10, 64)
-		if err != nil {
-			return Page{}, invalid("after", "invalid_field", "%q is not a cursor returned by Enrollment", after)
+	cur, ok := parseCursor(after)
+	if !ok {
+		return Page{}, invalid("after", "invalid_field", "%q is not a cursor returned by Enrollment", after)
+	}
+	var hits []scanned
+	next := ""
+	// Read whole groups of sub-shards in one multi_last each, widening the
+	// group while they come back small and narrowing it when a group
+	// matches too many keys for one read.
+	for len(hits) < limit && cur.sub < subShards {
+		width := min(cur.width, subShards-cur.sub)
+		filters := make([]string, width)
+		for i := range filters {
+			filters[i] = enrollmentSub(p, integration, zone, shard, cur.sub+i) + ".>"
 		}
-		from = n + 1
+		want := limit - len(hits)
+		got, pending, err := d.dir.multiLast(ctx, filters, cur.seq, want)
+		if errors.Is(err, errTooMany) {
+			if width > 1 {
+				cur.width = width / 2
+				continue
+			}
+			var more bool
+			got, more, err = d.dir.scan(ctx, filters[0], cur.seq, want)
+			if more {
+				pending = 1
+			}
+		}
+		if err != nil {
+			return Page{}, err
+		}
+		hits = append(hits, got...)
+		if pending > 0 && len(got) > 0 {
+			cur.seq = got[len(got)-1].seq + 1
+			next = cur.String()
+			break
+		}
+		cur.sub, cur.seq = cur.sub+width, 0
+		if len(got) < want/4 {
+			cur.width = min(width*2, 64)
+		}
+		if cur.sub < subShards {
+			next = cur.String()
+		} else {
+			next = ""
+		}
 	}
-	hits, more, err := d.dir.scan(ctx, enrollmentPrefix(p, integration, zone, shard)+".>", from, limit)
-	if err != nil {
-		return Page{}, err
-	}
-	page := Page{Entries: make([]Entry, 0, len(hits))}
+	page := Page{Entries: make([]Entry, 0, len(hits)), Next: next}
 	if len(hits) == 0 {
 		return page, nil
-	}
-	if more {
-		page.Next = strconv.FormatUint(hits[len(hits)-1].seq, 10)
 	}
 	users := make([]string, 0, len(hits))
 	vals := make([]entryValue, len(hits))
@@ -327,33 +411,23 @@ func (d *Directory) Zones(ctx context.Context, p, integration string) ([]string,
 	if integration != "" && !validIntegration(integration) {
 		return nil, invalid("integration", "invalid_field", "%q is not a valid integration id", integration)
 	}
-	var zs []string
-	var from uint64
-	for {
-		hits, more, err := d.dir.scan(ctx, zonePrefix(p, integration)+".*", from, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, h := range hits {
-			from = h.seq + 1
-			var ev entryValue
-			if h.value == nil || json.Unmarshal(h.value, &ev) != nil {
-				continue
-			}
-			zs = append(zs, ev.Z)
-		}
-		if !more || len(hits) == 0 {
-			break
-		}
+	markers, err := d.allMatching(ctx, zonePrefix(p, integration)+".*")
+	if err != nil {
+		return nil, err
 	}
-	out := zs[:0]
-	for _, z := range zs {
-		first, _, err := d.dir.scan(ctx, prefixEnrollment+"."+tok(p)+"."+tok(integration)+"."+tok(z)+".>", 0, 1)
-		if err != nil {
+	var out []string
+	for _, m := range markers {
+		var ev entryValue
+		if m.value == nil || json.Unmarshal(m.value, &ev) != nil {
+			continue
+		}
+		// One entry is enough; more than one read can answer is too.
+		first, _, err := d.dir.multiLast(ctx, []string{prefixEnrollment + "." + tok(p) + "." + tok(integration) + "." + tok(ev.Z) + ".>"}, 0, 1)
+		if err != nil && !errors.Is(err, errTooMany) {
 			return nil, err
 		}
-		if len(first) > 0 {
-			out = append(out, z)
+		if len(first) > 0 || errors.Is(err, errTooMany) {
+			out = append(out, ev.Z)
 		}
 	}
 	sort.Strings(out)
@@ -371,7 +445,11 @@ func (d *Directory) ensureMarkers(ctx context.Context, markers map[string]string
 	if len(todo) == 0 {
 		return nil
 	}
-	if err := d.dir.putAll(ctx, todo); err != nil {
+	msgs := make(map[string][]byte, len(todo))
+	for k, v := range todo {
+		msgs[d.dir.pre+k] = v
+	}
+	if err := publishAll(ctx, d.dir.js, msgs); err != nil {
 		return fmt.Errorf("directory: zone markers: %w", err)
 	}
 	for k := range todo {

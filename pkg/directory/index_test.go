@@ -204,10 +204,10 @@ func TestStaleEntriesAreNotTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := map[string]string{
-		directory.AccountKey("acme", "crm", "acct", "u1", "gone"):           `{"u":"u1","c":"gone"}`,
-		directory.EnrollmentKey("acme", "crm", "", "u1", "gone"):            `{"u":"u1","c":"gone","s":"VALID"}`,
+		directory.AccountKey("acme", "crm", "acct", "u1", "gone"):          `{"u":"u1","c":"gone"}`,
+		directory.EnrollmentKey("acme", "crm", "", "u1", "gone"):           `{"u":"u1","c":"gone","s":"VALID"}`,
 		directory.EnrollmentKey("acme", "crm", "Europe/Paris", "u1", "c1"): `{"u":"u1","c":"c1","s":"VALID"}`,
-		directory.TokenKey("AAAAAAAAAAAAAAAAAAAAAA"):                        `{"p":"acme","u":"u1","c":"c1"}`,
+		directory.TokenKey("AAAAAAAAAAAAAAAAAAAAAA"):                       `{"p":"acme","u":"u1","c":"c1"}`,
 	}
 	for k, v := range stale {
 		if _, err := kv.Put(ctx, k, []byte(v)); err != nil {

@@ -97,7 +97,7 @@ const (
 	prefixUser       = "u" // u.<p>.<U>                     primary record: user + credentials
 	prefixAccount    = "a" // a.<p>.<I>.<A>.<U>.<C>         credentials by provider account id
 	prefixToken      = "t" // t.<token>                     credential by webhook token
-	prefixEnrollment = "e" // e.<p>.<I>.<Z>.<SS>.<U>.<C>    enrollment by integration, zone, shard
+	prefixEnrollment = "e" // e.<p>.<I>.<Z>.<SS>.<bb>.<U>.<C> enrollment by integration, zone, shard, sub-shard
 	prefixZone       = "z" // z.<p>.<I>.<Z>                 zones in use (never removed)
 	prefixSecret     = "s" // s.<p>.<U>.<C>.<ver>           in sb_secrets: one secret version
 )
@@ -120,8 +120,19 @@ func enrollmentPrefix(p, integration, zone string, shard int) string {
 	return prefixEnrollment + "." + tok(p) + "." + tok(integration) + "." + tok(zone) + "." + shardToken(shard)
 }
 
+// subShards splits each shard's keys so that one multi_last read of a
+// sub-shard matches far fewer than the server's maxMultiLast keys: at 16M
+// entries in one (project, integration, zone) a sub-shard holds ~1,000.
+const subShards = 256
+
+func enrollmentSub(p, integration, zone string, shard, sub int) string {
+	const hex = "0123456789abcdef"
+	return enrollmentPrefix(p, integration, zone, shard) + "." + string([]byte{hex[sub>>4], hex[sub&15]})
+}
+
 func enrollmentKey(p, integration, zone, u, c string) string {
-	return enrollmentPrefix(p, integration, zone, ShardOf(u)) + "." + tok(u) + "." + tok(c)
+	h := userHash(u)
+	return enrollmentSub(p, integration, zone, int(h%Shards), int(h/Shards%subShards)) + "." + tok(u) + "." + tok(c)
 }
 
 func zonePrefix(p, integration string) string {
@@ -142,10 +153,12 @@ func shardToken(shard int) string {
 }
 
 // ShardOf is the enrollment shard of user u: a stable hash of the id.
-func ShardOf(u string) int {
+func ShardOf(u string) int { return int(userHash(u) % Shards) }
+
+func userHash(u string) uint32 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(u))
-	return int(h.Sum32() % Shards)
+	return h.Sum32()
 }
 
 // zones validates time zone names and remembers the valid ones (there are

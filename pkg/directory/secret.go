@@ -22,33 +22,33 @@ func secretAD(p, u, c, ver string) []byte {
 	return []byte(p + "\x00" + u + "\x00" + c + "\x00" + ver)
 }
 
-func (d *Directory) putSecret(ctx context.Context, p, u, c, ver string, secret map[string]any) error {
+// sealSecret returns the stored form of secret as version ver of
+// credential c, and its subject in sb_secrets.
+func (d *Directory) sealSecret(p, u, c, ver string, secret map[string]any) (string, []byte, error) {
 	plain, err := json.Marshal(secret)
 	if err != nil {
-		return fmt.Errorf("directory: encode secret: %w", err)
+		return "", nil, fmt.Errorf("directory: encode secret: %w", err)
 	}
 	st := storedSecret{Plain: secret}
 	if d.box != nil {
 		if st.Sealed, err = d.box.Seal(plain, secretAD(p, u, c, ver)); err != nil {
-			return fmt.Errorf("directory: seal secret: %w", err)
+			return "", nil, fmt.Errorf("directory: seal secret: %w", err)
 		}
 		st.Plain = nil
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("directory: encode secret: %w", err)
+		return "", nil, fmt.Errorf("directory: encode secret: %w", err)
 	}
-	if _, err := d.secKV.Put(ctx, secretPrefix(p, u, c)+"."+ver, b); err != nil {
-		return fmt.Errorf("directory: store secret: %w", err)
-	}
-	return nil
+	return d.sec.pre + secretPrefix(p, u, c) + "." + ver, b, nil
 }
 
 // deleteSecrets removes secret versions no record names (best effort: a
 // leftover version is unreadable garbage, never returned for a credential).
 func (d *Directory) deleteSecrets(ctx context.Context, p, u string, vs []pendingSecret) {
 	for _, v := range vs {
-		if err := d.secKV.Purge(ctx, secretPrefix(p, u, v.cred)+"."+v.version); err != nil {
+		// A stream purge leaves no marker behind, unlike a KV purge.
+		if err := d.sec.stream.Purge(ctx, jetstream.WithPurgeSubject(d.sec.pre+secretPrefix(p, u, v.cred)+"."+v.version)); err != nil {
 			d.logger.Warn("directory: unreferenced secret version not removed", "project", p, "credential", v.cred, "err", err)
 		}
 	}

@@ -146,14 +146,14 @@ func (b *bucket) cas(ctx context.Context, key string, value []byte, rev uint64) 
 	return ack.Sequence, nil
 }
 
-// putAll stores every key -> value with asynchronous publishes and waits
-// for all of them.
-func (b *bucket) putAll(ctx context.Context, kvs map[string][]byte) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(kvs))
-	for k, v := range kvs {
-		f, err := b.js.PublishAsync(b.pre+k, v)
+// publishAll stores every subject -> value (keys of any bucket, as
+// "$KV.<bucket>.<key>") with asynchronous publishes and waits for all.
+func publishAll(ctx context.Context, js jetstream.JetStream, msgs map[string][]byte) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for subj, v := range msgs {
+		f, err := js.PublishAsync(subj, v)
 		if err != nil {
-			return fmt.Errorf("directory: write %s: %w", k, err)
+			return fmt.Errorf("directory: write %s: %w", subj, err)
 		}
 		futures = append(futures, f)
 	}
@@ -210,39 +210,57 @@ type directGetRequest struct {
 // maxMultiLast is the server's cap on subjects answered by one multi_last.
 const maxMultiLast = 1000
 
-// scan returns up to limit live messages whose keys match filter (a key
-// with wildcards), from stream sequence from on, and whether more follow.
+// errTooMany is a multi_last read that matched more keys than the server
+// answers at once (maxMultiLast).
+var errTooMany = errors.New("directory: too many keys for one read")
+
+// scan returns up to limit messages whose keys match filter (a key with
+// wildcards), from stream sequence from on, and whether more follow. It
+// walks the stream in sequence order: the fallback for reads multiLast
+// cannot answer.
 func (b *bucket) scan(ctx context.Context, filter string, from uint64, limit int) ([]scanned, bool, error) {
-	return b.direct(ctx, directGetRequest{Seq: from, NextFor: b.pre + filter, Batch: limit})
+	out, pending, err := b.direct(ctx, directGetRequest{Seq: from, NextFor: b.pre + filter, Batch: limit})
+	return out, pending > 0, err
 }
 
-// lastOf returns the last message of each key that has one (delete markers
-// included, with a nil value), at most maxMultiLast keys per call.
-func (b *bucket) lastOf(ctx context.Context, keys []string) ([]scanned, error) {
-	subjs := make([]string, len(keys))
-	for i, k := range keys {
+// multiLast returns the last message of every key matching any of filters
+// (keys, possibly with wildcards) whose sequence is at least from, in
+// sequence order, at most batch, and how many more there are. The server
+// resolves the filters through its subject index, so the cost follows the
+// number of matches, not the size of the bucket; over maxMultiLast matches
+// it answers errTooMany.
+func (b *bucket) multiLast(ctx context.Context, filters []string, from uint64, batch int) ([]scanned, uint64, error) {
+	subjs := make([]string, len(filters))
+	for i, k := range filters {
 		subjs[i] = b.pre + k
 	}
-	out, _, err := b.direct(ctx, directGetRequest{MultiLast: subjs, Batch: len(subjs)})
+	return b.direct(ctx, directGetRequest{MultiLast: subjs, Seq: from, Batch: batch})
+}
+
+// lastOf returns the last message of each of keys that has one (delete
+// markers included, with a nil value); at most maxMultiLast keys.
+func (b *bucket) lastOf(ctx context.Context, keys []string) ([]scanned, error) {
+	out, _, err := b.multiLast(ctx, keys, 0, len(keys))
 	return out, err
 }
 
 // direct sends one batched direct get and collects the answers up to the
-// end-of-batch marker. It reads straight from the stream with no consumer,
-// so a lookup or a page costs one round trip.
-func (b *bucket) direct(ctx context.Context, req directGetRequest) ([]scanned, bool, error) {
+// end-of-batch marker, whose pending count it returns. It reads straight
+// from the stream with no consumer, so a lookup or a page costs one round
+// trip.
+func (b *bucket) direct(ctx context.Context, req directGetRequest) ([]scanned, uint64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, false, fmt.Errorf("directory: direct get: %w", err)
+		return nil, 0, fmt.Errorf("directory: direct get: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := b.nc.PublishRequest(b.api, inbox, body); err != nil {
-		return nil, false, fmt.Errorf("directory: direct get: %w", err)
+		return nil, 0, fmt.Errorf("directory: direct get: %w", err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -253,26 +271,28 @@ func (b *bucket) direct(ctx context.Context, req directGetRequest) ([]scanned, b
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, false, fmt.Errorf("directory: direct get: %w", err)
+			return nil, 0, fmt.Errorf("directory: direct get: %w", err)
 		}
 		if status := m.Header.Get("Status"); status != "" {
 			switch status {
 			case "204": // end of batch
 				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-				return out, pending > 0, nil
+				return out, pending, nil
 			case "404": // nothing matched
-				return out, false, nil
+				return out, 0, nil
+			case "413":
+				return nil, 0, errTooMany
 			default:
-				return nil, false, fmt.Errorf("directory: direct get: status %s %s", status, m.Header.Get("Description"))
+				return nil, 0, fmt.Errorf("directory: direct get: status %s %s", status, m.Header.Get("Description"))
 			}
 		}
 		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
 		if err != nil {
-			return nil, false, fmt.Errorf("directory: direct get: bad sequence header %q", m.Header.Get("Nats-Sequence"))
+			return nil, 0, fmt.Errorf("directory: direct get: bad sequence header %q", m.Header.Get("Nats-Sequence"))
 		}
 		subj := m.Header.Get("Nats-Subject")
 		if len(subj) < len(b.pre) {
-			return nil, false, fmt.Errorf("directory: direct get: bad subject %q", subj)
+			return nil, 0, fmt.Errorf("directory: direct get: bad subject %q", subj)
 		}
 		s := scanned{key: subj[len(b.pre):], seq: seq, value: m.Data}
 		if op := m.Header.Get(kvOpHeader); op == kvOpDelete || op == kvOpPurge {

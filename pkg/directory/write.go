@@ -55,10 +55,8 @@ type pendingSecret struct {
 type mutation func(rec *record, newSecrets map[string]map[string]any) (*record, error)
 
 // mutate applies fn to user u's record with compare-and-set, retrying on
-// concurrent writes, and keeps index entries and secrets in step. When
-// assumeAbsent is set the first attempt skips the read and expects no
-// record (an import of new users saves a round trip).
-func (d *Directory) mutate(ctx context.Context, p, u string, assumeAbsent bool, fn mutation) (*record, uint64, error) {
+// concurrent writes, and keeps index entries and secrets in step.
+func (d *Directory) mutate(ctx context.Context, p, u string, fn mutation) (*record, uint64, error) {
 	if err := checkID("project", p); err != nil {
 		return nil, 0, err
 	}
@@ -74,13 +72,9 @@ func (d *Directory) mutate(ctx context.Context, p, u string, assumeAbsent bool, 
 		}
 	}()
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		var raw []byte
-		var rev uint64
-		if !(assumeAbsent && attempt == 0) {
-			var err error
-			if raw, rev, err = d.dir.get(ctx, key); err != nil {
-				return nil, 0, err
-			}
+		raw, rev, err := d.dir.get(ctx, key)
+		if err != nil {
+			return nil, 0, err
 		}
 		var old *record
 		if raw != nil {
@@ -93,18 +87,33 @@ func (d *Directory) mutate(ctx context.Context, p, u string, assumeAbsent bool, 
 		if raw != nil {
 			cur, _ = decodeRecord(raw) // a second copy for fn to edit
 		}
+		oldIdx, _ := d.index(p, old)
+		// giveUp ends the write without storing: entries written by lost
+		// attempts that the stored record does not imply are removed.
+		giveUp := func(err error) (*record, uint64, error) {
+			if len(written) > 0 {
+				d.cleanup(context.WithoutCancel(ctx), written, oldIdx, rev)
+			}
+			return nil, 0, err
+		}
 		newSecrets := map[string]map[string]any{}
 		next, err := fn(cur, newSecrets)
 		if err != nil {
-			return nil, 0, err
+			return giveUp(err)
 		}
 		if next != nil {
 			next.User.Project, next.User.ID = p, u
 		}
-		if err := checkRecord(next); err != nil {
-			return nil, 0, err
+		if next == nil && old == nil {
+			return giveUp(ErrNotFound)
 		}
-		// Secrets first: the record must never name a version that is not stored.
+		if err := checkRecord(next); err != nil {
+			return giveUp(err)
+		}
+		// Secrets and index entries are stored before the record, in one
+		// batch: the record never names a secret version or implies an
+		// entry that is not stored.
+		batch := map[string][]byte{}
 		var pending []pendingSecret
 		for cred, s := range newSecrets {
 			sc := next.Creds[cred]
@@ -116,10 +125,11 @@ func (d *Directory) mutate(ctx context.Context, p, u string, assumeAbsent bool, 
 				continue
 			}
 			ver := newVersion()
-			if err := d.putSecret(ctx, p, u, cred, ver, s); err != nil {
-				d.deleteSecrets(context.WithoutCancel(ctx), p, u, pending)
-				return nil, 0, err
+			subj, sealed, err := d.sealSecret(p, u, cred, ver, s)
+			if err != nil {
+				return giveUp(err)
 			}
+			batch[subj] = sealed
 			sc.SecretVersion = ver
 			pending = append(pending, pendingSecret{cred, ver})
 		}
@@ -129,31 +139,22 @@ func (d *Directory) mutate(ctx context.Context, p, u string, assumeAbsent bool, 
 				return nil, 0, fmt.Errorf("directory: encode user %q: %w", u, err)
 			}
 			if len(value) > MaxRecordBytes {
-				d.deleteSecrets(context.WithoutCancel(ctx), p, u, pending)
-				return nil, 0, invalid("user", "too_large", "the user's record (user and credentials) would be %d bytes, over the limit of %d", len(value), MaxRecordBytes)
+				return giveUp(invalid("user", "too_large", "the user's record (user and credentials) would be %d bytes, over the limit of %d", len(value), MaxRecordBytes))
 			}
 		}
-		oldIdx, _ := d.index(p, old)
 		newIdx, markers := d.index(p, next)
 		if err := d.ensureMarkers(ctx, markers); err != nil {
-			d.deleteSecrets(context.WithoutCancel(ctx), p, u, pending)
-			return nil, 0, err
+			return giveUp(err)
 		}
-		puts := map[string][]byte{}
 		for k, e := range newIdx {
 			if o, ok := oldIdx[k]; !ok || !sameEntry(o, e) || written[k] {
-				puts[k] = encodeEntry(e.v, rev)
+				batch[d.dir.pre+k] = encodeEntry(e.v, rev)
+				written[k] = true // even if the write fails: it may have landed
 			}
 		}
-		if err := d.dir.putAll(ctx, puts); err != nil {
+		if err := publishAll(ctx, d.dir.js, batch); err != nil {
 			d.deleteSecrets(context.WithoutCancel(ctx), p, u, pending)
-			return nil, 0, err
-		}
-		for k := range puts {
-			written[k] = true
-		}
-		if next == nil && old == nil {
-			return nil, 0, ErrNotFound
+			return giveUp(err)
 		}
 		newRev, err := d.dir.cas(ctx, key, value, rev)
 		if errors.Is(err, errConflict) {
@@ -261,7 +262,7 @@ func newVersion() string {
 // UpdateUser creates or changes connected user u through fn. fn gets a copy
 // (a new user when absent); identity and timestamps are kept by the writer.
 func (d *Directory) UpdateUser(ctx context.Context, p, u string, fn func(*User) error) (*User, uint64, error) {
-	rec, rev, err := d.mutate(ctx, p, u, false, func(rec *record, _ map[string]map[string]any) (*record, error) {
+	rec, rev, err := d.mutate(ctx, p, u, func(rec *record, _ map[string]map[string]any) (*record, error) {
 		now := time.Now().UTC()
 		if rec == nil {
 			rec = &record{User: User{Project: p, ID: u, CreatedAt: now}, Creds: map[string]*storedCred{}}
@@ -282,7 +283,7 @@ func (d *Directory) UpdateUser(ctx context.Context, p, u string, fn func(*User) 
 
 // DeleteUser removes user u with every credential, secret and index entry.
 func (d *Directory) DeleteUser(ctx context.Context, p, u string) (uint64, error) {
-	_, rev, err := d.mutate(ctx, p, u, false, func(rec *record, _ map[string]map[string]any) (*record, error) {
+	_, rev, err := d.mutate(ctx, p, u, func(rec *record, _ map[string]map[string]any) (*record, error) {
 		if rec == nil {
 			return nil, ErrNotFound
 		}
@@ -302,7 +303,7 @@ func (d *Directory) UpdateCredential(ctx context.Context, p, u, c string, fn fun
 		return nil, 0, err
 	}
 	var out Credential
-	_, rev, err := d.mutate(ctx, p, u, false, func(rec *record, secrets map[string]map[string]any) (*record, error) {
+	_, rev, err := d.mutate(ctx, p, u, func(rec *record, secrets map[string]map[string]any) (*record, error) {
 		return applyCredential(rec, p, u, c, secrets, fn, &out)
 	})
 	if err != nil {
@@ -350,7 +351,7 @@ func applyCredential(rec *record, p, u, c string, secrets map[string]map[string]
 
 // SetSecret stores secret as credential c's secret (nil removes it).
 func (d *Directory) SetSecret(ctx context.Context, p, u, c string, secret map[string]any) (uint64, error) {
-	_, rev, err := d.mutate(ctx, p, u, false, func(rec *record, secrets map[string]map[string]any) (*record, error) {
+	_, rev, err := d.mutate(ctx, p, u, func(rec *record, secrets map[string]map[string]any) (*record, error) {
 		sc := credOf(rec, c)
 		if sc == nil {
 			return nil, ErrNotFound
@@ -370,7 +371,7 @@ func (d *Directory) SetSecret(ctx context.Context, p, u, c string, secret map[st
 // DeleteCredential disconnects credential c of user u: the credential, its
 // secret and its index entries go.
 func (d *Directory) DeleteCredential(ctx context.Context, p, u, c string) (uint64, error) {
-	_, rev, err := d.mutate(ctx, p, u, false, func(rec *record, _ map[string]map[string]any) (*record, error) {
+	_, rev, err := d.mutate(ctx, p, u, func(rec *record, _ map[string]map[string]any) (*record, error) {
 		if credOf(rec, c) == nil {
 			return nil, ErrNotFound
 		}
@@ -385,7 +386,7 @@ func (d *Directory) DeleteCredential(ctx context.Context, p, u, c string) (uint6
 // stops resolving.
 func (d *Directory) RotateWebhookToken(ctx context.Context, p, u, c string) (*Credential, uint64, error) {
 	var out Credential
-	_, rev, err := d.mutate(ctx, p, u, false, func(rec *record, _ map[string]map[string]any) (*record, error) {
+	_, rev, err := d.mutate(ctx, p, u, func(rec *record, _ map[string]map[string]any) (*record, error) {
 		sc := credOf(rec, c)
 		if sc == nil {
 			return nil, ErrNotFound
@@ -407,7 +408,7 @@ func (d *Directory) SetCredentialWorkflow(ctx context.Context, p, u, c, w string
 		return nil, 0, invalid("workflow", "invalid_id", "%q is not a valid workflow id", w)
 	}
 	var out Credential
-	_, rev, err := d.mutate(ctx, p, u, false, func(rec *record, _ map[string]map[string]any) (*record, error) {
+	_, rev, err := d.mutate(ctx, p, u, func(rec *record, _ map[string]map[string]any) (*record, error) {
 		sc := credOf(rec, c)
 		if sc == nil {
 			return nil, ErrNotFound
