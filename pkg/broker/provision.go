@@ -117,11 +117,23 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 			Description: "connected users, credentials, enablement and their index keys (pkg/directory)"},
 		{Bucket: subjects.BucketSecrets, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
 			Description: "sealed credential secrets (pkg/directory)"},
+		// No bucket TTL: every claim carries its own (per source, days for
+		// providers that retry for days), which needs LimitMarkerTTL
+		// (nats-server 2.11+). The marker left when a claim expires only
+		// has to outlive a concurrent Create, not serve watchers.
+		{Bucket: subjects.BucketDedupe, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			LimitMarkerTTL: time.Minute, Description: "producer dedupe claims (pkg/trigger)"},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("broker: kv %s: %w", cfg.Bucket, err)
 		}
+	}
+	// Blobs age out with the RUN_EVENTS records that reference them.
+	obs := jetstream.ObjectStoreConfig{Bucket: subjects.BucketBlobs, TTL: l.RunEventsMaxAge,
+		Storage: jetstream.FileStorage, Replicas: l.Replicas, Description: "values too large to keep inline (pkg/blob)"}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, obs); err != nil {
+		return fmt.Errorf("broker: object store %s: %w", obs.Bucket, err)
 	}
 	return nil
 }

@@ -17,6 +17,11 @@ var ErrTooLarge = errors.New("too large")
 // (invalid UTF-8 in a protobuf string, a JSON value with a NaN).
 var ErrUnencodable = errors.New("cannot be encoded")
 
+// ErrInvalid is matched by an error of a message that breaks a rule of its
+// kind (a trigger event without project or id, a header a caller may not
+// set): sending it again cannot succeed, so Permanent reports it.
+var ErrInvalid = errors.New("invalid message")
+
 // TooLargeError is a record, value or header over its budget. It matches
 // ErrTooLarge, and Permanent reports it as permanent.
 type TooLargeError struct {
@@ -56,9 +61,9 @@ func Unencodable(err error) error {
 // JetStream API errors 10054 "message size exceeds maximum allowed" — the
 // stream's MaxMsgSize or the server's max_payload —, 10097 "header size
 // exceeds maximum allowed of 64k", and 10077 with the store's "message too
-// large"), ErrTooLarge, ErrUnencodable, a malformed message (bad subject,
-// invalid header name, headers unsupported) and JetStream rejections of the
-// message as built: a bad request, a sealed stream, a wrong expected stream,
+// large"), ErrTooLarge, ErrUnencodable, ErrInvalid, ErrBadHeader, a
+// malformed message (bad subject, invalid header name, headers unsupported)
+// and JetStream rejections of the message as built: a bad request, a sealed stream, a wrong expected stream,
 // last sequence or last msg id, an invalid or disabled per-message TTL, and
 // the counter, schedule and batch-publish options misused.
 //
@@ -93,6 +98,7 @@ func Permanent(err error) bool {
 // permanentClientErr reports the client-side errors about the message itself.
 func permanentClientErr(err error) bool {
 	return errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnencodable) ||
+		errors.Is(err, ErrInvalid) || errors.Is(err, ErrBadHeader) ||
 		errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) ||
 		errors.Is(err, nats.ErrBadHeaderMsg) || errors.Is(err, nats.ErrHeadersNotSupported) ||
 		errors.Is(err, nats.ErrInvalidMsg) || errors.Is(err, jetstream.ErrInvalidSubject) ||

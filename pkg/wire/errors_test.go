@@ -255,6 +255,8 @@ func TestPermanentCodes(t *testing.T) {
 		{"unknown", errors.New("something odd"), false},
 		{"unencodable", wire.Unencodable(errors.New("string field contains invalid UTF-8")), true},
 		{"too large", wire.TooLarge("x", 2, 1), true},
+		{"invalid", fmt.Errorf("trigger: %w: event without id", wire.ErrInvalid), true},
+		{"bad header", fmt.Errorf("router: %w", func() error { _, err := wire.ParseHops("x"); return err }()), true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,311 @@
+package trigger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// DefaultDedupeTTL is how long a dedupe key is remembered when Dedupe.TTL
+// is 0: the longest common provider retry schedule (Stripe retries for three
+// days).
+const DefaultDedupeTTL = 72 * time.Hour
+
+// MaxDedupeKeyLen bounds Dedupe.Key. The key is hashed before it is stored,
+// so the bound only keeps a hostile provider from making us hash megabytes.
+const MaxDedupeKeyLen = 4 << 10
+
+// Dedupe makes a publish idempotent per (project, Source, Key) for TTL —
+// far longer than the TRIGGERS stream's duplicate window (minutes), because
+// providers retry a webhook for days. Source names the producer's id space
+// ("hubspot.webhook", "scheduler"); Key is the id in it (the provider's
+// event id).
+//
+// The first Publish for a key claims it in the sb_dedupe bucket and
+// publishes; any later one inside TTL returns Result{Duplicate: true,
+// EventID: <the first event's id>} and publishes nothing new. After TTL the
+// key is forgotten and the same key publishes a new event.
+//
+// The guarantee is: never lose an accepted event (one whose Publish
+// returned nil), never store one twice. The order of operations keeps it
+// across a crash between any two steps:
+//
+//  1. Check the event against the budgets. Nothing is written yet, so a
+//     too-large event never leaves a claim behind.
+//  2. Claim: KV Create of the key with {pending, event id, subject} and the
+//     key's TTL. The event id is DedupeID(now, project, source, key):
+//     derived, not random, and kept in the claim — every later attempt for
+//     the key republishes this id, never a new one. It carries the claim's
+//     time because a key claimed again after its TTL is a new event and
+//     must get a new id: run ids hash the event id, so a reused one would
+//     make the new event's runs look already finished.
+//  3. Publish the event with Nats-Msg-Id = that id, with a deadline of half
+//     the stream's duplicate window after the claim, so every copy of the
+//     event lands inside one window from the claim.
+//  4. Promote the claim to {stored, stream, sequence} (a compare-and-set
+//     that renews the TTL; kv.Update would drop the TTL). A failure here is
+//     logged, not returned: the event is stored.
+//
+// A later Publish of the key finds the claim and:
+//   - stored: returns it as a duplicate;
+//   - pending and younger than half the window (a crash after 2 or 3, or a
+//     concurrent publisher still in step 3): republishes the same id — if
+//     the first copy was stored, JetStream's window absorbs this one — and
+//     promotes;
+//   - pending and older: the window cannot absorb a copy any more, so it
+//     looks for the id in TRIGGERS on the claim's subject, around the claim's
+//     time. Found: it promotes and returns a duplicate. Not found (the crash
+//     came before the publish landed): it re-arms the claim with a fresh
+//     time (compare-and-set, so one of several concurrent retries wins) and
+//     publishes, as in step 3.
+//
+// A publish that JetStream refuses permanently stored nothing: the claim is
+// purged, so a corrected retry is not answered with an id that never
+// existed. A transient failure leaves the claim pending on purpose — the
+// message may still be stored (nats.go flushes buffered publishes on
+// reconnect), and the next attempt resolves it as above.
+//
+// What is left: a copy flushed from a reconnect buffer more than the window
+// after its claim, by a process that was told its publish failed and then
+// stayed disconnected that long, is not found by the look-up and may be
+// stored beside the republished one. Clocks are assumed to agree within a
+// quarter of the duplicate window.
+type Dedupe struct {
+	Source string
+	Key    string
+	// TTL is how long the key is remembered (0: DefaultDedupeTTL). It is
+	// rounded up to whole seconds, the server's unit, and counts from the
+	// claim's last write.
+	TTL time.Duration
+}
+
+// WithDedupe publishes with long-lived dedupe (see Dedupe). The Publisher
+// needs Options.Dedupe. Publish replaces ev.Id with the claimed id.
+func WithDedupe(d Dedupe) PublishOption {
+	return func(o *publishOpts) { o.dedupe = &d }
+}
+
+// DedupeID is the event id claimed for (project, source, key) at time t.
+func DedupeID(t time.Time, project, source, key string) string {
+	return envelope.DerivedID(t, "dedupe", project, source, key)
+}
+
+// DedupeKey is the sb_dedupe key of (project, source, key): the key is
+// hashed so any provider id fits the KV key alphabet and length.
+func DedupeKey(project, source, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return project + "." + subjects.Token(source) + "." + hex.EncodeToString(sum[:])
+}
+
+// Claim states.
+const (
+	statePending = "pending"
+	stateStored  = "stored"
+)
+
+// claim is the value of a dedupe key.
+type claim struct {
+	State   string `json:"state"`
+	EventID string `json:"eventId"`
+	Subject string `json:"subject"`
+	Stream  string `json:"stream,omitempty"`
+	Seq     uint64 `json:"seq,omitempty"`
+}
+
+// maxClaimAttempts bounds the loop over a key that keeps changing under us
+// (expiring, being re-armed by a concurrent retry).
+const maxClaimAttempts = 5
+
+func (p *Publisher) publishDeduped(ctx context.Context, ev *sbv1.TriggerEvent, subject string, o *publishOpts) (Result, error) {
+	d := *o.dedupe
+	if p.kv == nil {
+		return Result{}, errors.New("trigger: WithDedupe needs Options.Dedupe (the sb_dedupe bucket)")
+	}
+	switch {
+	case d.Source == "" || len(d.Source) > wire.MaxIDLen:
+		return Result{}, fmt.Errorf("trigger: %w: dedupe source must be 1 to %d bytes", wire.ErrInvalid, wire.MaxIDLen)
+	case d.Key == "" || len(d.Key) > MaxDedupeKeyLen:
+		return Result{}, fmt.Errorf("trigger: %w: dedupe key must be 1 to %d bytes", wire.ErrInvalid, MaxDedupeKeyLen)
+	case d.TTL < 0:
+		return Result{}, fmt.Errorf("trigger: %w: negative dedupe TTL", wire.ErrInvalid)
+	}
+	ttl := d.TTL
+	if ttl == 0 {
+		ttl = DefaultDedupeTTL
+	}
+	ttl = (ttl + time.Second - 1).Truncate(time.Second)
+	key := DedupeKey(ev.Project, d.Source, d.Key)
+
+	for range maxClaimAttempts {
+		now := time.Now()
+		ev.Id = DedupeID(now, ev.Project, d.Source, d.Key)
+		m, err := p.message(ev, subject, o)
+		if err != nil {
+			return Result{}, err
+		}
+		c := claim{State: statePending, EventID: ev.Id, Subject: subject}
+		rev, err := p.kv.Create(ctx, key, mustJSON(c), jetstream.KeyTTL(ttl))
+		if err == nil {
+			return p.publishClaimed(ctx, m, key, rev, c, now, ttl, true)
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return Result{}, fmt.Errorf("trigger: dedupe claim %s: %w", key, err)
+		}
+		e, err := p.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired or purged since the Create
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("trigger: read dedupe claim %s: %w", key, err)
+		}
+		var prev claim
+		if err := json.Unmarshal(e.Value(), &prev); err != nil || prev.EventID == "" || prev.Subject == "" {
+			return Result{}, fmt.Errorf("trigger: dedupe claim %s is not a claim: %q", key, wire.Prefix(string(e.Value()), 128))
+		}
+		if prev.State == stateStored {
+			return Result{EventID: prev.EventID, Subject: prev.Subject, Stream: prev.Stream, Sequence: prev.Seq, Duplicate: true}, nil
+		}
+		// Pending: republish under the claimed id, on the claimed subject,
+		// so that every copy is one JetStream can recognize.
+		ev.Id = prev.EventID
+		if m, err = p.message(ev, prev.Subject, o); err != nil {
+			return Result{}, err
+		}
+		at := e.Created()
+		if time.Since(at) < p.window/2 {
+			return p.publishClaimed(ctx, m, key, e.Revision(), prev, at, ttl, false)
+		}
+		seq, found, err := p.findStored(ctx, prev, at)
+		if err != nil {
+			return Result{}, err
+		}
+		if found {
+			prev.State, prev.Stream, prev.Seq = stateStored, subjects.StreamTriggers, seq
+			if _, err := p.writeClaim(ctx, key, prev, e.Revision(), ttl); err != nil {
+				p.log.Warn("dedupe claim not promoted; the next duplicate looks the event up again", "key", key, "event", prev.EventID, "err", err)
+			}
+			return Result{EventID: prev.EventID, Subject: prev.Subject, Stream: prev.Stream, Sequence: seq, Duplicate: true}, nil
+		}
+		rev, err = p.writeClaim(ctx, key, prev, e.Revision(), ttl)
+		if casConflict(err) {
+			continue // another retry re-armed or promoted it first
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("trigger: re-arm dedupe claim %s: %w", key, err)
+		}
+		return p.publishClaimed(ctx, m, key, rev, prev, time.Now(), ttl, true)
+	}
+	return Result{}, fmt.Errorf("trigger: dedupe claim %s kept changing over %d attempts", key, maxClaimAttempts)
+}
+
+// publishClaimed publishes m under claim c (revision rev, written at at) and
+// promotes the claim. own says this call wrote the claim's current revision,
+// so it may purge it when JetStream refuses the message for good.
+func (p *Publisher) publishClaimed(ctx context.Context, m *nats.Msg, key string, rev uint64, c claim, at time.Time, ttl time.Duration, own bool) (Result, error) {
+	pctx, cancel := context.WithDeadline(ctx, at.Add(p.window/2))
+	defer cancel()
+	ack, err := p.js.PublishMsg(pctx, m)
+	if err != nil {
+		if own && wire.Permanent(err) {
+			if perr := p.kv.Purge(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev), jetstream.PurgeTTL(time.Minute)); perr != nil {
+				p.log.Warn("dedupe claim of a refused event not purged; retries of the key fail until it expires", "key", key, "err", perr)
+			}
+		}
+		return Result{}, fmt.Errorf("trigger: publish event %s on %s: %w", c.EventID, m.Subject, err)
+	}
+	c.State, c.Stream, c.Seq = stateStored, ack.Stream, ack.Sequence
+	if _, err := p.writeClaim(context.WithoutCancel(ctx), key, c, rev, ttl); err != nil && !casConflict(err) {
+		p.log.Warn("dedupe claim not promoted; a duplicate is still recognized", "key", key, "event", c.EventID, "err", err)
+	}
+	return Result{EventID: c.EventID, Subject: m.Subject, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// writeClaim replaces revision rev of key with c, setting the TTL again.
+// It publishes to the bucket's subject itself because kv.Update cannot set a
+// TTL: an updated claim would never expire.
+func (p *Publisher) writeClaim(ctx context.Context, key string, c claim, rev uint64, ttl time.Duration) (uint64, error) {
+	m := nats.NewMsg("$KV." + p.kv.Bucket() + "." + key)
+	m.Data = mustJSON(c)
+	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// casConflict reports a compare-and-set that lost: the key changed since
+// the revision we read (10071; 10164 on replicated streams).
+func casConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// scanBatch is how many headers findStored reads per request.
+const scanBatch = 256
+
+// findStored looks for c's event in TRIGGERS: on c's subject, from a window
+// before the claim's time at to two windows after it, reading headers only.
+// Every copy published under the claim landed in that span (publishes are
+// cut off half a window after the claim), with a window of slack for clocks.
+func (p *Publisher) findStored(ctx context.Context, c claim, at time.Time) (uint64, bool, error) {
+	start, end := at.Add(-p.window), at.Add(2*p.window)
+	cons, err := p.js.CreateConsumer(ctx, subjects.StreamTriggers, jetstream.ConsumerConfig{
+		FilterSubject: c.Subject, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
+		AckPolicy: jetstream.AckNonePolicy, HeadersOnly: true, MemoryStorage: true, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("trigger: look up event %s: %w", c.EventID, err)
+	}
+	defer func() {
+		_ = p.js.DeleteConsumer(context.WithoutCancel(ctx), subjects.StreamTriggers, cons.CachedInfo().Name)
+	}()
+	pending := cons.CachedInfo().NumPending
+	for seen := uint64(0); seen < pending; {
+		batch, err := cons.FetchNoWait(scanBatch)
+		if err != nil {
+			return 0, false, fmt.Errorf("trigger: look up event %s: %w", c.EventID, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return 0, false, fmt.Errorf("trigger: look up event %s: %w", c.EventID, err)
+			}
+			if m.Headers().Get(wire.HeaderMsgID) == c.EventID {
+				return md.Sequence.Stream, true, nil
+			}
+			if md.Timestamp.After(end) {
+				return 0, false, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return 0, false, fmt.Errorf("trigger: look up event %s: %w", c.EventID, err)
+		}
+		if n == 0 {
+			// Messages counted as pending were removed (aged out) meanwhile.
+			break
+		}
+		seen += uint64(n)
+	}
+	return 0, false, nil
+}
+
+// mustJSON encodes a claim; a struct of strings and a number cannot fail.
+func mustJSON(c claim) []byte {
+	b, _ := json.Marshal(c)
+	return b
+}
