@@ -20,7 +20,8 @@
 // error that wire.Permanent reports as permanent and that names the size and
 // the limit. So is an invalid one (no id, no known kind, a bad project).
 //
-// Long-lived dedupe (WithDedupe) is described in dedupe.go's Dedupe.
+// Long-lived dedupe keys (WithDedupe), and the order of operations that keeps
+// them crash-safe, are described at Dedupe.
 package trigger
 
 import (
