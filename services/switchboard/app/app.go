@@ -1,20 +1,24 @@
 // Package app is Switchboard's one composition root. Every process —
 // `switchboard dev`, `switchboard serve --role …`, the end-to-end tests —
 // is built here: the dependencies its roles share are built once (NATS
-// connection, JetStream, streams and buckets, catalog, metrics, access
-// checker, egress client, health), the chosen roles are taken from the one
-// role list (roles.go) and driven through service.Role in one start order,
-// and every role serves on one HTTP server next to one /healthz, /readyz
-// and /metrics.
+// connection, JetStream, streams and buckets, catalog, directory, metrics,
+// access checker, egress client, health), the chosen roles are taken from
+// the one role list (roles.go) and driven through service.Role in one start
+// order, and every role serves on one HTTP server next to one /healthz,
+// /readyz and /metrics.
 //
-// Start order: shared dependencies (the catalog loaded and followed), the
-// Setup hook, then the roles — history → router → connection-lifecycle →
-// ingress — then their routes, then HTTP, then ready.
+// Start order: shared dependencies (the catalog loaded and followed, the
+// directory's watch in place), the Setup hook, then the roles — history →
+// router → connection-lifecycle → ingress — then their routes, then HTTP,
+// then ready.
 //
 // Stop order: not ready (/readyz 503) while still serving, the drain delay
 // (so load balancers notice), HTTP intake stopped and in-flight requests
-// finished, the roles in reverse start order, the catalog watch, and last
-// the NATS connection drained.
+// finished, the roles in reverse start order, the catalog and directory
+// watches, and last the NATS connection drained.
+//
+// A role takes what it needs from Deps in its build function (roles.go); a
+// dependency roles share is built once, in buildDeps.
 package app
 
 import (
@@ -33,6 +37,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
@@ -93,6 +98,7 @@ type Deps struct {
 	NC         *nats.Conn
 	JS         jetstream.JetStream
 	Catalog    *catalog.Catalog
+	Directory  *directory.Directory // connected users and credentials, read on demand
 	Metrics    *metrics.Metrics
 	Access     *access.Checker
 	HTTPClient *http.Client // http steps' client, with the egress guard
@@ -189,7 +195,8 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 }
 
 // buildDeps connects to NATS, provisions the streams and buckets, loads and
-// follows the catalog, and creates what the roles share.
+// follows the catalog, opens the directory, and creates what the roles
+// share.
 func (a *App) buildDeps(ctx context.Context) (err error) {
 	o := a.opts
 	if a.NC, err = o.Connect(o.Name); err != nil {
@@ -208,6 +215,12 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	bg, stop := context.WithCancel(context.Background())
 	a.stopBg = stop
 	if err := a.Catalog.Start(bg); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if a.Directory, err = directory.Open(ctx, directory.Options{JS: a.JS, Logger: o.Logger, Secrets: o.Secrets}); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if err := a.Directory.Start(bg); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	a.Metrics = metrics.New()
