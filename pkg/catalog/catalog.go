@@ -1,7 +1,9 @@
-// Package catalog is Switchboard's configuration and connection data —
-// projects, app event declarations, workflows, integrations, connected users
-// and their credentials — stored in a JetStream KV bucket, with an in-memory
-// copy kept current by a watch so routing never waits on storage.
+// Package catalog is Switchboard's configuration — projects, app event
+// declarations, workflows, integrations — stored in a JetStream KV bucket,
+// with an in-memory copy kept current by a watch so routing never waits on
+// storage. Config is small, so every process keeps all of it; connected
+// users and credentials, which grow with the customer's user base, live in
+// pkg/directory instead.
 //
 // Values handed out by the Catalog are shared and must not be modified.
 package catalog
@@ -20,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/auth"
-	"github.com/switchboard-hq/switchboard/pkg/secrets"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/watermark"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -36,33 +37,23 @@ const (
 	prefixWorkflow    = "w"
 	prefixEvent       = "e"
 	prefixIntegration = "i"
-	prefixUser        = "u"
-	prefixCredential  = "c"
 )
 
 func projectKey(p string) string        { return prefixProject + "." + p }
 func workflowKey(p, w string) string    { return prefixWorkflow + "." + p + "." + w }
 func eventKey(p, name string) string    { return prefixEvent + "." + p + "." + subjects.Token(name) }
 func integrationKey(p, i string) string { return prefixIntegration + "." + p + "." + i }
-func userKey(p, u string) string        { return prefixUser + "." + p + "." + subjects.Token(u) }
-func credentialKey(p, u, c string) string {
-	return prefixCredential + "." + p + "." + subjects.Token(u) + "." + subjects.Token(c)
-}
 
 // Options configure a Catalog.
 type Options struct {
 	JS     jetstream.JetStream
 	Logger *slog.Logger
-	// Secrets seals credential secrets in KV (AES-256-GCM). Nil stores them
-	// as plain JSON; every process sharing the bucket needs the same key.
-	Secrets *secrets.Box
 }
 
 // Catalog is the KV-backed catalog with its in-memory copy.
 type Catalog struct {
 	kv     jetstream.KeyValue
 	logger *slog.Logger
-	box    *secrets.Box
 
 	mu       sync.RWMutex
 	projects map[string]*projectState
@@ -81,12 +72,6 @@ type projectState struct {
 	byEvent      map[string][]*workflow.Workflow
 	events       map[string]*workflow.AppEvent
 	integrations map[string]*workflow.Integration
-	users        map[string]*userState
-}
-
-type userState struct {
-	user  *User
-	creds map[string]*Credential
 }
 
 // Open binds the catalog bucket; call Start to load it and follow changes.
@@ -102,7 +87,6 @@ func Open(ctx context.Context, opts Options) (*Catalog, error) {
 	return &Catalog{
 		kv:       kv,
 		logger:   logger,
-		box:      opts.Secrets,
 		projects: map[string]*projectState{},
 		apiKeys:  map[string]string{},
 	}, nil
@@ -183,7 +167,6 @@ func (c *Catalog) projectState(p string) *projectState {
 			byEvent:      map[string][]*workflow.Workflow{},
 			events:       map[string]*workflow.AppEvent{},
 			integrations: map[string]*workflow.Integration{},
-			users:        map[string]*userState{},
 		}
 		c.projects[p] = ps
 	}
@@ -254,44 +237,6 @@ func (c *Catalog) applyKey(ps *projectState, parts []string, value []byte, delet
 			return fmt.Errorf("bad integration key")
 		}
 		return replaceObject(ps.integrations, parts[2], workflow.KindIntegration, value, deleted)
-	case prefixUser:
-		if len(parts) != 3 {
-			return fmt.Errorf("bad user key")
-		}
-		if deleted {
-			if us := ps.users[parts[2]]; us != nil {
-				us.user = nil
-				if len(us.creds) == 0 {
-					delete(ps.users, parts[2])
-				}
-			}
-			return nil
-		}
-		var u User
-		if err := json.Unmarshal(value, &u); err != nil {
-			return err
-		}
-		ps.userState(parts[2]).user = &u
-	case prefixCredential:
-		if len(parts) != 4 {
-			return fmt.Errorf("bad credential key")
-		}
-		if deleted {
-			if us := ps.users[parts[2]]; us != nil {
-				delete(us.creds, parts[3])
-			}
-			return nil
-		}
-		cr, err := c.decodeCredential(value)
-		if err != nil {
-			// Never keep routing with a stale copy of a credential that
-			// can no longer be read.
-			if us := ps.users[parts[2]]; us != nil {
-				delete(us.creds, parts[3])
-			}
-			return err
-		}
-		ps.userState(parts[2]).creds[parts[3]] = cr
 	}
 	return nil
 }
@@ -310,16 +255,6 @@ func replaceObject[T workflow.Object](m map[string]T, id, kind string, value []b
 	}
 	m[obj.DocName()] = obj.(T)
 	return nil
-}
-
-// userState returns the state of user u, creating it if needed. Lock held.
-func (ps *projectState) userState(u string) *userState {
-	us := ps.users[u]
-	if us == nil {
-		us = &userState{creds: map[string]*Credential{}}
-		ps.users[u] = us
-	}
-	return us
 }
 
 // reindex rebuilds the event -> workflows index. Lock held.
@@ -403,37 +338,6 @@ func (c *Catalog) AppEvent(p, name string) (*workflow.AppEvent, bool) {
 // Integration returns integration id of project p.
 func (c *Catalog) Integration(p, id string) (*workflow.Integration, bool) {
 	return found(view(c, p, func(ps *projectState) *workflow.Integration { return ps.integrations[id] }))
-}
-
-// User returns connected user u of project p.
-func (c *Catalog) User(p, u string) (*User, bool) {
-	return found(view(c, p, func(ps *projectState) *User {
-		if us := ps.users[subjects.Token(u)]; us != nil {
-			return us.user
-		}
-		return nil
-	}))
-}
-
-// Credentials lists user u's credentials, by id.
-func (c *Catalog) Credentials(p, u string) []*Credential {
-	return view(c, p, func(ps *projectState) []*Credential {
-		us := ps.users[subjects.Token(u)]
-		if us == nil {
-			return nil
-		}
-		return sortedValues(us.creds, func(cr *Credential) string { return cr.ID })
-	})
-}
-
-// Credential returns credential cred of user u.
-func (c *Catalog) Credential(p, u, cred string) (*Credential, bool) {
-	return found(view(c, p, func(ps *projectState) *Credential {
-		if us := ps.users[subjects.Token(u)]; us != nil {
-			return us.creds[subjects.Token(cred)]
-		}
-		return nil
-	}))
 }
 
 // sortedValues returns m's values ordered by key(v).

@@ -6,9 +6,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -224,203 +222,6 @@ func TestWorkflowsForEventIndex(t *testing.T) {
 	}
 }
 
-func TestConcurrentUserUpdates(t *testing.T) {
-	c := brokertest.Catalog(t, brokertest.Start(t).JS)
-	const n = 20
-	var wg sync.WaitGroup
-	revs := make([]uint64, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, revs[i], errs[i] = c.UpdateUser(ctxT(t), "acme", "user@example.com", func(u *catalog.User) error {
-				if u.Workflows == nil {
-					u.Workflows = map[string]bool{}
-				}
-				u.Workflows[fmt.Sprintf("wf-%02d", i)] = i%2 == 0
-				return nil
-			})
-		}()
-	}
-	wg.Wait()
-	var maxRev uint64
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("UpdateUser %d: %v", i, errs[i])
-		}
-		maxRev = max(maxRev, revs[i])
-	}
-	wait(t, c, maxRev)
-	u, ok := c.User("acme", "user@example.com")
-	if !ok {
-		t.Fatal("user missing")
-	}
-	if len(u.Workflows) != n {
-		t.Fatalf("user has %d enablement keys, want %d: %v", len(u.Workflows), n, u.Workflows)
-	}
-	for i := range n {
-		if v, ok := u.Workflows[fmt.Sprintf("wf-%02d", i)]; !ok || v != (i%2 == 0) {
-			t.Errorf("wf-%02d = %v, %v", i, v, ok)
-		}
-	}
-	if u.Project != "acme" || u.ID != "user@example.com" || u.CreatedAt.IsZero() || u.UpdatedAt.Before(u.CreatedAt) {
-		t.Errorf("user header = %+v", u)
-	}
-}
-
-func TestConcurrentCredentialUpdates(t *testing.T) {
-	c := brokertest.Catalog(t, brokertest.Start(t).JS)
-	const n = 20
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var maxRev uint64
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, rev, err := c.UpdateCredential(ctxT(t), "acme", "u1", "c1", func(cr *catalog.Credential, isNew bool) error {
-				if isNew {
-					cr.Integration = "crm"
-				}
-				if cr.Workflows == nil {
-					cr.Workflows = map[string]bool{}
-				}
-				cr.Workflows[fmt.Sprintf("wf-%02d", i)] = true
-				return nil
-			})
-			if err != nil {
-				errs <- err
-				return
-			}
-			mu.Lock()
-			maxRev = max(maxRev, rev)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	wait(t, c, maxRev)
-	cr, ok := c.Credential("acme", "u1", "c1")
-	if !ok {
-		t.Fatal("credential missing")
-	}
-	if len(cr.Workflows) != n {
-		t.Errorf("credential has %d enablement keys, want %d: %v", len(cr.Workflows), n, cr.Workflows)
-	}
-	if cr.Status != catalog.CredentialValid || cr.Integration != "crm" || cr.User != "u1" || cr.ID != "c1" || cr.Project != "acme" {
-		t.Errorf("credential = %+v", cr)
-	}
-}
-
-func TestCredentialLifecycle(t *testing.T) {
-	c := brokertest.Catalog(t, brokertest.Start(t).JS)
-	ctx := ctxT(t)
-	// Ids with dots and spaces go through subjects.Token.
-	const user, cred = "a.b user", "acct 1.2"
-	var createdFlags []bool
-	put := func(id, integration string) uint64 {
-		_, rev, err := c.UpdateCredential(ctx, "acme", user, id, func(cr *catalog.Credential, created bool) error {
-			createdFlags = append(createdFlags, created)
-			cr.Integration = integration
-			cr.Secret = map[string]any{"accessToken": "tok-" + id}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rev
-	}
-	put(cred, "crm")
-	put("z", "crm")
-	wait(t, c, put(cred, "crm"))
-	if !reflect.DeepEqual(createdFlags, []bool{true, true, false}) {
-		t.Errorf("created flags = %v", createdFlags)
-	}
-	// A failing fn writes nothing.
-	boom := errors.New("boom")
-	if _, _, err := c.UpdateCredential(ctx, "acme", user, cred, func(*catalog.Credential, bool) error { return boom }); !errors.Is(err, boom) {
-		t.Errorf("UpdateCredential error = %v", err)
-	}
-	got := c.Credentials("acme", user)
-	if len(got) != 2 || got[0].ID != cred || got[1].ID != "z" {
-		t.Fatalf("Credentials = %+v", got)
-	}
-	if got[0].Secret["accessToken"] != "tok-"+cred {
-		t.Errorf("secret = %v", got[0].Secret)
-	}
-	if pub := got[0].Public(); pub.Secret["redacted"] != true || got[0].Secret["accessToken"] == nil {
-		t.Errorf("Public() = %+v (original %+v)", pub.Secret, got[0].Secret)
-	}
-	// The user has credentials but no user record yet.
-	if _, ok := c.User("acme", user); ok {
-		t.Error("User exists though never created")
-	}
-	rev, err := c.DeleteCredential(ctx, "acme", user, cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait(t, c, rev)
-	if _, ok := c.Credential("acme", user, cred); ok {
-		t.Error("deleted credential still readable")
-	}
-	if got := c.Credentials("acme", user); len(got) != 1 || got[0].ID != "z" {
-		t.Errorf("Credentials after delete = %+v", got)
-	}
-	if _, err := c.DeleteCredential(ctx, "acme", user, cred); !errors.Is(err, catalog.ErrNotFound) {
-		t.Errorf("second delete = %v, want ErrNotFound", err)
-	}
-	if got := c.Credentials("acme", "nobody"); len(got) != 0 {
-		t.Errorf("Credentials(nobody) = %v", got)
-	}
-	// Reconnecting after a delete creates the credential anew.
-	createdFlags = nil
-	wait(t, c, put(cred, "crm"))
-	if !reflect.DeepEqual(createdFlags, []bool{true}) {
-		t.Errorf("created after delete = %v", createdFlags)
-	}
-	if _, ok := c.Credential("acme", user, cred); !ok {
-		t.Error("reconnected credential missing")
-	}
-}
-
-func TestEnabled(t *testing.T) {
-	f, tr := false, true
-	wOff := &workflow.Workflow{ID: "w", EnabledByDefault: &f}
-	wOn := &workflow.Workflow{ID: "w", EnabledByDefault: &tr}
-	wNil := &workflow.Workflow{ID: "w"}
-	cases := []struct {
-		name      string
-		overrides map[string]bool
-		w         *workflow.Workflow
-		want      bool
-	}{
-		{"default nil", nil, wNil, true},
-		{"default true", nil, wOn, true},
-		{"default false", nil, wOff, false},
-		{"other workflow overridden", map[string]bool{"x": true}, wOff, false},
-		{"override on", map[string]bool{"w": true}, wOff, true},
-		{"override off", map[string]bool{"w": false}, wOn, false},
-		{"override off nil default", map[string]bool{"w": false}, wNil, false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cr := &catalog.Credential{Workflows: c.overrides}
-			if got := cr.Enabled(c.w); got != c.want {
-				t.Errorf("Credential.Enabled = %v, want %v", got, c.want)
-			}
-			u := &catalog.User{Workflows: c.overrides}
-			if got := u.Enabled(c.w); got != c.want {
-				t.Errorf("User.Enabled = %v, want %v", got, c.want)
-			}
-		})
-	}
-}
-
 var rsaKeys = sync.OnceValue(func() [2]*rsa.PrivateKey {
 	var ks [2]*rsa.PrivateKey
 	for i := range ks {
@@ -513,20 +314,6 @@ func TestSecondInstanceSeesSameState(t *testing.T) {
 	c1 := brokertest.Catalog(t, js)
 	ctx := ctxT(t)
 	apply(t, c1, "acme", docs)
-	if _, _, err := c1.UpdateUser(ctx, "acme", "u1", func(u *catalog.User) error {
-		u.Metadata = map[string]any{"tz": "Europe/Paris"}
-		u.Workflows = map[string]bool{"paid": true}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := c1.UpdateCredential(ctx, "acme", "u1", "c1", func(cr *catalog.Credential, _ bool) error {
-		cr.Integration = "crm"
-		cr.Status = catalog.CredentialInvalid
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c1.DeleteWorkflow(ctx, "acme", "hook"); err != nil {
 		t.Fatal(err)
 	}
@@ -554,13 +341,6 @@ func TestSecondInstanceSeesSameState(t *testing.T) {
 	}
 	compare("Workflows", ids(c1.Workflows("acme")), ids(c2.Workflows("acme")))
 	compare("WorkflowsForEvent", ids(c1.WorkflowsForEvent("acme", "Contact Created")), ids(c2.WorkflowsForEvent("acme", "Contact Created")))
-	u1, _ := c1.User("acme", "u1")
-	u2, ok := c2.User("acme", "u1")
-	if !ok {
-		t.Fatal("second instance lacks the user")
-	}
-	compare("User", u1, u2)
-	compare("Credentials", c1.Credentials("acme", "u1"), c2.Credentials("acme", "u1"))
 	if _, ok := c2.Workflow("acme", "hook"); ok {
 		t.Error("second instance sees the deleted workflow")
 	}
@@ -617,14 +397,6 @@ func TestUnreadableValueIsSkipped(t *testing.T) {
 	if got := ids(c.WorkflowsForEvent("acme", "Contact Created")); !reflect.DeepEqual(got, []string{"a-sync", "b-sync"}) {
 		t.Errorf("WorkflowsForEvent after garbage = %v", got)
 	}
-	_, rev, err = c.UpdateUser(ctx, "acme", "u", func(*catalog.User) error { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait(t, c, rev)
-	if _, ok := c.User("acme", "u"); !ok {
-		t.Error("user written after garbage missing")
-	}
 }
 
 // TestGarbageOverValidWorkflow: when a stored workflow is overwritten by an
@@ -672,41 +444,5 @@ func TestOpenWithoutBucket(t *testing.T) {
 	}
 	if _, err := catalog.Open(ctxT(t), catalog.Options{JS: js}); err == nil {
 		t.Error("Open succeeded without the catalog bucket")
-	}
-}
-
-func TestUsersWithOddIDs(t *testing.T) {
-	c := brokertest.Catalog(t, brokertest.Start(t).JS)
-	ctx := ctxT(t)
-	users := []string{"alice@example.com", "a.b", "a_b", "with space", "=x", "ünï"}
-	var rev uint64
-	for _, u := range users {
-		_, r, err := c.UpdateUser(ctx, "acme", u, func(us *catalog.User) error {
-			us.Metadata = map[string]any{"name": u}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("UpdateUser(%q): %v", u, err)
-		}
-		rev = r
-	}
-	wait(t, c, rev)
-	var got []string
-	for _, u := range users {
-		us, ok := c.User("acme", u)
-		if !ok {
-			t.Errorf("User(%q) missing", u)
-			continue
-		}
-		if us.ID != u || us.Metadata["name"] != u {
-			t.Errorf("User(%q) = %+v", u, us)
-		}
-		got = append(got, us.ID)
-	}
-	sort.Strings(got)
-	want := append([]string(nil), users...)
-	sort.Strings(want)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("users = %v", got)
 	}
 }

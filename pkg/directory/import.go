@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -334,6 +335,8 @@ func (d *Directory) Import(ctx context.Context, project string, r io.Reader, opt
 	}
 	wg.Wait()
 	mu.Lock()
+	// Lines finish in any order; report them in input order.
+	sort.Slice(res.Errors, func(i, j int) bool { return res.Errors[i].Line < res.Errors[j].Line })
 	res.Lines = lineNo
 	out := res
 	mu.Unlock()

@@ -5,9 +5,12 @@
 package routing
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
@@ -23,7 +26,10 @@ const ReasonWorkflowNotFound = "workflow_not_found"
 // workflow. A workflow with an integration runs once per VALID, enabled
 // credential of the user for it (or only ev.Credential when set); one
 // without an integration runs once for the user unless disabled for them.
-func Decide(cat *catalog.Catalog, ev *sbv1.TriggerEvent) []runs.Candidate {
+// Workflows come from the catalog, users and credentials from dir; an error
+// is a directory read that failed (decide again later), never a reason to
+// skip a candidate.
+func Decide(ctx context.Context, cat *catalog.Catalog, dir directory.Reader, ev *sbv1.TriggerEvent) ([]runs.Candidate, error) {
 	var wfs []*workflow.Workflow
 	switch {
 	case ev.Workflow != "":
@@ -34,13 +40,20 @@ func Decide(cat *catalog.Catalog, ev *sbv1.TriggerEvent) []runs.Candidate {
 		}
 		if !ok || w.Trigger.Type != want || (want == workflow.TriggerAppEvent && w.Trigger.Event != ev.Name) {
 			return []runs.Candidate{{Workflow: ev.Workflow, User: ev.User, Outcome: runs.OutcomeSkipped,
-				Reason: ReasonWorkflowNotFound, Message: fmt.Sprintf("no %s workflow %q", want, ev.Workflow)}}
+				Reason: ReasonWorkflowNotFound, Message: fmt.Sprintf("no %s workflow %q", want, ev.Workflow)}}, nil
 		}
 		wfs = []*workflow.Workflow{w}
 	case ev.Kind == sbv1.Kind_APP_EVENT:
 		wfs = cat.WorkflowsForEvent(ev.Project, ev.Name)
 	}
-	user, userOK := cat.User(ev.Project, ev.User)
+	if len(wfs) == 0 {
+		return []runs.Candidate{}, nil
+	}
+	user, err := dir.User(ctx, ev.Project, ev.User)
+	userOK := err == nil
+	if err != nil && !errors.Is(err, directory.ErrNotFound) {
+		return nil, fmt.Errorf("routing: user %s: %w", ev.User, err)
+	}
 	out := make([]runs.Candidate, 0, len(wfs))
 	for _, w := range wfs {
 		base := runs.Candidate{Workflow: w.ID, User: ev.User}
@@ -56,25 +69,36 @@ func Decide(cat *catalog.Catalog, ev *sbv1.TriggerEvent) []runs.Candidate {
 			}
 			out = append(out, base)
 		default:
-			out = append(out, credentialCandidates(cat, ev, w, base)...)
+			cands, err := credentialCandidates(ctx, dir, ev, w, base)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, cands...)
 		}
 	}
-	return out
+	return out, nil
 }
 
-func credentialCandidates(cat *catalog.Catalog, ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate) []runs.Candidate {
-	var creds []*catalog.Credential
+func credentialCandidates(ctx context.Context, dir directory.Reader, ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate) ([]runs.Candidate, error) {
+	var creds []*directory.Credential
 	if ev.Credential != "" {
-		cr, ok := cat.Credential(ev.Project, ev.User, ev.Credential)
-		if !ok || cr.Integration != w.Integration {
+		cr, err := dir.Credential(ctx, ev.Project, ev.User, ev.Credential)
+		if err != nil && !errors.Is(err, directory.ErrNotFound) {
+			return nil, fmt.Errorf("routing: credential %s: %w", ev.Credential, err)
+		}
+		if err != nil || cr.Integration != w.Integration {
 			base.Credential = ev.Credential
 			base.Outcome, base.Reason = runs.OutcomeSkipped, runs.ReasonCredentialUnknown
 			base.Message = fmt.Sprintf("the user has no %s credential %q", w.Integration, ev.Credential)
-			return []runs.Candidate{base}
+			return []runs.Candidate{base}, nil
 		}
-		creds = []*catalog.Credential{cr}
+		creds = []*directory.Credential{cr}
 	} else {
-		for _, cr := range cat.Credentials(ev.Project, ev.User) {
+		all, err := dir.Credentials(ctx, ev.Project, ev.User)
+		if err != nil {
+			return nil, fmt.Errorf("routing: credentials of %s: %w", ev.User, err)
+		}
+		for _, cr := range all {
 			if cr.Integration == w.Integration {
 				creds = append(creds, cr)
 			}
@@ -83,14 +107,14 @@ func credentialCandidates(cat *catalog.Catalog, ev *sbv1.TriggerEvent, w *workfl
 	if len(creds) == 0 {
 		base.Outcome, base.Reason = runs.OutcomeSkipped, runs.ReasonNoCredential
 		base.Message = fmt.Sprintf("the user has not connected %s", w.Integration)
-		return []runs.Candidate{base}
+		return []runs.Candidate{base}, nil
 	}
 	out := make([]runs.Candidate, 0, len(creds))
 	for _, cr := range creds {
 		c := base
 		c.Credential = cr.ID
 		switch {
-		case cr.Status != catalog.CredentialValid:
+		case cr.Status != directory.CredentialValid:
 			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonCredentialInvalid, "the credential's status is "+cr.Status
 		case !cr.Enabled(w):
 			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this credential"
@@ -99,7 +123,7 @@ func credentialCandidates(cat *catalog.Catalog, ev *sbv1.TriggerEvent, w *workfl
 		}
 		out = append(out, c)
 	}
-	return out
+	return out, nil
 }
 
 // First returns the first candidate that runs, if any; a request trigger

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/routing"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -68,10 +69,12 @@ steps: [{id: s, type: emit, event: x}]
 //	u1: c1, c2 VALID crm; c3 INVALID crm; s1 VALID slack; c2 disables wf-b
 //	    and c1 enables wf-off; u1 enables plain-off.
 //	u2: no credentials; disables plain.
-//	ghost: credentials but no user record.
-func setup(t *testing.T) *catalog.Catalog {
+//	ghost: had a credential, then the user was deleted.
+func setup(t *testing.T) (*catalog.Catalog, *directory.Directory) {
 	t.Helper()
-	cat := brokertest.Catalog(t, brokertest.Start(t).JS)
+	srv := brokertest.Start(t)
+	cat := brokertest.Catalog(t, srv.JS)
+	dir := brokertest.Directory(t, srv.JS)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	objs, err := workflow.Parse([]byte(docs), "acme")
@@ -83,35 +86,34 @@ func setup(t *testing.T) *catalog.Catalog {
 		t.Fatal(err)
 	}
 	user := func(u string, wfs map[string]bool) {
-		_, r, err := cat.UpdateUser(ctx, "acme", u, func(us *catalog.User) error { us.Workflows = wfs; return nil })
-		if err != nil {
+		if _, _, err := dir.UpdateUser(ctx, "acme", u, func(us *directory.User) error { us.Workflows = wfs; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		rev = max(rev, r)
 	}
 	cred := func(u, id, integration, status string, wfs map[string]bool) {
-		_, r, err := cat.UpdateCredential(ctx, "acme", u, id, func(cr *catalog.Credential, _ bool) error {
+		if _, _, err := dir.UpdateCredential(ctx, "acme", u, id, func(cr *directory.Credential, _ bool) error {
 			cr.Integration, cr.Status, cr.Workflows = integration, status, wfs
 			return nil
-		})
-		if err != nil {
+		}); err != nil {
 			t.Fatal(err)
 		}
-		rev = max(rev, r)
 	}
 	user("u1", map[string]bool{"plain-off": true})
 	user("u2", map[string]bool{"plain": false})
-	cred("u1", "c1", "crm", catalog.CredentialValid, map[string]bool{"wf-off": true})
-	cred("u1", "c2", "crm", catalog.CredentialValid, map[string]bool{"wf-b": false})
-	cred("u1", "c3", "crm", catalog.CredentialInvalid, nil)
-	cred("u1", "s1", "slack", catalog.CredentialValid, nil)
-	cred("ghost", "c1", "crm", catalog.CredentialValid, nil)
+	cred("u1", "c1", "crm", directory.CredentialValid, map[string]bool{"wf-off": true})
+	cred("u1", "c2", "crm", directory.CredentialValid, map[string]bool{"wf-b": false})
+	cred("u1", "c3", "crm", directory.CredentialInvalid, nil)
+	cred("u1", "s1", "slack", directory.CredentialValid, nil)
+	cred("ghost", "c1", "crm", directory.CredentialValid, nil)
+	if _, err := dir.DeleteUser(ctx, "acme", "ghost"); err != nil {
+		t.Fatal(err)
+	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	if err := cat.WaitRevision(wctx, rev); err != nil {
 		t.Fatal(err)
 	}
-	return cat
+	return cat, dir
 }
 
 func ran(ev *sbv1.TriggerEvent, wf, cred string) runs.Candidate {
@@ -124,7 +126,7 @@ func skipped(ev *sbv1.TriggerEvent, wf, cred, reason string) runs.Candidate {
 }
 
 func TestDecide(t *testing.T) {
-	cat := setup(t)
+	cat, dir := setup(t)
 	appEvent := func(name, user, cred string) *sbv1.TriggerEvent {
 		return &sbv1.TriggerEvent{Id: "evt-" + name + user + cred, Project: "acme", Kind: sbv1.Kind_APP_EVENT, Name: name, User: user, Credential: cred}
 	}
@@ -157,7 +159,7 @@ func TestDecide(t *testing.T) {
 		{"unknown user", appEvent("Contact Created", "stranger", ""), func(ev *sbv1.TriggerEvent) []runs.Candidate {
 			return []runs.Candidate{skipped(ev, "wf-a", "", runs.ReasonUnknownUser), skipped(ev, "wf-b", "", runs.ReasonUnknownUser)}
 		}},
-		{"credentials without user record", appEvent("Contact Created", "ghost", ""), func(ev *sbv1.TriggerEvent) []runs.Candidate {
+		{"deleted user", appEvent("Contact Created", "ghost", ""), func(ev *sbv1.TriggerEvent) []runs.Candidate {
 			return []runs.Candidate{skipped(ev, "wf-a", "", runs.ReasonUnknownUser), skipped(ev, "wf-b", "", runs.ReasonUnknownUser)}
 		}},
 		{"enabledByDefault false, enabled per credential; other integration unconnected", appEvent("Deal Won", "u1", ""), func(ev *sbv1.TriggerEvent) []runs.Candidate {
@@ -211,7 +213,10 @@ func TestDecide(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := routing.Decide(cat, c.ev)
+			got, err := routing.Decide(context.Background(), cat, dir, c.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
 			// Messages are for humans: present on every skip, absent on runs.
 			for i := range got {
 				if (got[i].Outcome == runs.OutcomeSkipped) != (got[i].Message != "") {
@@ -233,15 +238,23 @@ func TestDecide(t *testing.T) {
 }
 
 func TestRunIDsAreStablePerEvent(t *testing.T) {
-	cat := setup(t)
+	cat, dir := setup(t)
+	decide := func(ev *sbv1.TriggerEvent) []runs.Candidate {
+		t.Helper()
+		cands, err := routing.Decide(context.Background(), cat, dir, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cands
+	}
 	ev := &sbv1.TriggerEvent{Id: "evt-1", Project: "acme", Kind: sbv1.Kind_APP_EVENT, Name: "Contact Created", User: "u1"}
-	a := routing.Decide(cat, ev)
-	b := routing.Decide(cat, ev)
+	a := decide(ev)
+	b := decide(ev)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("Decide not deterministic:\n%+v\n%+v", a, b)
 	}
 	ev2 := &sbv1.TriggerEvent{Id: "evt-2", Project: "acme", Kind: sbv1.Kind_APP_EVENT, Name: "Contact Created", User: "u1"}
-	c := routing.Decide(cat, ev2)
+	c := decide(ev2)
 	seen := map[string]bool{}
 	for _, cand := range append(a, c...) {
 		if cand.RunID == "" {

@@ -1,11 +1,13 @@
 // Package lifecycle is Switchboard's connection lifecycle service: the HTTP
 // API that creates and updates connected users, connects and disconnects
-// their credentials, and turns workflows on or off per credential (or per
-// user, for workflows that need no credential).
+// their credentials, turns workflows on or off per credential (or per
+// user, for workflows that need no credential), and imports users in bulk.
 //
-// Every change is written to the catalog and the handler waits until this
-// process's in-memory catalog reflects it, so a read that follows a write
-// (here, or in a router sharing the process) sees it.
+// Users and credentials live in the directory (pkg/directory); projects,
+// workflows and integrations are checked against the catalog. Every change
+// is written to the directory and the handler waits until this process's
+// directory reflects it, so a read that follows a write (here, or in a
+// router sharing the process) sees it.
 package lifecycle
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
@@ -33,25 +36,33 @@ import (
 const MaxIDLen = 200
 
 // visibleWait bounds how long a handler waits for its own write to show up
-// in the in-memory catalog.
+// in the directory's reads.
 const visibleWait = 10 * time.Second
 
 // Options configure a Service.
 type Options struct {
+	// Catalog answers whether projects, workflows and integrations exist.
 	Catalog *catalog.Catalog
-	Access  *access.Checker
+	// Directory stores users, credentials and enablement.
+	Directory *directory.Directory
+	Access    *access.Checker
 	// MaxBody limits request bodies; <= 0 means httpx.DefaultMaxBody.
 	MaxBody int64
+	// MaxImportBytes limits a bulk import's body; 0 reads
+	// SWITCHBOARD_MAX_IMPORT_BYTES, else DefaultMaxImportBytes.
+	MaxImportBytes int64
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
 
 // Service serves the connection lifecycle API.
 type Service struct {
-	cat     *catalog.Catalog
-	access  *access.Checker
-	maxBody int64
-	logger  *slog.Logger
+	cat       *catalog.Catalog
+	dir       *directory.Directory
+	access    *access.Checker
+	maxBody   int64
+	maxImport int64
+	logger    *slog.Logger
 }
 
 // New returns a Service.
@@ -59,6 +70,8 @@ func New(opts Options) (*Service, error) {
 	switch {
 	case opts.Catalog == nil:
 		return nil, errors.New("lifecycle: Options.Catalog is required")
+	case opts.Directory == nil:
+		return nil, errors.New("lifecycle: Options.Directory is required")
 	case opts.Access == nil:
 		return nil, errors.New("lifecycle: Options.Access is required")
 	}
@@ -70,14 +83,22 @@ func New(opts Options) (*Service, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cat: opts.Catalog, access: opts.Access, maxBody: maxBody, logger: logger}, nil
+	maxImport := opts.MaxImportBytes
+	if maxImport <= 0 {
+		var err error
+		if maxImport, err = MaxImportBytesFromEnv(); err != nil {
+			return nil, err
+		}
+	}
+	return &Service{cat: opts.Catalog, dir: opts.Directory, access: opts.Access, maxBody: maxBody,
+		maxImport: maxImport, logger: logger}, nil
 }
 
 // Name is the role's name, "connection-lifecycle".
 func (s *Service) Name() string { return "connection-lifecycle" }
 
 // Start has nothing to do: the service is its HTTP handlers, which work on
-// the shared catalog.
+// the shared catalog and directory.
 func (s *Service) Start(context.Context) error { return nil }
 
 // Stop has nothing to drain: every handler finishes its write before it
@@ -93,6 +114,7 @@ func (s *Service) Register(e *echo.Echo) {
 	e.PUT(user+"/credentials/:c", s.putCredential)
 	e.DELETE(user+"/credentials/:c", s.deleteCredential)
 	e.PUT(user+"/credentials/:c/workflows/:w", s.putCredentialWorkflow)
+	e.POST("/v1/projects/:p/users/import", s.importUsers)
 }
 
 // call is an authenticated request on one connected user of one project.
@@ -278,10 +300,10 @@ func decodeCredentialBody(body []byte) (*credentialBody, error) {
 	}
 	if raw.Status != nil {
 		switch *raw.Status {
-		case catalog.CredentialValid, catalog.CredentialInvalid:
+		case directory.CredentialValid, directory.CredentialInvalid:
 			out.Status = *raw.Status
 		default:
-			return nil, apierr.BadRequest("invalid_field", "status must be %q or %q", catalog.CredentialValid, catalog.CredentialInvalid).WithField("status")
+			return nil, apierr.BadRequest("invalid_field", "status must be %q or %q", directory.CredentialValid, directory.CredentialInvalid).WithField("status")
 		}
 	}
 	return out, nil
@@ -343,7 +365,7 @@ func (s *Service) putUser(c *echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	u, rev, err := s.cat.UpdateUser(ctx, cl.project, cl.user, func(u *catalog.User) error {
+	u, rev, err := s.dir.UpdateUser(ctx, cl.project, cl.user, func(u *directory.User) error {
 		if b.HasMetadata {
 			u.Metadata = b.Metadata
 		}
@@ -361,8 +383,8 @@ func (s *Service) putUser(c *echo.Context) error {
 
 // userView is a user with its credentials, secrets redacted.
 type userView struct {
-	*catalog.User
-	Credentials []*catalog.Credential `json:"credentials"`
+	*directory.User
+	Credentials []*directory.Credential `json:"credentials"`
 }
 
 func (s *Service) getUser(c *echo.Context) error {
@@ -370,12 +392,19 @@ func (s *Service) getUser(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	u, ok := s.cat.User(cl.project, cl.user)
-	if !ok {
+	ctx := c.Request().Context()
+	u, err := s.dir.User(ctx, cl.project, cl.user)
+	if errors.Is(err, directory.ErrNotFound) {
 		return apierr.NotFound("user_not_found", "user %q does not exist in project %q", cl.user, cl.project)
 	}
-	creds := s.cat.Credentials(cl.project, cl.user)
-	view := userView{User: u, Credentials: make([]*catalog.Credential, 0, len(creds))}
+	if err != nil {
+		return storeErr(err)
+	}
+	creds, err := s.dir.Credentials(ctx, cl.project, cl.user)
+	if err != nil {
+		return storeErr(err)
+	}
+	view := userView{User: u, Credentials: make([]*directory.Credential, 0, len(creds))}
 	for _, cr := range creds {
 		view.Credentials = append(view.Credentials, cr.Public())
 	}
@@ -402,7 +431,7 @@ func (s *Service) putUserWorkflow(c *echo.Context) error {
 	ctx := c.Request().Context()
 	// Upsert: a user known so far only through tokens or events may have a
 	// workflow turned off before it was ever PUT.
-	u, rev, err := s.cat.UpdateUser(ctx, cl.project, cl.user, func(u *catalog.User) error {
+	u, rev, err := s.dir.UpdateUser(ctx, cl.project, cl.user, func(u *directory.User) error {
 		if u.Workflows == nil {
 			u.Workflows = map[string]bool{}
 		}
@@ -441,24 +470,11 @@ func (s *Service) putCredential(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// Fail fast on the in-memory copy before writing anything (the user
-	// included); the check is repeated under compare-and-set below.
-	if cur, ok := s.cat.Credential(cl.project, cl.user, credID); ok && cur.Integration != b.Integration {
-		return integrationMismatch(credID, cur.Integration, b.Integration)
-	}
 	ctx := c.Request().Context()
-	var rev uint64
-	// A connect flow implies the user: create it when it does not exist yet.
-	if _, ok := s.cat.User(cl.project, cl.user); !ok {
-		_, r, err := s.cat.UpdateUser(ctx, cl.project, cl.user, func(*catalog.User) error { return nil })
-		if err != nil {
-			return storeErr(err)
-		}
-		rev = r
-		s.logger.Info("user created by credential connect", "project", cl.project, "user", cl.user)
-	}
+	// A connect flow implies the user: the directory creates it with the
+	// credential when it does not exist yet.
 	var created bool
-	cred, r, err := s.cat.UpdateCredential(ctx, cl.project, cl.user, credID, func(cr *catalog.Credential, isNew bool) error {
+	cred, rev, err := s.dir.UpdateCredential(ctx, cl.project, cl.user, credID, func(cr *directory.Credential, isNew bool) error {
 		created = isNew
 		if !isNew && cr.Integration != b.Integration {
 			return integrationMismatch(credID, cr.Integration, b.Integration)
@@ -468,7 +484,7 @@ func (s *Service) putCredential(c *echo.Context) error {
 			cr.ProviderAccountID = *b.ProviderAccountID
 		}
 		if b.HasSecret {
-			cr.Secret = b.Secret
+			cr.Secret, cr.HasSecret = b.Secret, b.Secret != nil
 		}
 		if b.HasSettings {
 			cr.Settings = b.Settings
@@ -481,7 +497,6 @@ func (s *Service) putCredential(c *echo.Context) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	rev = max(rev, r)
 	if err := s.waitVisible(ctx, rev); err != nil {
 		return err
 	}
@@ -504,9 +519,9 @@ func (s *Service) deleteCredential(c *echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	rev, err := s.cat.DeleteCredential(ctx, cl.project, cl.user, credID)
+	rev, err := s.dir.DeleteCredential(ctx, cl.project, cl.user, credID)
 	if err != nil {
-		if errors.Is(err, catalog.ErrNotFound) {
+		if errors.Is(err, directory.ErrNotFound) {
 			return credentialNotFound(cl, credID)
 		}
 		return storeErr(err)
@@ -536,7 +551,7 @@ func (s *Service) putCredentialWorkflow(c *echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	cred, rev, err := s.cat.UpdateCredential(ctx, cl.project, cl.user, credID, func(cr *catalog.Credential, isNew bool) error {
+	cred, rev, err := s.dir.UpdateCredential(ctx, cl.project, cl.user, credID, func(cr *directory.Credential, isNew bool) error {
 		if isNew {
 			return errCredentialNotFound
 		}
@@ -572,26 +587,31 @@ func credentialNotFound(cl call, cred string) *apierr.Error {
 	return apierr.NotFound("credential_not_found", "user %q has no credential %q", cl.user, cred)
 }
 
-// storeErr passes API errors from update functions through and turns
+// storeErr passes API errors from update functions through, turns input
+// the directory refuses (an id or a value over its budget) into 400, and
 // storage failures into 503.
 func storeErr(err error) error {
 	if _, ok := apierr.As(err); ok {
 		return err
 	}
+	var ve *directory.ValidationError
+	if errors.As(err, &ve) {
+		return apierr.BadRequest(ve.Code, "%s", ve.Message).WithField(ve.Field)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return apierr.New(http.StatusServiceUnavailable, "unavailable", "the request was cancelled before the change was stored").Wrap(err)
 	}
-	return apierr.New(http.StatusServiceUnavailable, "unavailable", "the catalog is not available; retry later").Wrap(err)
+	return apierr.New(http.StatusServiceUnavailable, "unavailable", "the directory is not available; retry later").Wrap(err)
 }
 
-// waitVisible waits until the in-memory catalog reflects rev.
+// waitVisible waits until this process's directory reads reflect rev.
 func (s *Service) waitVisible(ctx context.Context, rev uint64) error {
 	if rev == 0 {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, visibleWait)
 	defer cancel()
-	if err := s.cat.WaitRevision(wctx, rev); err != nil {
+	if err := s.dir.WaitRevision(wctx, rev); err != nil {
 		return apierr.New(http.StatusServiceUnavailable, "unavailable",
 			"the change was stored but is not visible yet; retrying the request is safe").Wrap(fmt.Errorf("lifecycle: %w", err))
 	}

@@ -18,17 +18,22 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 
 	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
 )
 
-const testMaxBody = 4096
+const (
+	testMaxBody   = 4096
+	testMaxImport = 64 << 10
+)
 
 type env struct {
 	srv      *httptest.Server
 	cat      *catalog.Catalog
+	dir      *directory.Directory
 	key      string // API key of project "proj"
 	otherKey string // API key of project "other"
 	tokU1    string // user token of proj/u1
@@ -39,14 +44,16 @@ func newEnv(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
-	cat := brokertest.Catalog(t, brokertest.Start(t).JS)
+	srv := brokertest.Start(t)
+	cat := brokertest.Catalog(t, srv.JS)
+	dir := brokertest.Directory(t, srv.JS)
 	logger := slog.New(slog.DiscardHandler)
 
 	signing, _, err := auth.LoadOrCreateSigningKey(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := &env{cat: cat}
+	ev := &env{cat: cat, dir: dir}
 	var rev uint64
 	for _, p := range []string{"proj", "other"} {
 		key, err := auth.GenerateAPIKey()
@@ -69,6 +76,10 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	objs, err := workflow.Parse([]byte(`
+kind: Integration
+id: hubspot
+auth: {type: bearer}
+---
 kind: Workflow
 id: contact-sync
 integration: hubspot
@@ -99,10 +110,12 @@ steps:
 	}
 
 	svc, err := lifecycle.New(lifecycle.Options{
-		Catalog: cat,
-		Access:  access.New(access.Options{Catalog: cat, AdminToken: "admin-secret"}),
-		MaxBody: testMaxBody,
-		Logger:  logger,
+		Catalog:        cat,
+		Directory:      dir,
+		Access:         access.New(access.Options{Catalog: cat, AdminToken: "admin-secret"}),
+		MaxBody:        testMaxBody,
+		MaxImportBytes: testMaxImport,
+		Logger:         logger,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -166,8 +179,28 @@ func decode[T any](t *testing.T, b []byte) T {
 }
 
 type userView struct {
-	catalog.User
-	Credentials []catalog.Credential `json:"credentials"`
+	directory.User
+	Credentials []directory.Credential `json:"credentials"`
+}
+
+// user and cred read the directory as the service wrote it.
+func (ev *env) user(u string) (*directory.User, bool) {
+	us, err := ev.dir.User(context.Background(), "proj", u)
+	return us, err == nil
+}
+
+func (ev *env) cred(u, c string) (*directory.Credential, bool) {
+	cr, err := ev.dir.Credential(context.Background(), "proj", u, c)
+	return cr, err == nil
+}
+
+func (ev *env) secret(t *testing.T, u, c string) map[string]any {
+	t.Helper()
+	s, err := ev.dir.Secret(context.Background(), "proj", u, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestAPI(t *testing.T) {
@@ -191,24 +224,24 @@ func TestAPI(t *testing.T) {
 		{name: "create user", method: http.MethodPut, path: u1, token: ev.key,
 			body: `{"metadata":{"timezone":"Europe/Paris"}}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
-				u := decode[catalog.User](t, r.body)
+				u := decode[directory.User](t, r.body)
 				if u.ID != "u1" || u.Project != "proj" || u.Metadata["timezone"] != "Europe/Paris" {
 					t.Fatalf("user = %+v", u)
 				}
-				if got, ok := ev.cat.User("proj", "u1"); !ok || got.Metadata["timezone"] != "Europe/Paris" {
+				if got, ok := ev.user("u1"); !ok || got.Metadata["timezone"] != "Europe/Paris" {
 					t.Fatalf("catalog user = %+v, %v", got, ok)
 				}
 			}},
 		{name: "user token updates its own user", method: http.MethodPut, path: u1, token: ev.tokU1,
 			body: `{"metadata":{"timezone":"UTC","plan":"pro"}}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
-				if u := decode[catalog.User](t, r.body); u.Metadata["plan"] != "pro" {
+				if u := decode[directory.User](t, r.body); u.Metadata["plan"] != "pro" {
 					t.Fatalf("user = %+v", u)
 				}
 			}},
 		{name: "empty body keeps metadata", method: http.MethodPut, path: u1, token: ev.key, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
-				if u := decode[catalog.User](t, r.body); u.Metadata["plan"] != "pro" {
+				if u := decode[directory.User](t, r.body); u.Metadata["plan"] != "pro" {
 					t.Fatalf("user = %+v", u)
 				}
 			}},
@@ -251,20 +284,20 @@ func TestAPI(t *testing.T) {
 				if bytes.Contains(r.body, []byte("s3cr3t-token")) {
 					t.Fatalf("secret echoed: %s", r.body)
 				}
-				c := decode[catalog.Credential](t, r.body)
-				if c.ID != "hs-1" || c.Integration != "hubspot" || c.ProviderAccountID != "portal-42" || c.Status != catalog.CredentialValid {
+				c := decode[directory.Credential](t, r.body)
+				if c.ID != "hs-1" || c.Integration != "hubspot" || c.ProviderAccountID != "portal-42" || c.Status != directory.CredentialValid {
 					t.Fatalf("credential = %+v", c)
 				}
-				stored, ok := ev.cat.Credential("proj", "u1", "hs-1")
-				if !ok || stored.Secret["accessToken"] != "s3cr3t-token" || stored.Settings["pipeline"] != "default" {
+				stored, ok := ev.cred("u1", "hs-1")
+				if !ok || ev.secret(t, "u1", "hs-1")["accessToken"] != "s3cr3t-token" || stored.Settings["pipeline"] != "default" || stored.Secret != nil {
 					t.Fatalf("stored credential = %+v, %v", stored, ok)
 				}
 			}},
 		{name: "update credential keeps secret", method: http.MethodPut, path: cred, token: ev.tokU1,
 			body: `{"integration":"hubspot","status":"INVALID"}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
-				stored, _ := ev.cat.Credential("proj", "u1", "hs-1")
-				if stored.Status != catalog.CredentialInvalid || stored.Secret["accessToken"] != "s3cr3t-token" {
+				stored, _ := ev.cred("u1", "hs-1")
+				if stored.Status != directory.CredentialInvalid || ev.secret(t, "u1", "hs-1")["accessToken"] != "s3cr3t-token" {
 					t.Fatalf("stored credential = %+v", stored)
 				}
 			}},
@@ -273,10 +306,10 @@ func TestAPI(t *testing.T) {
 		{name: "connect creates user", method: http.MethodPut, path: "/v1/projects/proj/users/new%2Fuser/credentials/sl", token: ev.key,
 			body: `{"integration":"slack","secret":{"accessToken":"x"}}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
-				if _, ok := ev.cat.User("proj", "new/user"); !ok {
+				if _, ok := ev.user("new/user"); !ok {
 					t.Fatal("user new/user was not created")
 				}
-				if _, ok := ev.cat.Credential("proj", "new/user", "sl"); !ok {
+				if _, ok := ev.cred("new/user", "sl"); !ok {
 					t.Fatal("credential not stored")
 				}
 			}},
@@ -294,11 +327,11 @@ func TestAPI(t *testing.T) {
 		{name: "disable workflow for credential", method: http.MethodPut, path: cred + "/workflows/contact-sync", token: ev.key,
 			body: `{"enabled":false}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
-				if c := decode[catalog.Credential](t, r.body); c.Workflows["contact-sync"] != false {
+				if c := decode[directory.Credential](t, r.body); c.Workflows["contact-sync"] != false {
 					t.Fatalf("credential = %s", r.body)
 				}
 				wf, _ := ev.cat.Workflow("proj", "contact-sync")
-				stored, _ := ev.cat.Credential("proj", "u1", "hs-1")
+				stored, _ := ev.cred("u1", "hs-1")
 				if stored.Enabled(wf) {
 					t.Fatal("workflow still enabled")
 				}
@@ -307,7 +340,7 @@ func TestAPI(t *testing.T) {
 			body: `{"enabled":true}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
 				wf, _ := ev.cat.Workflow("proj", "contact-sync")
-				stored, _ := ev.cat.Credential("proj", "u1", "hs-1")
+				stored, _ := ev.cred("u1", "hs-1")
 				if !stored.Enabled(wf) {
 					t.Fatal("workflow not enabled")
 				}
@@ -317,7 +350,7 @@ func TestAPI(t *testing.T) {
 		{name: "enablement unknown credential", method: http.MethodPut, path: u1 + "/credentials/nope/workflows/contact-sync", token: ev.key,
 			body: `{"enabled":true}`, status: http.StatusNotFound, code: "credential_not_found",
 			check: func(t *testing.T, r response) {
-				if _, ok := ev.cat.Credential("proj", "u1", "nope"); ok {
+				if _, ok := ev.cred("u1", "nope"); ok {
 					t.Fatal("enablement created a credential")
 				}
 			}},
@@ -329,7 +362,7 @@ func TestAPI(t *testing.T) {
 			body: `{"enabled":false}`, status: http.StatusOK,
 			check: func(t *testing.T, r response) {
 				wf, _ := ev.cat.Workflow("proj", "plain")
-				u, _ := ev.cat.User("proj", "u1")
+				u, _ := ev.user("u1")
 				if u.Enabled(wf) {
 					t.Fatal("workflow still enabled for the user")
 				}
@@ -339,7 +372,7 @@ func TestAPI(t *testing.T) {
 
 		{name: "delete credential", method: http.MethodDelete, path: cred, token: ev.key, status: http.StatusNoContent,
 			check: func(t *testing.T, r response) {
-				if _, ok := ev.cat.Credential("proj", "u1", "hs-1"); ok {
+				if _, ok := ev.cred("u1", "hs-1"); ok {
 					t.Fatal("credential still present")
 				}
 			}},
@@ -358,6 +391,79 @@ func TestAPI(t *testing.T) {
 				if got := r.errorCode(t); got != tc.code {
 					t.Fatalf("code = %q, want %q; body %s", got, tc.code, r.body)
 				}
+			}
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+		})
+	}
+}
+
+func TestImportEndpoint(t *testing.T) {
+	ev := newEnv(t)
+	const path = "/v1/projects/proj/users/import"
+	good := strings.Join([]string{
+		`{"id":"imp-1","metadata":{"timezone":"UTC"},"credentials":[{"id":"c1","integration":"hubspot","providerAccountId":"p-1","secret":{"accessToken":"t"}}]}`,
+		`{"id":"imp-2"}`,
+		`not json`,
+		`{"id":"imp-3","credentials":[{"id":"c1","integration":"nope"}]}`,
+	}, "\n")
+	cases := []struct {
+		name        string
+		token       string
+		contentType string
+		body        string
+		status      int
+		code        string
+		check       func(t *testing.T, r response)
+	}{
+		{name: "user token", token: ev.tokU1, contentType: lifecycle.ContentTypeNDJSON, body: good, status: http.StatusForbidden, code: "forbidden"},
+		{name: "no token", contentType: lifecycle.ContentTypeNDJSON, body: good, status: http.StatusUnauthorized, code: "unauthorized"},
+		{name: "json body", token: ev.key, contentType: "application/json", body: good, status: http.StatusUnsupportedMediaType, code: "unsupported_media_type"},
+		{name: "over the import cap", token: ev.key, contentType: lifecycle.ContentTypeNDJSON,
+			body: strings.Repeat(`{"id":"x"}`+"\n", testMaxImport/10+1), status: http.StatusRequestEntityTooLarge, code: "payload_too_large"},
+		{name: "import", token: ev.key, contentType: lifecycle.ContentTypeNDJSON + "; charset=utf-8", body: good, status: http.StatusOK,
+			check: func(t *testing.T, r response) {
+				res := decode[lifecycle.ImportResponse](t, r.body)
+				if res.Users != 2 || res.Credentials != 1 || len(res.Errors) != 2 || res.Truncated {
+					t.Fatalf("response = %s", r.body)
+				}
+				if res.Errors[0].Line != 3 || res.Errors[0].Code != "invalid_json" || res.Errors[1].Line != 4 || res.Errors[1].Code != "unknown_integration" {
+					t.Errorf("errors = %+v", res.Errors)
+				}
+				if _, ok := ev.user("imp-2"); !ok {
+					t.Error("imp-2 not imported")
+				}
+				if ev.secret(t, "imp-1", "c1")["accessToken"] != "t" {
+					t.Error("imp-1's secret not stored")
+				}
+			}},
+		// The body cap of the other routes does not apply to imports.
+		{name: "larger than MaxBody", token: ev.key, contentType: lifecycle.ContentTypeNDJSON,
+			body: strings.Repeat(`{"id":"many"}`+"\n", 2*testMaxBody/14), status: http.StatusOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, ev.srv.URL+path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			req.Header.Set("Content-Type", tc.contentType)
+			res, err := ev.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			r := response{status: res.StatusCode, body: b}
+			if r.status != tc.status {
+				t.Fatalf("status = %d, want %d; body %s", r.status, tc.status, b)
+			}
+			if tc.code != "" && r.errorCode(t) != tc.code {
+				t.Fatalf("code = %q, want %q", r.errorCode(t), tc.code)
 			}
 			if tc.check != nil {
 				tc.check(t, r)

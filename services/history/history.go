@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	JS      jetstream.JetStream
 	Catalog *catalog.Catalog
 	Access  *access.Checker
+	// Directory answers whether a replayed run's user and credential
+	// still allow it.
+	Directory directory.Reader
 	// Path is the read model's bbolt file. It is created (with its
 	// directory) when missing; losing it loses nothing, it is rebuilt from
 	// RUN_EVENTS.
@@ -59,8 +63,8 @@ type Service struct {
 
 // New validates opts; Start opens the read model.
 func New(opts Options) (*Service, error) {
-	if opts.JS == nil || opts.Catalog == nil || opts.Access == nil || opts.Path == "" {
-		return nil, errors.New("history: JS, Catalog, Access and Path are required")
+	if opts.JS == nil || opts.Catalog == nil || opts.Directory == nil || opts.Access == nil || opts.Path == "" {
+		return nil, errors.New("history: JS, Catalog, Directory, Access and Path are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -66,6 +67,7 @@ func start(t *testing.T) *fixture {
 	defer cancel()
 	srv := brokertest.Start(t)
 	cat := brokertest.Catalog(t, srv.JS)
+	dir := brokertest.Directory(t, srv.JS)
 	f := &fixture{js: srv.JS}
 	var err error
 	if f.signer, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
@@ -90,7 +92,7 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	for _, u := range []string{"u1", "u2"} {
-		if _, rev, err = cat.UpdateUser(ctx, project, u, func(*catalog.User) error { return nil }); err != nil {
+		if _, _, err = dir.UpdateUser(ctx, project, u, func(*directory.User) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -99,7 +101,7 @@ func start(t *testing.T) *fixture {
 	}
 
 	f.svc, err = history.New(history.Options{
-		JS: srv.JS, Catalog: cat, Path: t.TempDir() + "/sub/history.db",
+		JS: srv.JS, Catalog: cat, Directory: dir, Path: t.TempDir() + "/sub/history.db",
 		Access: access.New(access.Options{Catalog: cat, AdminToken: adminToken}),
 	})
 	if err != nil {

@@ -64,7 +64,10 @@ func (s *Service) replayRun(c *echo.Context) error {
 	ev.Reply = ""
 	ev.IdempotencyKey = ""
 	ev.ReceivedAt = timestamppb.New(time.Now())
-	cands := routing.Decide(s.opts.Catalog, ev)
+	cands, err := routing.Decide(c.Request().Context(), s.opts.Catalog, s.opts.Directory, ev)
+	if err != nil {
+		return apierr.Unavailable(err)
+	}
 	cand, ok := routing.First(cands)
 	if !ok {
 		return apierr.New(http.StatusConflict, "replay_not_possible", "the run cannot start now: %s", routing.Why(cands))

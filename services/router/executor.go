@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/consume"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/reqbody"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -31,8 +31,8 @@ type execution struct {
 	ev   *sbv1.TriggerEvent
 	wf   *workflow.Workflow
 	run  *runs.Run
-	user *catalog.User
-	cred *catalog.Credential
+	user *directory.User
+	cred *directory.Credential
 	env  map[string]any
 	pubs publishes
 	// reply is the response step's answer, sent once it is checkpointed.
@@ -257,9 +257,16 @@ func (x *execution) runSteps(ctx context.Context) error {
 		return x.finish(ctx, runs.StatusFailed, "the workflow no longer exists")
 	}
 	x.wf = wf
-	x.user, _ = s.opts.Catalog.User(x.run.Project, x.run.User)
+	// A user or credential gone since the decision runs without it (the
+	// step that needs it fails); a failed read retries the run later.
+	var err error
+	if x.user, err = s.opts.Directory.User(ctx, x.run.Project, x.run.User); err != nil && !errors.Is(err, directory.ErrNotFound) {
+		return fmt.Errorf("load user: %w", err)
+	}
 	if x.run.Credential != "" {
-		x.cred, _ = s.opts.Catalog.Credential(x.run.Project, x.run.User, x.run.Credential)
+		if x.cred, err = s.opts.Directory.Credential(ctx, x.run.Project, x.run.User, x.run.Credential); err != nil && !errors.Is(err, directory.ErrNotFound) {
+			return fmt.Errorf("load credential: %w", err)
+		}
 	}
 	x.env = x.buildEnv()
 	if x.run.Status == runs.StatusQueued {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/consume"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -49,6 +50,9 @@ type Options struct {
 	Catalog *catalog.Catalog
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// Directory holds connected users and credentials (and the secrets
+	// http steps apply).
+	Directory *directory.Directory
 	// HTTPClient makes the http steps' calls; it carries the egress guard.
 	HTTPClient *http.Client
 	// Concurrency bounds runs executing at once (default 256).
@@ -91,8 +95,8 @@ type Service struct {
 
 // New validates opts and returns a Service; Start begins consuming.
 func New(opts Options) (*Service, error) {
-	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil {
-		return nil, errors.New("router: NC, JS and Catalog are required")
+	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil || opts.Directory == nil {
+		return nil, errors.New("router: NC, JS, Catalog and Directory are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -123,7 +127,7 @@ func New(opts Options) (*Service, error) {
 	if opts.CatalogWait <= 0 {
 		opts.CatalogWait = 5 * time.Second
 	}
-	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: catalogDirectory{opts.Catalog}, MaxHops: opts.MaxHops})
+	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops})
 	if err != nil {
 		return nil, err
 	}
@@ -270,14 +274,18 @@ func (p *publishes) wait(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// catalogDirectory reads connected users from the catalog for the deciders.
-type catalogDirectory struct{ cat *catalog.Catalog }
+// directoryView gives the deciders the directory's users: not found is
+// ok false, any other error a failed lookup.
+type directoryView struct{ dir *directory.Directory }
 
-func (d catalogDirectory) User(_ context.Context, p, u string) (*catalog.User, bool, error) {
-	us, ok := d.cat.User(p, u)
-	return us, ok, nil
+func (d directoryView) User(ctx context.Context, p, u string) (*directory.User, bool, error) {
+	us, err := d.dir.User(ctx, p, u)
+	if errors.Is(err, directory.ErrNotFound) {
+		return nil, false, nil
+	}
+	return us, err == nil, err
 }
 
-func (d catalogDirectory) Credentials(_ context.Context, p, u string) ([]*catalog.Credential, error) {
-	return d.cat.Credentials(p, u), nil
+func (d directoryView) Credentials(ctx context.Context, p, u string) ([]*directory.Credential, error) {
+	return d.dir.Credentials(ctx, p, u)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
@@ -92,8 +93,8 @@ func (s *Service) httpStep(ctx context.Context, x *execution, st *workflow.Step)
 		body, inputBody = []byte(v), v
 	}
 	if st.Auth == "credential" {
-		if err := s.applyCredential(x, headers); err != nil {
-			return nil, nil, permanent(err)
+		if err := s.applyCredential(ctx, x, headers); err != nil {
+			return nil, nil, err
 		}
 	}
 	input := map[string]any{"method": st.HTTPMethod(), "url": u.String()}
@@ -138,12 +139,21 @@ func (s *Service) httpStep(ctx context.Context, x *execution, st *workflow.Step)
 }
 
 // applyCredential adds the run's credential to an outbound request, as the
-// integration's auth type says.
-func (s *Service) applyCredential(x *execution, h http.Header) error {
+// integration's auth type says. The secret is read here and nowhere else,
+// and not kept: a failed read is retried, a missing secret is permanent.
+func (s *Service) applyCredential(ctx context.Context, x *execution, h http.Header) error {
 	if x.cred == nil {
-		return fmt.Errorf("auth: credential: the run has no credential")
+		return permanent(fmt.Errorf("auth: credential: the run has no credential"))
 	}
-	secret := x.cred.Secret
+	secret, err := s.opts.Directory.Secret(ctx, x.run.Project, x.run.User, x.cred.ID)
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		return permanent(fmt.Errorf("auth: credential %s no longer exists", x.cred.ID))
+	case errors.Is(err, directory.ErrSecretUnavailable):
+		return permanent(fmt.Errorf("auth: %w", err))
+	case err != nil:
+		return fmt.Errorf("auth: read the secret of credential %s: %w", x.cred.ID, err)
+	}
 	str := func(k string) string { v, _ := secret[k].(string); return v }
 	authType, header := "", ""
 	if in, ok := s.opts.Catalog.Integration(x.run.Project, x.cred.Integration); ok {
@@ -162,12 +172,12 @@ func (s *Service) applyCredential(x *execution, h http.Header) error {
 	switch authType {
 	case "bearer":
 		if str("accessToken") == "" {
-			return fmt.Errorf("auth: credential %s has no secret.accessToken", x.cred.ID)
+			return permanent(fmt.Errorf("auth: credential %s has no secret.accessToken", x.cred.ID))
 		}
 		h.Set("Authorization", "Bearer "+str("accessToken"))
 	case "api_key":
 		if str("apiKey") == "" {
-			return fmt.Errorf("auth: credential %s has no secret.apiKey", x.cred.ID)
+			return permanent(fmt.Errorf("auth: credential %s has no secret.apiKey", x.cred.ID))
 		}
 		if header == "" {
 			header = "X-API-Key"
@@ -177,7 +187,7 @@ func (s *Service) applyCredential(x *execution, h http.Header) error {
 		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(str("username")+":"+str("password"))))
 	case "none":
 	default:
-		return fmt.Errorf("auth: credential %s has no usable secret (accessToken, apiKey or username)", x.cred.ID)
+		return permanent(fmt.Errorf("auth: credential %s has no usable secret (accessToken, apiKey or username)", x.cred.ID))
 	}
 	return nil
 }

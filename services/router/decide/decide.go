@@ -16,7 +16,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
@@ -42,9 +42,9 @@ type Config interface {
 // trigger must be decided again later, never that a candidate is skipped.
 type Directory interface {
 	// User returns the connected user, or ok false if there is none.
-	User(ctx context.Context, project, user string) (u *catalog.User, ok bool, err error)
+	User(ctx context.Context, project, user string) (u *directory.User, ok bool, err error)
 	// Credentials lists the user's credentials, ordered by id.
-	Credentials(ctx context.Context, project, user string) ([]*catalog.Credential, error)
+	Credentials(ctx context.Context, project, user string) ([]*directory.Credential, error)
 }
 
 // Decider decides the triggers of one kind.
@@ -178,7 +178,7 @@ func (m *matcher) forUser(ctx context.Context, ev *sbv1.TriggerEvent, wfs []*wor
 	if err != nil {
 		return nil, fmt.Errorf("decide: user %s: %w", ev.User, err)
 	}
-	var creds []*catalog.Credential
+	var creds []*directory.Credential
 	if ok {
 		for _, w := range wfs {
 			if w.Integration != "" {
@@ -210,8 +210,8 @@ func (m *matcher) forUser(ctx context.Context, ev *sbv1.TriggerEvent, wfs []*wor
 	return out, nil
 }
 
-func credentialCandidates(ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate, all []*catalog.Credential) []runs.Candidate {
-	var creds []*catalog.Credential
+func credentialCandidates(ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs.Candidate, all []*directory.Credential) []runs.Candidate {
+	var creds []*directory.Credential
 	for _, cr := range all {
 		if cr.Integration == w.Integration && (ev.Credential == "" || cr.ID == ev.Credential) {
 			creds = append(creds, cr)
@@ -234,7 +234,7 @@ func credentialCandidates(ev *sbv1.TriggerEvent, w *workflow.Workflow, base runs
 		c := base
 		c.Credential = cr.ID
 		switch {
-		case cr.Status != catalog.CredentialValid:
+		case cr.Status != directory.CredentialValid:
 			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonCredentialInvalid, "the credential's status is "+cr.Status
 		case !cr.Enabled(w):
 			c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this credential"

@@ -208,7 +208,7 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	if err := broker.Provision(ctx, a.JS, o.Limits); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	if a.Catalog, err = catalog.Open(ctx, catalog.Options{JS: a.JS, Logger: o.Logger, Secrets: o.Secrets}); err != nil {
+	if a.Catalog, err = catalog.Open(ctx, catalog.Options{JS: a.JS, Logger: o.Logger}); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	// The catalog follows its bucket until Stop, beyond Start's ctx.

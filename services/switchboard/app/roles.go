@@ -94,14 +94,14 @@ func buildHistory(d *Deps, o *Options) (service.Role, error) {
 	}
 	return history.New(history.Options{
 		JS: d.JS, Catalog: d.Catalog, Access: d.Access, Logger: d.Logger,
-		Path: filepath.Join(o.DataDir, HistoryFile),
+		Directory: d.Directory, Path: filepath.Join(o.DataDir, HistoryFile),
 	})
 }
 
 func buildRouter(d *Deps, o *Options) (service.Role, error) {
 	svc, err := router.New(router.Options{
 		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Metrics: d.Metrics, Logger: d.Logger,
-		HTTPClient: d.HTTPClient, Concurrency: o.Concurrency,
+		Directory: d.Directory, HTTPClient: d.HTTPClient, Concurrency: o.Concurrency,
 	})
 	if err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ type routerRole struct{ *router.Service }
 func (routerRole) Register(*echo.Echo) {}
 
 func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
-	return lifecycle.New(lifecycle.Options{Catalog: d.Catalog, Access: d.Access, MaxBody: o.MaxBody, Logger: d.Logger})
+	return lifecycle.New(lifecycle.Options{Catalog: d.Catalog, Directory: d.Directory, Access: d.Access, MaxBody: o.MaxBody, Logger: d.Logger})
 }
 
 func buildIngress(d *Deps, o *Options) (service.Role, error) {

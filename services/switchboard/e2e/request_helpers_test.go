@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
@@ -289,6 +290,7 @@ type rqStack struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	cat     *catalog.Catalog
+	users   *directory.Directory
 	apiKey  string
 	signing *rsa.PrivateKey
 
@@ -316,6 +318,7 @@ func rqStartStack(t testing.TB) *rqStack {
 	})
 	s.cat = brokertest.CatalogWith(t, catalog.Options{JS: s.js, Logger: log})
 	s.catalogs = []*catalog.Catalog{s.cat}
+	s.users = brokertest.DirectoryWith(t, directory.Options{JS: s.js, Logger: log})
 	var err error
 	if s.signing, _, err = auth.LoadOrCreateSigningKey(s.dir); err != nil {
 		t.Fatal(err)
@@ -363,7 +366,7 @@ func (r *rqRouter) stop(ctx context.Context) {
 // and catalog; it is stopped at cleanup unless stopped before.
 func (s *rqStack) startRouter(t testing.TB, opts router.Options) *rqRouter {
 	t.Helper()
-	opts.NC, opts.JS, opts.Catalog = s.nc, s.js, s.cat
+	opts.NC, opts.JS, opts.Catalog, opts.Directory = s.nc, s.js, s.cat, s.users
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -75,6 +76,7 @@ func TestRouterRestartMidStream(t *testing.T) {
 	srv := brokertest.Start(t)
 	nc, js := srv.NC, srv.JS
 	cat := brokertest.CatalogWith(t, catalog.Options{JS: js, Logger: logger})
+	dir := brokertest.DirectoryWith(t, directory.Options{JS: js, Logger: logger})
 
 	hits := &hitCounter{perID: map[string]int{}}
 	target := httptest.NewServer(hits)
@@ -107,21 +109,18 @@ steps:
 	if _, _, err := cat.UpdateProject(ctx, project, func(*catalog.Project) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cat.Apply(ctx, objs); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := cat.UpdateUser(ctx, project, "u1", func(*catalog.User) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	_, rev, err := cat.UpdateCredential(ctx, project, "u1", "c1", func(cr *catalog.Credential, _ bool) error {
-		cr.Integration = "crm"
-		cr.Secret = map[string]any{"accessToken": "tok"}
-		return nil
-	})
+	applied, err := cat.Apply(ctx, objs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cat.WaitRevision(ctx, rev); err != nil {
+	if _, _, err := dir.UpdateCredential(ctx, project, "u1", "c1", func(cr *directory.Credential, _ bool) error {
+		cr.Integration = "crm"
+		cr.Secret = map[string]any{"accessToken": "tok"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.WaitRevision(ctx, applied); err != nil {
 		t.Fatal(err)
 	}
 
@@ -160,7 +159,7 @@ steps:
 
 	newRouter := func() *router.Service {
 		r, err := router.New(router.Options{
-			NC: nc, JS: js, Catalog: cat, Logger: logger,
+			NC: nc, JS: js, Catalog: cat, Directory: dir, Logger: logger,
 			HTTPClient: egress.NewClient(egress.Options{AllowLoopback: true}),
 			// Messages the stopped router had fetched but not started come
 			// back after AckWait; keep that short so the test is quick.
