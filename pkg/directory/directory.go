@@ -68,7 +68,7 @@ type Options struct {
 	// backstop for changes the watch cannot show, e.g. a read answered by
 	// a cluster replica that lagged behind the write.
 	CacheTTL time.Duration
-	// WriteConcurrency bounds Import's parallel users (default 32).
+	// WriteConcurrency bounds Import's parallel users (default 128).
 	WriteConcurrency int
 }
 
@@ -126,7 +126,7 @@ func Open(ctx context.Context, opts Options) (*Directory, error) {
 	}
 	conc := opts.WriteConcurrency
 	if conc <= 0 {
-		conc = 32
+		conc = 128
 	}
 	return &Directory{dir: dir, sec: sec, kv: kv, secKV: secKV, logger: logger, box: opts.Secrets,
 		cache: newCache(size, ttl), conc: conc}, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func openCost(t testing.TB, js jetstream.JetStream) (time.Duration, int64) {
 func importUsers(t testing.TB, d *directory.Directory, n, creds int) time.Duration {
 	t.Helper()
 	start := time.Now()
-	res, err := d.Import(context.Background(), "acme", ndjson(n, creds), directory.ImportOptions{Concurrency: 64})
+	res, err := d.Import(context.Background(), "acme", ndjson(n, creds), directory.ImportOptions{Concurrency: importConcurrency()})
 	if err != nil || res.Users != n || len(res.Errors) != 0 {
 		t.Fatalf("import: %d users, %d errors (%v), %v", res.Users, res.ErrorCount, res.Errors[:min(3, len(res.Errors))], err)
 	}
@@ -90,6 +91,10 @@ func TestLoadUsers(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("SB_DIR_USERS"))
 	if n <= 0 {
 		t.Skip("set SB_DIR_USERS to run")
+	}
+	// As the binaries run (service.TuneRuntime), unless GOGC is set.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 	srv := brokertest.Start(t)
 	loader := brokertest.Directory(t, srv.JS)
@@ -144,4 +149,11 @@ func rss() string {
 		}
 	}
 	return "unknown"
+}
+
+// importConcurrency is SB_DIR_IMPORT_CONCURRENCY, default 0 (the
+// Directory's WriteConcurrency).
+func importConcurrency() int {
+	n, _ := strconv.Atoi(os.Getenv("SB_DIR_IMPORT_CONCURRENCY"))
+	return n
 }
