@@ -18,9 +18,19 @@ type Limits struct {
 	RunsMaxAge      time.Duration
 	RunEventsMaxAge time.Duration
 	DeadMaxAge      time.Duration
-	// DuplicateWindow is how long Nats-Msg-Id dedupe remembers an id.
+	// DuplicateWindow is how long Nats-Msg-Id dedupe remembers an id. It
+	// only has to cover a publisher's retry after a failed or lost ack (a
+	// router redelivered after AckWait republishes its runs): every id in
+	// the window is held in the server's memory, and what must hold for
+	// longer (a finished run never runs again, a provider's retry days
+	// later) is checked against state, not against this window.
 	DuplicateWindow time.Duration
 	IdempotencyTTL  time.Duration
+	// RunStateTTL is how long a finished run's final state stays in
+	// RUN_STATE, where it supersedes the run's last checkpoint; the
+	// run-history read model answers for finished runs after that (see
+	// pkg/history's run-state responder).
+	RunStateTTL time.Duration
 }
 
 // DefaultLimits suit a single node.
@@ -31,8 +41,9 @@ func DefaultLimits() Limits {
 		RunsMaxAge:      24 * time.Hour,
 		RunEventsMaxAge: 30 * 24 * time.Hour,
 		DeadMaxAge:      30 * 24 * time.Hour,
-		DuplicateWindow: 10 * time.Minute,
+		DuplicateWindow: 2 * time.Minute,
 		IdempotencyTTL:  24 * time.Hour,
+		RunStateTTL:     time.Minute,
 	}
 }
 
@@ -59,6 +70,9 @@ func (l Limits) withDefaults() Limits {
 	if l.IdempotencyTTL <= 0 {
 		l.IdempotencyTTL = d.IdempotencyTTL
 	}
+	if l.RunStateTTL <= 0 {
+		l.RunStateTTL = d.RunStateTTL
+	}
 	return l
 }
 
@@ -83,10 +97,23 @@ func StreamConfigs(l Limits) []jetstream.StreamConfig {
 			Storage: jetstream.FileStorage, Replicas: l.Replicas,
 		},
 		{
-			// The last message per run subject is the run's current state;
-			// AllowDirect makes that lookup cheap when a run is redelivered.
+			// The history log the read model is built from: run snapshots
+			// and decision records on one subject each per project, so the
+			// server's per-subject index does not grow with every run.
 			Name: subjects.StreamRunEvents, Subjects: []string{subjects.RunEventsAll},
 			Retention: jetstream.LimitsPolicy, MaxAge: l.RunEventsMaxAge, Duplicates: l.DuplicateWindow,
+			Storage: jetstream.FileStorage, Replicas: l.Replicas, AllowDirect: true,
+		},
+		{
+			// The executor's view: the last checkpoint of each run in flight
+			// (one message per run subject). A finished run's final state
+			// supersedes its checkpoint with a TTL and leaves after
+			// RunStateTTL, so the server's per-subject index holds runs in
+			// flight, not every run ever; MaxAge only bounds checkpoints of
+			// runs abandoned forever.
+			Name: subjects.StreamRunState, Subjects: []string{subjects.RunStateAll},
+			Retention: jetstream.LimitsPolicy, MaxAge: l.TriggersMaxAge, MaxMsgsPerSubject: 1,
+			Duplicates: l.DuplicateWindow, AllowMsgTTL: true,
 			Storage: jetstream.FileStorage, Replicas: l.Replicas, AllowDirect: true,
 		},
 		{

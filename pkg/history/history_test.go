@@ -95,12 +95,12 @@ func mustJSON(t testing.TB, v any) []byte {
 
 func pubRun(t testing.TB, js jetstream.JetStream, r runs.Run) uint64 {
 	t.Helper()
-	return publishRaw(t, js, subjects.RunEvent(r.Project, r.ID), runs.RecordRun, mustJSON(t, r))
+	return publishRaw(t, js, subjects.RunHistory(r.Project), runs.RecordRun, mustJSON(t, r))
 }
 
 func pubDecision(t testing.TB, js jetstream.JetStream, d runs.Decision) uint64 {
 	t.Helper()
-	return publishRaw(t, js, subjects.Decision(d.Project, d.EventID), runs.RecordDecision, mustJSON(t, d))
+	return publishRaw(t, js, subjects.Decisions(d.Project), runs.RecordDecision, mustJSON(t, d))
 }
 
 // mkRun builds a snapshot; the id is derived like the router does.
@@ -545,7 +545,7 @@ func seedMixed(t *testing.T, js jetstream.JetStream, n int) uint64 {
 		r.Seq, r.Status = 1, runs.StatusRunning
 		last = pubRun(t, js, r) // stale
 		if i%5 == 0 {
-			last = publishRaw(t, js, subjects.RunEvent(project, id), runs.RecordRun, []byte("{broken"))
+			last = publishRaw(t, js, subjects.RunHistory(project), runs.RecordRun, []byte("{broken"))
 		}
 	}
 	return last
@@ -660,7 +660,7 @@ func TestRestartContinues(t *testing.T) {
 	// Re-applying an old sequence (with other content) changes nothing.
 	stale := r
 	stale.Seq, stale.Status = 9, runs.StatusFailed
-	if err := s2.Apply(first, subjects.RunEvent("acme", r.ID), nil, mustJSON(t, stale)); err != nil {
+	if err := s2.Apply(first, subjects.RunHistory("acme"), nil, mustJSON(t, stale)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s2.GetRun("acme", r.ID); got.Status != runs.StatusSucceeded {
@@ -765,15 +765,15 @@ func TestMalformedSkipped(t *testing.T) {
 		record  string
 		data    []byte
 	}{
-		{"broken run", subjects.RunEvent("acme", good.ID), runs.RecordRun, []byte("{not json")},
-		{"broken decision", subjects.Decision("acme", "e1"), runs.RecordDecision, []byte(`{"candidates": 5}`)},
+		{"broken run", subjects.RunHistory("acme"), runs.RecordRun, []byte("{not json")},
+		{"broken decision", subjects.Decisions("acme"), runs.RecordDecision, []byte(`{"candidates": 5}`)},
 		{"run without id", "sb.history.acme.run", runs.RecordRun, []byte(`{"project":"acme"}`)},
 		{"unknown kind", "sb.history.acme.other.x", "", []byte(`{}`)},
-		{"unknown header", subjects.RunEvent("acme", good.ID), "weird", mustJSON(t, good)},
-		{"empty", subjects.RunEvent("acme", good.ID), runs.RecordRun, nil},
-		{"good", subjects.RunEvent("acme", good.ID), runs.RecordRun, mustJSON(t, good)},
-		{"run without header", subjects.RunEvent("acme", noHeader.ID), "", mustJSON(t, noHeader)},
-		{"decision without header", subjects.Decision("acme", "evt-nh"), "", mustJSON(t, noHeaderDecision)},
+		{"unknown header", subjects.RunHistory("acme"), "weird", mustJSON(t, good)},
+		{"empty", subjects.RunHistory("acme"), runs.RecordRun, nil},
+		{"good", subjects.RunHistory("acme"), runs.RecordRun, mustJSON(t, good)},
+		{"run without header", subjects.RunHistory("acme"), "", mustJSON(t, noHeader)},
+		{"decision without header", subjects.Decisions("acme"), "", mustJSON(t, noHeaderDecision)},
 	}
 	var last uint64
 	for _, st := range steps {
@@ -805,8 +805,8 @@ func TestApplyIdempotent(t *testing.T) {
 		subject string
 		data    []byte
 	}{
-		{subjects.Decision("acme", "e"), mustJSON(t, d)},
-		{subjects.RunEvent("acme", "run_1"), mustJSON(t, r)},
+		{subjects.Decisions("acme"), mustJSON(t, d)},
+		{subjects.RunHistory("acme"), mustJSON(t, r)},
 	}
 	for round := range 2 {
 		for i, m := range msgs {
@@ -886,7 +886,7 @@ func FuzzCursor(f *testing.F) {
 	s := openStore(f, filepath.Join(f.TempDir(), "h.db"), nil, nil)
 	for i := range 5 {
 		r := mkRun("acme", "wf", "u", runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Second))
-		if err := s.Apply(uint64(i+1), subjects.RunEvent("acme", r.ID), nil, mustJSON(f, r)); err != nil {
+		if err := s.Apply(uint64(i+1), subjects.RunHistory("acme"), nil, mustJSON(f, r)); err != nil {
 			f.Fatal(err)
 		}
 	}
@@ -938,7 +938,7 @@ func benchSnapshots(b testing.TB, n int) []rawRecord {
 		r := mkRun(fmt.Sprintf("p%d", i%4), fmt.Sprintf("wf%d", i%16), fmt.Sprintf("u%d", i%100),
 			runs.StatusSucceeded, 1, base.Add(time.Duration(i)*time.Millisecond))
 		r.Steps = append(r.Steps, runs.Step{ID: "s2", Type: "fn", Status: runs.StepSucceeded, Output: map[string]any{"ok": true, "n": i}})
-		out[i] = rawRecord{subjects.RunEvent(r.Project, r.ID), runs.RecordRun, mustJSON(b, r)}
+		out[i] = rawRecord{subjects.RunHistory(r.Project), runs.RecordRun, mustJSON(b, r)}
 	}
 	return out
 }
@@ -958,16 +958,16 @@ func benchLifecycle(b testing.TB, n int) []rawRecord {
 		d := runs.Decision{EventID: ev, Project: project, Kind: subjects.KindAppEvent, ReceivedAt: at, DecidedAt: at,
 			Trigger:    json.RawMessage(`{"order":12345,"items":[1,2,3]}`),
 			Candidates: []runs.Candidate{{Workflow: wf, User: user, Outcome: runs.OutcomeRan, RunID: id}}}
-		out = append(out, rawRecord{subjects.Decision(project, ev), runs.RecordDecision, mustJSON(b, d)})
+		out = append(out, rawRecord{subjects.Decisions(project), runs.RecordDecision, mustJSON(b, d)})
 		r := runs.Run{ID: id, Project: project, Workflow: wf, User: user, EventID: ev, Trigger: d.Trigger,
 			Status: runs.StatusRunning, Seq: 1, CreatedAt: at, StartedAt: at}
-		running := rawRecord{subjects.RunEvent(project, id), runs.RecordRun, mustJSON(b, r)}
+		running := rawRecord{subjects.RunHistory(project), runs.RecordRun, mustJSON(b, r)}
 		r.Seq, r.Status, r.FinishedAt = 2, runs.StatusSucceeded, at.Add(time.Second)
 		r.Steps = []runs.Step{
 			{ID: "s1", Type: "http", Status: runs.StepSucceeded, Attempts: 1, Output: map[string]any{"status": 200}},
 			{ID: "s2", Type: "fn", Status: runs.StepSucceeded, Attempts: 1, Output: map[string]any{"ok": true}},
 		}
-		pending = append(pending, []rawRecord{running, {subjects.RunEvent(project, id), runs.RecordRun, mustJSON(b, r)}})
+		pending = append(pending, []rawRecord{running, {subjects.RunHistory(project), runs.RecordRun, mustJSON(b, r)}})
 		if len(pending) > inFlight {
 			out = append(out, pending[0][0])
 			pending[0] = pending[0][1:]

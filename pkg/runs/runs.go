@@ -252,3 +252,12 @@ type Reply struct {
 	Error   string `json:"error,omitempty"`
 	Message string `json:"message,omitempty"`
 }
+
+// StateAnswer is the run-history read model's answer to the executor's
+// question "what is the state of this run?" (subjects.HistoryRunQuery).
+type StateAnswer struct {
+	// Run is the run's last state; nil when the read model has none.
+	Run *Run `json:"run,omitempty"`
+	// Error is set when the read model could not answer.
+	Error string `json:"error,omitempty"`
+}

@@ -174,3 +174,24 @@ func TestDecisionPaged(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 }
+
+func TestReplyMsgRoundTrip(t *testing.T) {
+	for _, r := range []runs.Reply{
+		{RunID: "run_x", Status: 201, Headers: map[string]string{"X-A": "b"}, Body: []byte(`{"a":1}`)},
+		{RunID: "run_x", Decided: true, RunIDs: []string{"run_a", "run_b"}},
+		{Decided: true, Status: 409, Error: "credential_ambiguous", Message: "two\ncredentials"},
+		{RunID: "run_x", Status: 200, Body: []byte{0, 1, 2, 0xff}},
+	} {
+		m, err := r.Msg("_INBOX.x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := runs.DecodeReply(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(*got) != fmt.Sprint(r) {
+			t.Errorf("round trip: got %+v, want %+v", *got, r)
+		}
+	}
+}

@@ -18,6 +18,7 @@ const (
 	StreamTriggers  = "TRIGGERS"
 	StreamRuns      = "RUNS"
 	StreamRunEvents = "RUN_EVENTS"
+	StreamRunState  = "RUN_STATE"
 	StreamDead      = "DEAD"
 )
 
@@ -46,6 +47,7 @@ const (
 	TriggersAll  = "sb.trigger.>"
 	RunsAll      = "sb.run.>"
 	RunEventsAll = "sb.history.>"
+	RunStateAll  = "sb.state.>"
 	DeadAll      = "sb.dead.>"
 )
 
@@ -77,15 +79,28 @@ func Run(project, workflow string) string { return "sb.run." + project + "." + w
 // RunsOfProject is the wildcard of every run subject of project p.
 func RunsOfProject(project string) string { return "sb.run." + project + ".>" }
 
-// RunEvent is the subject of a run's state snapshots in RUN_EVENTS. The last
-// message on it is the run's current state, which is what a redelivered run
-// resumes from.
-func RunEvent(project, runID string) string { return "sb.history." + project + ".run." + runID }
+// RunHistory is the subject of project p's run snapshots in RUN_EVENTS, the
+// history log the read model follows. It is one subject per project, not
+// per run: the server keeps an index entry per subject in memory.
+func RunHistory(project string) string { return "sb.history." + project + ".run" }
 
-// Decision is the subject of a trigger event's decision record in RUN_EVENTS.
-func Decision(project, eventID string) string {
-	return "sb.history." + project + ".decision." + eventID
+// Decisions is the subject of project p's decision records in RUN_EVENTS.
+func Decisions(project string) string { return "sb.history." + project + ".decision" }
+
+// RunState is the subject of a run's state in RUN_STATE. The last (only)
+// message on it is the run's current state, which is what a redelivered
+// run resumes from.
+func RunState(project, runID string) string { return "sb.state." + project + ".run." + runID }
+
+// HistoryRunQuery is the request subject on which the run-history read
+// model answers whether run runID of project p finished (for the executor,
+// once a finished run's state has left RUN_STATE).
+func HistoryRunQuery(project, runID string) string {
+	return "sb.api.history." + project + ".run." + runID
 }
+
+// HistoryRunQueryAll is the wildcard the read model serves.
+const HistoryRunQueryAll = "sb.api.history.*.run.*"
 
 // DeadRun is the subject of a run that exhausted its retries.
 func DeadRun(project, workflow string) string { return "sb.dead." + project + ".run." + workflow }

@@ -73,8 +73,10 @@ func TestSubjects(t *testing.T) {
 		{subjects.Trigger("acme", subjects.KindAppEvent, "Contact Created"), "sb.trigger.acme.app_event.=Q29udGFjdCBDcmVhdGVk"},
 		{subjects.Trigger("acme", subjects.KindRequest, "wf1"), "sb.trigger.acme.request.wf1"},
 		{subjects.Run("acme", "wf1"), "sb.run.acme.wf1"},
-		{subjects.RunEvent("acme", "run_x"), "sb.history.acme.run.run_x"},
-		{subjects.Decision("acme", "01J"), "sb.history.acme.decision.01J"},
+		{subjects.RunHistory("acme"), "sb.history.acme.run"},
+		{subjects.Decisions("acme"), "sb.history.acme.decision"},
+		{subjects.RunState("acme", "run_x"), "sb.state.acme.run.run_x"},
+		{subjects.HistoryRunQuery("acme", "run_x"), "sb.api.history.acme.run.run_x"},
 		{subjects.DeadRun("acme", "wf1"), "sb.dead.acme.run.wf1"},
 		{subjects.DeadTrigger("a.b"), "sb.dead.=YS5i.trigger"},
 		{subjects.Function("acme", "enrich"), "sb.fn.acme.enrich"},
@@ -88,7 +90,8 @@ func TestSubjects(t *testing.T) {
 	// Every stream subject falls under its stream's wildcard.
 	under := func(subj, wildcard string) bool { return strings.HasPrefix(subj, strings.TrimSuffix(wildcard, ">")) }
 	if !under(subjects.Trigger("p", "k", "x"), subjects.TriggersAll) || !under(subjects.Run("p", "w"), subjects.RunsAll) ||
-		!under(subjects.RunEvent("p", "r"), subjects.RunEventsAll) || !under(subjects.Decision("p", "e"), subjects.RunEventsAll) ||
+		!under(subjects.RunHistory("p"), subjects.RunEventsAll) || !under(subjects.Decisions("p"), subjects.RunEventsAll) ||
+		!under(subjects.RunState("p", "r"), subjects.RunStateAll) ||
 		!under(subjects.DeadRun("p", "w"), subjects.DeadAll) || !under(subjects.DeadTrigger("p"), subjects.DeadAll) {
 		t.Error("a subject is outside its stream's wildcard")
 	}

@@ -19,13 +19,14 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
-	"github.com/switchboard-hq/switchboard/pkg/directory"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
 )
 
 // Name is the role's name.
@@ -33,19 +34,21 @@ const Name = "history"
 
 // Options configure the history role.
 type Options struct {
-	JS      jetstream.JetStream
-	Catalog *catalog.Catalog
-	Access  *access.Checker
-	// Directory answers whether a replayed run's user and credential
-	// still allow it.
-	Directory directory.Reader
+	// NC answers the executor's run-state questions and a replay's wait
+	// for the router's decision.
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Triggers publishes replays (the one trigger producer).
+	Triggers *trigger.Publisher
+	Catalog  *catalog.Catalog
+	Access   *access.Checker
 	// Path is the read model's bbolt file. It is created (with its
 	// directory) when missing; losing it loses nothing, it is rebuilt from
 	// RUN_EVENTS.
 	Path   string
 	Logger *slog.Logger
 	// PublishTimeout bounds a replay's wait for JetStream's acknowledgement
-	// (default 10s).
+	// and for the router's decision (default 10s).
 	PublishTimeout time.Duration
 	// PruneInterval is how often the read model drops what RUN_EVENTS no
 	// longer holds (default readmodel.DefaultPruneInterval).
@@ -63,8 +66,8 @@ type Service struct {
 
 // New validates opts; Start opens the read model.
 func New(opts Options) (*Service, error) {
-	if opts.JS == nil || opts.Catalog == nil || opts.Directory == nil || opts.Access == nil || opts.Path == "" {
-		return nil, errors.New("history: JS, Catalog, Directory, Access and Path are required")
+	if opts.NC == nil || opts.JS == nil || opts.Triggers == nil || opts.Catalog == nil || opts.Access == nil || opts.Path == "" {
+		return nil, errors.New("history: NC, JS, Triggers, Catalog, Access and Path are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -94,6 +97,11 @@ func (s *Service) Start(ctx context.Context) error {
 	// The follower outlives Start's ctx: it runs until Stop.
 	bg, stop := context.WithCancel(context.Background())
 	s.store, s.stop, s.done = store, stop, make(chan error, 1)
+	if err := store.ServeRunState(bg, s.opts.NC); err != nil {
+		stop()
+		_ = store.Close()
+		return err
+	}
 	go func() {
 		err := store.Run(bg)
 		if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 	"github.com/switchboard-hq/switchboard/services/history"
@@ -59,6 +60,7 @@ type fixture struct {
 	apiKey string
 	signer *rsa.PrivateKey
 	svc    *history.Service
+	nc     *nats.Conn
 }
 
 func start(t *testing.T) *fixture {
@@ -68,7 +70,7 @@ func start(t *testing.T) *fixture {
 	srv := brokertest.Start(t)
 	cat := brokertest.Catalog(t, srv.JS)
 	dir := brokertest.Directory(t, srv.JS)
-	f := &fixture{js: srv.JS}
+	f := &fixture{js: srv.JS, nc: srv.NC}
 	var err error
 	if f.signer, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		t.Fatal(err)
@@ -100,8 +102,12 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
+	pub, err := trigger.New(ctx, trigger.Options{JS: srv.JS})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.svc, err = history.New(history.Options{
-		JS: srv.JS, Catalog: cat, Directory: dir, Path: t.TempDir() + "/sub/history.db",
+		NC: srv.NC, JS: srv.JS, Triggers: pub, Catalog: cat, Path: t.TempDir() + "/sub/history.db",
 		Access: access.New(access.Options{Catalog: cat, AdminToken: adminToken}),
 	})
 	if err != nil {
@@ -178,12 +184,12 @@ func (f *fixture) routed(t *testing.T, user, wf string, status runs.Status) runs
 	run := runs.Run{ID: runs.ID(ev.Id, wf, user, ""), Project: project, Workflow: wf, User: user, EventID: ev.Id,
 		Status: status, Seq: 2, CreatedAt: now, StartedAt: now, FinishedAt: now,
 		Steps: []runs.Step{{ID: "call", Type: "http", Status: runs.StepSucceeded, Attempts: 1}}}
-	f.publish(t, subjects.Decision(project, ev.Id), runs.RecordDecision, runs.Decision{
+	f.publish(t, subjects.Decisions(project), runs.RecordDecision, runs.Decision{
 		EventID: ev.Id, Project: project, Kind: subjects.KindAppEvent, Name: eventName, User: user,
 		Trigger: trigger, ReceivedAt: now, DecidedAt: now,
 		Candidates: []runs.Candidate{{Workflow: wf, User: user, Outcome: runs.OutcomeRan, RunID: run.ID}},
 	})
-	f.waitApplied(t, f.publish(t, subjects.RunEvent(project, run.ID), runs.RecordRun, run))
+	f.waitApplied(t, f.publish(t, subjects.RunHistory(project), runs.RecordRun, run))
 	return run
 }
 
@@ -323,14 +329,47 @@ func TestQueries(t *testing.T) {
 	}
 }
 
+// decideReplays stands in for the router, which this module cannot start:
+// it answers every republished trigger that waits on an inbox as the router
+// would, with the run a replay of workflow wf starts, or no run for any
+// other workflow. The real decision is tested with the router (e2e).
+func decideReplays(t *testing.T, nc *nats.Conn, js jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := js.OrderedConsumer(ctx, subjects.StreamTriggers, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		ev, err := envelope.Decode(m.Data(), m.Headers().Get(envelope.HeaderContentType))
+		if err != nil || ev.Reply == "" {
+			return
+		}
+		rep := runs.Reply{Decided: true, Message: "no app_event workflow " + ev.Workflow}
+		if ev.Workflow == "wf" {
+			rep = runs.Reply{Decided: true, RunIDs: []string{runs.ID(ev.Id, ev.Workflow, ev.User, ev.Credential)}}
+		}
+		rm, err := rep.Msg(ev.Reply)
+		if err == nil {
+			_ = nc.PublishMsg(rm)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+}
+
 func TestReplay(t *testing.T) {
 	f := start(t)
+	decideReplays(t, f.nc, f.js)
 	done := f.routed(t, "u1", "wf", runs.StatusFailed)
 	gone := f.routed(t, "u1", "removed-since", runs.StatusFailed)
 	// A run whose decision record is not in the history.
 	orphan := runs.Run{ID: "run_orphan", Project: project, Workflow: "wf", User: "u1", EventID: "evt_unknown",
 		Status: runs.StatusFailed, Seq: 1, CreatedAt: time.Now()}
-	f.waitApplied(t, f.publish(t, subjects.RunEvent(project, orphan.ID), runs.RecordRun, orphan))
+	f.waitApplied(t, f.publish(t, subjects.RunHistory(project), runs.RecordRun, orphan))
 
 	for _, tc := range []struct {
 		name, run, token string
@@ -375,7 +414,7 @@ func TestReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 			if ev.Id != acc.EventID || ev.ReplayOf != tc.run || ev.Workflow != "wf" || ev.User != "u1" ||
-				ev.Name != eventName || string(ev.Payload) != `{"email":"u1@example.com"}` || ev.Reply != "" {
+				ev.Name != eventName || string(ev.Payload) != `{"email":"u1@example.com"}` || !strings.HasPrefix(ev.Reply, "_INBOX.") {
 				t.Fatalf("republished envelope %v", ev)
 			}
 			if m.Header.Get(jetstream.MsgIDHeader) != ev.Id {

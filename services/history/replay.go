@@ -5,19 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v5"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
-	"github.com/switchboard-hq/switchboard/pkg/routing"
-	"github.com/switchboard-hq/switchboard/pkg/subjects"
-	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 )
 
 // ReplayAccepted is the answer of a replay: the new run, linked to the old.
@@ -64,37 +62,39 @@ func (s *Service) replayRun(c *echo.Context) error {
 	ev.Reply = ""
 	ev.IdempotencyKey = ""
 	ev.ReceivedAt = timestamppb.New(time.Now())
-	cands, err := routing.Decide(c.Request().Context(), s.opts.Catalog, s.opts.Directory, ev)
+	// The router decides the replay, as every trigger: publish it with an
+	// inbox and wait for the decision (the run it starts, or why none).
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.opts.PublishTimeout)
+	defer cancel()
+	ev.Reply = s.opts.NC.NewInbox()
+	sub, err := s.opts.NC.SubscribeSync(ev.Reply)
 	if err != nil {
 		return apierr.Unavailable(err)
 	}
-	cand, ok := routing.First(cands)
-	if !ok {
-		return apierr.New(http.StatusConflict, "replay_not_possible", "the run cannot start now: %s", routing.Why(cands))
-	}
-	kind, key := subjects.KindAppEvent, ev.User
-	if ev.Kind == sbv1.Kind_REQUEST {
-		kind, key = subjects.KindRequest, ev.Workflow
-	}
-	if err := s.publish(c.Request().Context(), subjects.Trigger(pr.Project, kind, key), ev); err != nil {
-		return err
-	}
-	c.Response().Header().Set("Location", "/v1/projects/"+pr.Project+"/runs/"+cand.RunID)
-	return c.JSON(http.StatusAccepted, ReplayAccepted{RunID: cand.RunID, EventID: ev.Id, ReplayOf: old.ID, Status: "accepted"})
-}
-
-// publish stores ev on TRIGGERS with its id as Nats-Msg-Id and the catalog
-// revision this decision was made at, as every trigger producer does.
-func (s *Service) publish(ctx context.Context, subject string, ev *sbv1.TriggerEvent) error {
-	m, err := envelope.NewMsg(subject, ev)
-	if err != nil {
-		return apierr.Internal(err)
-	}
-	m.Header.Set(envelope.HeaderCatalogRevision, strconv.FormatUint(s.opts.Catalog.Revision(), 10))
-	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-	defer cancel()
-	if _, err := s.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(ev.Id)); err != nil {
+	defer func() { _ = sub.Unsubscribe() }()
+	if _, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision())); err != nil {
+		if wire.Permanent(err) {
+			return apierr.Internal(err)
+		}
 		return apierr.Unavailable(fmt.Errorf("publish trigger: %w", err))
 	}
-	return nil
+	rep := &runs.Reply{}
+	for !rep.Decided {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return apierr.New(http.StatusGatewayTimeout, "routing_timeout", "the replay %s was stored but not decided within %s; it will still be decided", ev.Id, s.opts.PublishTimeout)
+		}
+		if rep, err = runs.DecodeReply(m); err != nil {
+			return apierr.Internal(err)
+		}
+	}
+	runID := rep.RunID
+	if runID == "" && len(rep.RunIDs) > 0 {
+		runID = rep.RunIDs[0]
+	}
+	if rep.Error != "" || runID == "" {
+		return apierr.New(http.StatusConflict, "replay_not_possible", "the run cannot start now: %s", rep.Message)
+	}
+	c.Response().Header().Set("Location", "/v1/projects/"+pr.Project+"/runs/"+runID)
+	return c.JSON(http.StatusAccepted, ReplayAccepted{RunID: runID, EventID: ev.Id, ReplayOf: old.ID, Status: "accepted"})
 }

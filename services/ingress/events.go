@@ -3,15 +3,14 @@ package ingress
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
@@ -21,6 +20,8 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
 
@@ -127,7 +128,7 @@ func (s *Service) postEvent(c *echo.Context) error {
 		ev.Reply, answers, done = s.replies.register()
 		defer done()
 	}
-	if err := s.publish(c.Request().Context(), subjects.Trigger(p, subjects.KindAppEvent, user), ev); err != nil {
+	if err := s.publish(c.Request().Context(), ev); err != nil {
 		s.releaseIdempotency(c, scope)
 		return err
 	}
@@ -143,19 +144,23 @@ func (s *Service) postEvent(c *echo.Context) error {
 	return c.JSON(http.StatusAccepted, out)
 }
 
-// publish stores ev in TRIGGERS and returns once JetStream acknowledged it.
-func (s *Service) publish(ctx context.Context, subject string, ev *sbv1.TriggerEvent) error {
-	m, err := envelope.NewMsg(subject, ev)
-	if err != nil {
-		return apierr.Internal(err)
-	}
-	m.Header.Set(envelope.HeaderCatalogRevision, strconv.FormatUint(s.opts.Catalog.Revision(), 10))
+// publish stores ev in TRIGGERS through the producer contract and returns
+// once JetStream acknowledged it. A trigger too big for the bus is the
+// caller's mistake (413); anything else is the service's (503).
+func (s *Service) publish(ctx context.Context, ev *sbv1.TriggerEvent) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
-	if _, err := s.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(ev.Id)); err != nil {
+	_, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision()))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, wire.ErrTooLarge):
+		return apierr.New(http.StatusRequestEntityTooLarge, "payload_too_large", "the event is too large to store: %v", err)
+	case wire.Permanent(err):
+		return apierr.Internal(err)
+	default:
 		return apierr.Unavailable(fmt.Errorf("publish trigger: %w", err))
 	}
-	return nil
 }
 
 func waitDecision(ctx context.Context, answers <-chan *nats.Msg) ([]string, error) {
@@ -164,8 +169,8 @@ func waitDecision(ctx context.Context, answers <-chan *nats.Msg) ([]string, erro
 	for {
 		select {
 		case m := <-answers:
-			var rep runs.Reply
-			if err := json.Unmarshal(m.Data, &rep); err != nil {
+			rep, err := runs.DecodeReply(m)
+			if err != nil {
 				return nil, apierr.Internal(err)
 			}
 			if !rep.Decided {

@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
 )
 
 // Options configure the ingress service.
@@ -29,8 +30,10 @@ type Options struct {
 	JS      jetstream.JetStream
 	Catalog *catalog.Catalog
 	Access  *access.Checker
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	// Triggers publishes the trigger events (the one producer contract).
+	Triggers *trigger.Publisher
+	Metrics  *metrics.Metrics
+	Logger   *slog.Logger
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgement.
@@ -47,8 +50,8 @@ type Service struct {
 
 // New validates opts.
 func New(opts Options) (*Service, error) {
-	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil || opts.Access == nil {
-		return nil, errors.New("ingress: NC, JS, Catalog and Access are required")
+	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil || opts.Access == nil || opts.Triggers == nil {
+		return nil, errors.New("ingress: NC, JS, Catalog, Access and Triggers are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -1,9 +1,7 @@
 package ingress
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -143,7 +141,7 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	var done func()
 	ev.Reply, answers, done = s.replies.register()
 	defer done()
-	if err := s.publish(r.Context(), subjects.Trigger(p, subjects.KindRequest, wid), ev); err != nil {
+	if err := s.publish(r.Context(), ev); err != nil {
 		s.releaseIdempotency(c, scope)
 		return err
 	}
@@ -161,12 +159,12 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	for {
 		select {
 		case m := <-answers:
-			var rep runs.Reply
-			if err := json.Unmarshal(m.Data, &rep); err != nil {
-				return apierr.Internal(fmt.Errorf("reply: %w", err))
+			rep, err := runs.DecodeReply(m)
+			if err != nil {
+				return apierr.Internal(err)
 			}
 			if !rep.Decided {
-				return writeReply(c, &rep, runID)
+				return writeReply(c, rep, runID)
 			}
 			if rep.Error != "" {
 				s.releaseIdempotency(c, scope)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
@@ -19,6 +20,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/template"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
@@ -41,6 +43,9 @@ type execution struct {
 	replied bool
 	// running is the delayed "running" snapshot, if not yet flushed.
 	running *lazyPublish
+	// checkpointed is set once RUN_STATE holds a state of this run, which
+	// its final state must then supersede.
+	checkpointed bool
 }
 
 // runRef names one run: which run of a trigger a message stands for.
@@ -121,13 +126,18 @@ func (s *Service) prepare(m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (*
 		Credential: ref.credential, EventID: ev.Id, Status: runs.StatusQueued,
 		ReplayOf: ev.ReplayOf, CreatedAt: ev.GetReceivedAt().AsTime(), Steps: []runs.Step{},
 	}
-	// Look for the run's state on every delivery, not only when
-	// NumDelivered > 1: consumer state is not durable across a server
-	// crash, so a run that already finished can come back as a first
-	// delivery, and running it again would repeat its side effects.
-	prev, err := s.lastSnapshot(x.run.Project, runID)
-	if err != nil {
-		return nil, err
+	// A first delivery of a run just triggered is a run that never started:
+	// it needs no lookup. Any other may stand for a run that already
+	// finished — a redelivery; a delivery after a server crash, where
+	// consumer state is lost and redeliveries come back as first ones; a
+	// run published again outside the dedupe window, whose trigger is old —
+	// and running it again would repeat its side effects.
+	var prev *runs.Run
+	if s.suspect(md, ev) {
+		if prev, err = s.lastSnapshot(context.Background(), x.run.Project, runID); err != nil {
+			return nil, err
+		}
+		x.checkpointed = prev != nil
 	}
 	deliveries := int(md.NumDelivered)
 	if prev != nil {
@@ -144,15 +154,30 @@ func (s *Service) prepare(m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (*
 	return x, nil
 }
 
-// lastSnapshot returns the run's last stored state, or nil if none.
-func (s *Service) lastSnapshot(project, runID string) (*runs.Run, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// suspect reports whether a delivery may stand for a run that already ran:
+// a redelivery; a message stored before this router started or its
+// connection last came back (the server may have crashed, losing consumer
+// state, so a redelivery arrives as a first delivery); or a run whose
+// trigger is older than half the dedupe window (published again after the
+// window, its first copy may have run). Everything else is a run that was
+// just triggered and has never started.
+func (s *Service) suspect(md *jetstream.MsgMetadata, ev *sbv1.TriggerEvent) bool {
+	return md.NumDelivered > 1 || md.Timestamp.Before(s.connectedSince()) ||
+		time.Since(ev.GetReceivedAt().AsTime()) > s.opts.DuplicateWindow/2
+}
+
+// lastSnapshot returns the run's last stored state, or nil if it has none.
+// RUN_STATE holds the checkpoints of runs in flight; a finished run is found
+// in the run-history read model (a finished run that had a checkpoint also
+// leaves its final state in RUN_STATE for a while, superseding it).
+func (s *Service) lastSnapshot(ctx context.Context, project, runID string) (*runs.Run, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	raw, err := s.runs.GetLastMsgForSubject(ctx, subjects.RunEvent(project, runID))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	raw, err := s.state.GetLastMsgForSubject(ctx, subjects.RunState(project, runID))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return s.historyState(ctx, project, runID)
+	case err != nil:
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
 	var r runs.Run
@@ -162,33 +187,94 @@ func (s *Service) lastSnapshot(project, runID string) (*runs.Run, error) {
 	return &r, nil
 }
 
-// snapshot publishes the run's current state. Publishes are asynchronous;
-// flush waits for all of them.
-func (x *execution) snapshot() error {
+// historyState asks the run-history read model for a run's state: nil if
+// it never saw the run or only as queued, the run if it is further along.
+func (s *Service) historyState(ctx context.Context, project, runID string) (*runs.Run, error) {
+	m, err := s.opts.NC.RequestWithContext(ctx, subjects.HistoryRunQuery(project, runID), nil)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// Without a history role nothing can tell; a deployment without
+		// one accepts that a run redelivered after it finished may run
+		// again. Every shape Switchboard ships runs one.
+		s.log.Warn("no run-history role answers; running the run as not finished", "run", runID)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ask run history about %s: %w", runID, err)
+	}
+	var ans runs.StateAnswer
+	if err := json.Unmarshal(m.Data, &ans); err != nil {
+		return nil, fmt.Errorf("decode run history answer: %w", err)
+	}
+	if ans.Error != "" {
+		return nil, fmt.Errorf("run history about %s: %s", runID, ans.Error)
+	}
+	if ans.Run == nil || ans.Run.Status == runs.StatusQueued {
+		return nil, nil
+	}
+	return ans.Run, nil
+}
+
+// snapshot publishes the run's current state: to RUN_STATE, where a
+// redelivery resumes from it (a finished run's with a TTL), and to the
+// history log. Publishes are asynchronous; flush waits for all of them.
+func (x *execution) snapshot(ctx context.Context) error {
 	// A later snapshot supersedes a pending "running" one; settling it first
-	// also keeps stream order equal to Seq order, which resuming relies on
-	// (it reads the last message of the run's subject).
+	// keeps the history log in Seq order.
 	if err := x.settleRunning(); err != nil {
 		return err
 	}
-	m, id, err := x.snapshotMsg()
+	m, err := x.snapshotMsg()
 	if err != nil {
 		return err
 	}
-	return x.pubs.add(m, jetstream.WithMsgID(id))
+	if len(m.Data) > x.s.budgets.Record {
+		// Every value fits the inline budget, but many steps of them may
+		// not fit one record: move all of them to the object store.
+		x.run.Seq--
+		if err := x.spillAll(ctx); err != nil {
+			return err
+		}
+		if m, err = x.snapshotMsg(); err != nil {
+			return err
+		}
+		if len(m.Data) > x.s.budgets.Record {
+			return consume.Permanent(wire.TooLarge("run state", len(m.Data), x.s.budgets.Record))
+		}
+	}
+	if err := x.pubs.add(m); err != nil {
+		return err
+	}
+	// RUN_STATE holds what a redelivery resumes from: a checkpoint of a run
+	// in flight. A finished run's state is in the history log; it goes to
+	// RUN_STATE too only to supersede a checkpoint there, and then with a
+	// TTL, so the server's per-subject index holds runs in flight and not
+	// every run ever.
+	terminal := x.run.Status.Terminal()
+	if terminal && !x.checkpointed {
+		return nil
+	}
+	state := nats.NewMsg(subjects.RunState(x.run.Project, x.run.ID))
+	state.Data = m.Data
+	var opts []jetstream.PublishOpt
+	if terminal {
+		opts = append(opts, jetstream.WithMsgTTL(x.s.opts.RunStateTTL))
+	}
+	x.checkpointed = true
+	return x.pubs.add(state, opts...)
 }
 
-// snapshotMsg encodes the run's current state as the next snapshot.
-func (x *execution) snapshotMsg() (*nats.Msg, string, error) {
+// snapshotMsg encodes the run's current state as the next snapshot on the
+// history log.
+func (x *execution) snapshotMsg() (*nats.Msg, error) {
 	x.run.Seq++
 	b, err := json.Marshal(x.run)
 	if err != nil {
-		return nil, "", fmt.Errorf("encode run: %w", err)
+		return nil, fmt.Errorf("encode run: %w", err)
 	}
-	m := nats.NewMsg(subjects.RunEvent(x.run.Project, x.run.ID))
+	m := nats.NewMsg(subjects.RunHistory(x.run.Project))
 	m.Header.Set(runs.HeaderRecord, runs.RecordRun)
 	m.Data = b
-	return m, fmt.Sprintf("%s:%d", x.run.ID, x.run.Seq), nil
+	return m, nil
 }
 
 // announceRunning publishes the "running" snapshot only if the run is still
@@ -196,9 +282,11 @@ func (x *execution) snapshotMsg() (*nats.Msg, string, error) {
 // snapshot would be one more publish and read-model write per run that
 // nobody sees. The snapshot is encoded now, on this goroutine, so the timer
 // touches no run state; if it fires after a later snapshot, its lower Seq
-// makes readers ignore it.
+// makes readers ignore it. It goes to the history log only: it carries no
+// step a redelivery could resume after, and a late one must not overwrite
+// a checkpoint in RUN_STATE.
 func (x *execution) announceRunning() error {
-	m, id, err := x.snapshotMsg()
+	m, err := x.snapshotMsg()
 	if err != nil {
 		return err
 	}
@@ -207,7 +295,7 @@ func (x *execution) announceRunning() error {
 	lp := x.running
 	lp.timer = time.AfterFunc(x.s.opts.RunningDelay, func() {
 		defer close(done)
-		lp.future, lp.err = x.s.opts.JS.PublishMsgAsync(m, jetstream.WithMsgID(id))
+		lp.future, lp.err = x.s.opts.JS.PublishMsgAsync(m)
 	})
 	return nil
 }
@@ -279,7 +367,11 @@ func (x *execution) runSteps(ctx context.Context) error {
 	steps := map[string]any{}
 	x.env["steps"] = steps
 	for _, done := range x.run.Steps {
-		steps[done.ID] = done.Output
+		out, err := x.s.unspill(ctx, done.Output)
+		if err != nil {
+			return err
+		}
+		steps[done.ID] = out
 		if done.Type == workflow.StepResponse {
 			x.replied = true // answered by an earlier delivery
 		}
@@ -295,7 +387,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 		if retryIn > 0 {
 			x.run.Pending = &runs.PendingStep{Step: st.ID, Attempts: rec.Attempts, Error: rec.Error,
 				StartedAt: rec.StartedAt, RetryAt: rec.FinishedAt.Add(retryIn)}
-			if err := x.snapshot(); err != nil {
+			if err := x.snapshot(ctx); err != nil {
 				return err
 			}
 			if err := x.flush(ctx); err != nil {
@@ -304,8 +396,13 @@ func (x *execution) runSteps(ctx context.Context) error {
 			return retryLater{retryIn}
 		}
 		x.run.Pending = nil
-		x.run.Steps = append(x.run.Steps, rec)
+		// Later steps see the whole output; the record keeps what fits and
+		// a reference to the object store for the rest.
 		steps[st.ID] = rec.Output
+		if err := x.spill(ctx, &rec); err != nil {
+			return err
+		}
+		x.run.Steps = append(x.run.Steps, rec)
 		if rec.Status == runs.StepFailed {
 			if st.Type == workflow.StepResponse {
 				x.sendReply(&runs.Reply{RunID: x.run.ID, Status: 500, Error: ErrResponseTemplate.Error(),
@@ -317,7 +414,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 			// The answer goes out only once the response step is stored,
 			// so a redelivered run resumes after it and never answers twice.
 			// (As the last step, finish stores it with the final state.)
-			if err := x.snapshot(); err != nil {
+			if err := x.snapshot(ctx); err != nil {
 				return err
 			}
 			if err := x.flush(ctx); err != nil {
@@ -329,7 +426,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 		}
 		if i < len(wf.Steps)-1 {
 			// Checkpoint, so a redelivered run resumes after this step.
-			if err := x.snapshot(); err != nil {
+			if err := x.snapshot(ctx); err != nil {
 				return err
 			}
 		}
@@ -344,7 +441,7 @@ func (x *execution) finish(ctx context.Context, status runs.Status, msg string) 
 	if x.run.StartedAt.IsZero() {
 		x.run.StartedAt = x.run.FinishedAt
 	}
-	if err := x.snapshot(); err != nil {
+	if err := x.snapshot(ctx); err != nil {
 		return err
 	}
 	if status == runs.StatusFailed {
@@ -541,4 +638,74 @@ func evalString(t *template.Template, env map[string]any) (string, error) {
 		return "", nil
 	}
 	return t.EvalString(env)
+}
+
+// spill moves a step record's input and output to the object store when
+// they are larger than the inline budget, leaving a reference with a
+// preview. The names are the run's and step's, so a step recorded again
+// after a crash overwrites its earlier copy.
+func (x *execution) spill(ctx context.Context, rec *runs.Step) error {
+	base := x.run.Project + "/" + x.run.ID + "/" + rec.ID
+	for _, v := range []struct {
+		name string
+		val  *any
+	}{{"input", &rec.Input}, {"output", &rec.Output}} {
+		spilled, err := x.s.opts.Blobs.Spill(ctx, base+"/"+v.name, *v.val)
+		switch {
+		case err == nil:
+			*v.val = spilled
+		case wire.Permanent(err):
+			// A value that cannot be stored at all (not JSON): say so in
+			// its place rather than retry what cannot succeed.
+			*v.val = map[string]any{"error": "the step's " + v.name + " could not be recorded: " + err.Error()}
+		default:
+			return fmt.Errorf("step %s %s: %w", rec.ID, v.name, err)
+		}
+	}
+	return nil
+}
+
+// spillAll moves every step value that is not a reference yet to the object
+// store, whatever its size.
+func (x *execution) spillAll(ctx context.Context) error {
+	for i := range x.run.Steps {
+		rec := &x.run.Steps[i]
+		base := x.run.Project + "/" + x.run.ID + "/" + rec.ID
+		for _, v := range []struct {
+			name string
+			val  *any
+		}{{"input", &rec.Input}, {"output", &rec.Output}} {
+			if _, ok := blob.IsRef(*v.val); ok || *v.val == nil {
+				continue
+			}
+			b, err := json.Marshal(*v.val)
+			if err != nil {
+				return consume.Permanent(wire.Unencodable(err))
+			}
+			ref, err := x.s.opts.Blobs.Put(ctx, base+"/"+v.name, b, "application/json")
+			if err != nil {
+				return fmt.Errorf("step %s %s: %w", rec.ID, v.name, err)
+			}
+			*v.val = ref
+		}
+	}
+	return nil
+}
+
+// unspill returns the value a step output stands for: itself, or, for a
+// reference to the object store, the value stored there.
+func (s *Service) unspill(ctx context.Context, v any) (any, error) {
+	ref, ok := blob.IsRef(v)
+	if !ok {
+		return v, nil
+	}
+	b, err := s.opts.Blobs.Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("load a step output: %w", err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("decode a step output: %w", err)
+	}
+	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -175,7 +176,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 		dec.Name = ev.Workflow
 	}
 	for _, page := range dec.Paged(cands, s.opts.DecisionPage) {
-		dm := nats.NewMsg(subjects.Decision(ev.Project, ev.Id))
+		dm := nats.NewMsg(subjects.Decisions(ev.Project))
 		dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
 		if dm.Data, err = json.Marshal(page); err != nil {
 			return nil, nil, fmt.Errorf("encode decision: %w", err)
@@ -199,21 +200,37 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 // nothing runs, the status and reason it gets), an app event's run ids.
 func (s *Service) answerDecided(ev *sbv1.TriggerEvent, cands []runs.Candidate, ran []string) {
 	rep := runs.Reply{Decided: true, RunIDs: ran}
-	if ev.Kind == sbv1.Kind_REQUEST {
-		if a, rejected := decide.RequestAnswer(ev.Workflow, ev.User, cands); rejected {
-			rep.Status, rep.Error, rep.Message = a.Status, a.Code, a.Message
-		} else if len(ran) > 0 {
-			rep.RunID = ran[0]
-		}
-	}
-	b, err := json.Marshal(rep)
-	if err != nil {
-		s.log.Error("encode decided reply", "err", err)
-		return
+	a, rejected := decide.RequestAnswer(ev.Workflow, ev.User, cands)
+	switch {
+	case ev.Kind == sbv1.Kind_REQUEST && rejected:
+		rep.Status, rep.Error, rep.Message = a.Status, a.Code, a.Message
+	case ev.Kind == sbv1.Kind_REQUEST && len(ran) > 0:
+		rep.RunID = ran[0]
+	case len(ran) == 0:
+		// Nothing runs (a replay that cannot start now): say why.
+		rep.Message = a.Message
 	}
 	// Core NATS, fire and forget: the caller may have gone; the decision
 	// record is the durable answer.
-	if err := s.opts.NC.Publish(ev.Reply, b); err != nil {
-		s.log.Warn("decided reply", "event", ev.Id, "err", err)
+	s.reply(ev.Reply, &rep)
+}
+
+// reply sends rep to a waiting caller's inbox. An answer too big for the
+// bus is replaced by an error the caller can read, instead of a publish
+// that fails and leaves the caller waiting for its timeout.
+func (s *Service) reply(inbox string, rep *runs.Reply) {
+	m, err := rep.Msg(inbox)
+	if err == nil && len(m.Data)+len(m.Header.Get(runs.HeaderReply)) > s.budgets.Record {
+		size := len(m.Data)
+		rep = &runs.Reply{RunID: rep.RunID, Decided: rep.Decided, Status: http.StatusInternalServerError, Error: "response_too_large",
+			Message: fmt.Sprintf("the response (%d bytes) is larger than the %d bytes a message may carry; see the run's response step", size, s.budgets.Record)}
+		m, err = rep.Msg(inbox)
+	}
+	if err != nil {
+		s.log.Error("encode reply", "err", err)
+		return
+	}
+	if err := s.opts.NC.PublishMsg(m); err != nil {
+		s.log.Warn("reply not sent", "inbox", inbox, "err", err)
 	}
 }

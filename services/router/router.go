@@ -19,16 +19,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-hq/switchboard/pkg/blob"
+	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	"github.com/switchboard-hq/switchboard/services/router/decide"
 )
@@ -53,6 +58,10 @@ type Options struct {
 	// Directory holds connected users and credentials (and the secrets
 	// http steps apply).
 	Directory *directory.Directory
+	// Triggers publishes the events emit steps produce.
+	Triggers *trigger.Publisher
+	// Blobs keeps step inputs and outputs too large for a run record.
+	Blobs *blob.Store
 	// HTTPClient makes the http steps' calls; it carries the egress guard.
 	HTTPClient *http.Client
 	// Concurrency bounds runs executing at once (default 256).
@@ -72,6 +81,15 @@ type Options struct {
 	// CatalogWait bounds how long routing waits for the catalog to reach the
 	// revision the publisher saw (default 5s).
 	CatalogWait time.Duration
+	// RunStateTTL is how long a finished run's final state stays in
+	// RUN_STATE, superseding its last checkpoint (broker.Limits.RunStateTTL).
+	RunStateTTL time.Duration
+	// DuplicateWindow is the streams' Nats-Msg-Id window
+	// (broker.Limits.DuplicateWindow): a run whose trigger is older than
+	// half of it may have been published twice, and is checked for a
+	// finished state before it runs.
+	DuplicateWindow time.Duration
+
 	// MaxHops stops emit chains (default decide.DefaultMaxHops).
 	MaxHops uint32
 	// DecisionPage is the number of candidates per decision record (default
@@ -84,7 +102,13 @@ type Service struct {
 	opts     Options
 	log      *slog.Logger
 	deciders *decide.Deciders
-	runs     jetstream.Stream // RUN_EVENTS, for resuming runs
+	budgets  wire.Budgets
+	state    jetstream.Stream // RUN_STATE, for resuming runs
+
+	// since is when (unix nanos) the router started or its connection last
+	// came back; reconnects is the connection's reconnect count then.
+	since      atomic.Int64
+	reconnects atomic.Uint64
 
 	router   *consume.Consumer
 	executor *consume.Group
@@ -95,8 +119,8 @@ type Service struct {
 
 // New validates opts and returns a Service; Start begins consuming.
 func New(opts Options) (*Service, error) {
-	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil || opts.Directory == nil {
-		return nil, errors.New("router: NC, JS, Catalog and Directory are required")
+	if opts.NC == nil || opts.JS == nil || opts.Catalog == nil || opts.Directory == nil || opts.Triggers == nil || opts.Blobs == nil {
+		return nil, errors.New("router: NC, JS, Catalog, Directory, Triggers and Blobs are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -127,11 +151,18 @@ func New(opts Options) (*Service, error) {
 	if opts.CatalogWait <= 0 {
 		opts.CatalogWait = 5 * time.Second
 	}
+	if opts.RunStateTTL <= 0 {
+		opts.RunStateTTL = broker.DefaultLimits().RunStateTTL
+	}
+	if opts.DuplicateWindow <= 0 {
+		opts.DuplicateWindow = broker.DefaultLimits().DuplicateWindow
+	}
+
 	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops})
 	if err != nil {
 		return nil, err
 	}
-	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders}, nil
+	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: wire.FromConn(opts.NC)}, nil
 }
 
 // Name is the role's name, "router": the router and the executor.
@@ -150,9 +181,11 @@ const maxDeliver = 2*workflow.MaxAttempts + 10
 func (s *Service) Start(ctx context.Context) error {
 	js := s.opts.JS
 	var err error
-	if s.runs, err = js.Stream(ctx, subjects.StreamRunEvents); err != nil {
-		return fmt.Errorf("router: stream %s: %w", subjects.StreamRunEvents, err)
+	if s.state, err = js.Stream(ctx, subjects.StreamRunState); err != nil {
+		return fmt.Errorf("router: stream %s: %w", subjects.StreamRunState, err)
 	}
+	s.since.Store(time.Now().UnixNano())
+	s.reconnects.Store(s.opts.NC.Stats().Reconnects)
 	reg := s.opts.Metrics.Registry
 	s.router, err = consume.Start(ctx, js, consume.Options{
 		Name: ConsumerRouter, Stream: subjects.StreamTriggers, FilterSubjects: []string{subjects.TriggersAll},
@@ -195,6 +228,16 @@ func (s *Service) Start(ctx context.Context) error {
 	s.stopWatch, s.watchDone = stop, make(chan struct{})
 	go s.watchProjects(wctx)
 	return nil
+}
+
+// connectedSince is when this router started or its connection last came
+// back: messages stored before it may have been delivered before a crash.
+func (s *Service) connectedSince() time.Time {
+	if n := s.opts.NC.Stats().Reconnects; n != s.reconnects.Load() {
+		s.reconnects.Store(n)
+		s.since.Store(time.Now().UnixNano())
+	}
+	return time.Unix(0, s.since.Load())
 }
 
 // addProjects gives every project in the catalog its executor.

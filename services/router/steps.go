@@ -12,13 +12,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
-	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
@@ -244,16 +244,15 @@ func (s *Service) emitStep(ctx context.Context, x *execution, st *workflow.Step)
 		Payload:    pb,
 		OccurredAt: timestamppb.New(now),
 		ReceivedAt: timestamppb.New(now),
-		// One hop deeper than the trigger of this run: the router stops the
-		// chain at its limit, so a workflow emitting its own event ends.
-		Hops: x.ev.Hops + 1,
-	}
-	m, err := envelope.NewMsg(subjects.Trigger(ev.Project, subjects.KindAppEvent, user), ev)
-	if err != nil {
-		return nil, nil, permanent(err)
 	}
 	input := map[string]any{"event": st.Event, "user": user, "payload": payload}
-	if _, err := s.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(ev.Id)); err != nil {
+	// ChildOf makes the event one hop deeper than this run's trigger: the
+	// router stops the chain at its limit, so a workflow emitting its own
+	// event ends.
+	if _, err := s.opts.Triggers.Publish(ctx, ev, trigger.ChildOf(x.ev)); err != nil {
+		if wire.Permanent(err) {
+			return input, nil, permanent(fmt.Errorf("publish event: %w", err))
+		}
 		return input, nil, fmt.Errorf("publish event: %w", err)
 	}
 	return input, map[string]any{"eventId": ev.Id}, nil

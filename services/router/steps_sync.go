@@ -94,14 +94,7 @@ func (x *execution) sendReply(rep *runs.Reply) {
 		return
 	}
 	x.replied = true
-	b, err := json.Marshal(rep)
-	if err != nil {
-		x.log.Error("encode reply", "err", err)
-		return
-	}
-	if err := x.s.opts.NC.Publish(x.ev.Reply, b); err != nil {
-		x.log.Warn("reply not sent", "err", err)
-	}
+	x.s.reply(x.ev.Reply, rep)
 }
 
 // functionStep sends the step's input to a worker on sb.fn.<project>.<name>

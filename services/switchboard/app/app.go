@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
@@ -43,6 +44,9 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/secrets"
 	"github.com/switchboard-hq/switchboard/pkg/service"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 )
 
 // Options configure one process.
@@ -75,6 +79,9 @@ type Options struct {
 	Concurrency int
 	// Limits are the streams' and buckets' replicas and retention.
 	Limits broker.Limits
+	// PprofAddr, when set, serves Go's runtime profiles on that address
+	// (SWITCHBOARD_PPROF_ADDR), apart from the API.
+	PprofAddr string
 	// DrainDelay is how long Stop keeps serving with /readyz answering 503
 	// before it closes the listener: long enough for load balancers to
 	// take the process out. Zero skips it (dev, tests).
@@ -102,7 +109,12 @@ type Deps struct {
 	Metrics    *metrics.Metrics
 	Access     *access.Checker
 	HTTPClient *http.Client // http steps' client, with the egress guard
-	Health     *service.Health
+	// Triggers is the one producer of trigger events (pkg/trigger): ingress,
+	// emit steps and replays publish through it.
+	Triggers *trigger.Publisher
+	// Blobs holds values too large to keep inline in a record.
+	Blobs  *blob.Store
+	Health *service.Health
 }
 
 // App is a running process: its roles around shared dependencies and one
@@ -116,6 +128,7 @@ type App struct {
 	served  chan struct{}
 	serveEr error
 	stopBg  context.CancelFunc
+	pprof   *profiler
 	once    sync.Once
 	stopErr error
 }
@@ -150,6 +163,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 			a.abort()
 		}
 	}()
+	if opts.PprofAddr != "" {
+		if a.pprof, err = startProfiler(opts.PprofAddr); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+	}
 	if err := a.buildDeps(ctx); err != nil {
 		return nil, err
 	}
@@ -223,6 +241,16 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	if err := a.Directory.Start(bg); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	dedupe, err := a.JS.KeyValue(ctx, subjects.BucketDedupe)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if a.Triggers, err = trigger.New(ctx, trigger.Options{JS: a.JS, Budgets: wire.FromConn(a.NC), Dedupe: dedupe, Logger: o.Logger}); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	if a.Blobs, err = blob.Open(ctx, blob.Options{JS: a.JS, Budgets: wire.FromConn(a.NC)}); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
 	a.Metrics = metrics.New()
 	a.Access = access.New(access.Options{Catalog: a.Catalog, AdminToken: o.AdminToken})
 	a.HTTPClient = egress.NewClient(egress.Options{AllowPrivate: o.AllowPrivate, AllowLoopback: o.AllowLoopback})
@@ -288,6 +316,9 @@ func (a *App) stop(ctx context.Context) error {
 	}
 	errs = append(errs, a.stopRoles(ctx))
 	a.closeDeps(ctx)
+	if err := a.pprof.stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	a.Logger.Info("stopped")
 	return errors.Join(errs...)
 }
@@ -329,4 +360,5 @@ func (a *App) abort() {
 		_ = a.srv.Serve()
 	}
 	a.closeDeps(ctx)
+	_ = a.pprof.stop(ctx)
 }

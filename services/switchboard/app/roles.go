@@ -93,15 +93,16 @@ func buildHistory(d *Deps, o *Options) (service.Role, error) {
 		return nil, fmt.Errorf("the %s role needs a data dir for its read model (SWITCHBOARD_DATA_DIR)", RoleHistory)
 	}
 	return history.New(history.Options{
-		JS: d.JS, Catalog: d.Catalog, Access: d.Access, Logger: d.Logger,
-		Directory: d.Directory, Path: filepath.Join(o.DataDir, HistoryFile),
+		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Access: d.Access, Logger: d.Logger, Triggers: d.Triggers,
+		Path: filepath.Join(o.DataDir, HistoryFile),
 	})
 }
 
 func buildRouter(d *Deps, o *Options) (service.Role, error) {
 	svc, err := router.New(router.Options{
-		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Metrics: d.Metrics, Logger: d.Logger,
-		Directory: d.Directory, HTTPClient: d.HTTPClient, Concurrency: o.Concurrency,
+		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Metrics: d.Metrics, Logger: d.Logger, Triggers: d.Triggers,
+		Directory: d.Directory, Blobs: d.Blobs, HTTPClient: d.HTTPClient, Concurrency: o.Concurrency, RunStateTTL: o.Limits.RunStateTTL,
+		DuplicateWindow: o.Limits.DuplicateWindow,
 	})
 	if err != nil {
 		return nil, err
@@ -122,6 +123,6 @@ func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
 func buildIngress(d *Deps, o *Options) (service.Role, error) {
 	return ingress.New(ingress.Options{
 		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Access: d.Access, Metrics: d.Metrics, Logger: d.Logger,
-		MaxBody: o.MaxBody,
+		MaxBody: o.MaxBody, Triggers: d.Triggers,
 	})
 }

@@ -67,6 +67,8 @@ type Options struct {
 	Concurrency  int
 	Limits       broker.Limits
 	Logger       *slog.Logger
+	// PprofAddr, when set, serves Go's runtime profiles there.
+	PprofAddr string
 }
 
 // System is a running dev system.
@@ -140,6 +142,7 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		Limits:        opts.Limits,
 		// Nothing balances traffic to a dev process: stop at once.
 		DrainDelay: 0,
+		PprofAddr:  opts.PprofAddr,
 		Setup:      s.setup,
 		Logger:     opts.Logger,
 	}); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
@@ -26,6 +27,8 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/services/router"
 	"github.com/switchboard-hq/switchboard/services/switchboard/app"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
@@ -180,7 +183,7 @@ func rqDecisions(t testing.TB, js jetstream.JetStream) []runs.Decision {
 	if err != nil {
 		t.Fatalf("stream %s: %v", subjects.StreamRunEvents, err)
 	}
-	filter := subjects.Decision(dev.Project, "*")
+	filter := subjects.Decisions(dev.Project)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		t.Fatalf("stream info: %v", err)
@@ -370,6 +373,15 @@ func (s *rqStack) startRouter(t testing.TB, opts router.Options) *rqRouter {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var err error
+	if opts.Triggers, err = trigger.New(ctx, trigger.Options{JS: s.js, Budgets: wire.FromConn(s.nc)}); err != nil {
+		t.Fatal(err)
+	}
+	if opts.Blobs, err = blob.Open(ctx, blob.Options{JS: s.js, Budgets: wire.FromConn(s.nc)}); err != nil {
+		t.Fatal(err)
+	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = egress.NewClient(egress.Options{AllowLoopback: true})
 	}
@@ -377,8 +389,6 @@ func (s *rqStack) startRouter(t testing.TB, opts router.Options) *rqRouter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
@@ -20,6 +21,8 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 	"github.com/switchboard-hq/switchboard/services/router"
@@ -157,9 +160,17 @@ steps:
 	}
 	t.Logf("published %d events in %s", midstreamEvents, published.Sub(start).Round(time.Millisecond))
 
+	triggers, err := trigger.New(ctx, trigger.Options{JS: js, Budgets: wire.FromConn(nc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := blob.Open(ctx, blob.Options{JS: js, Budgets: wire.FromConn(nc)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	newRouter := func() *router.Service {
 		r, err := router.New(router.Options{
-			NC: nc, JS: js, Catalog: cat, Directory: dir, Logger: logger,
+			NC: nc, JS: js, Catalog: cat, Directory: dir, Logger: logger, Triggers: triggers, Blobs: blobs,
 			HTTPClient: egress.NewClient(egress.Options{AllowLoopback: true}),
 			// Messages the stopped router had fetched but not started come
 			// back after AckWait; keep that short so the test is quick.

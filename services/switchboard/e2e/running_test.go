@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-hq/switchboard/pkg/fnworker"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -70,7 +74,38 @@ steps:
 	if quick.Status != runs.StatusSucceeded || quick.Seq != 2 {
 		t.Fatalf("quick run: status %s seq %d", quick.Status, quick.Seq)
 	}
-	if n := rqSubjectMsgs(t, sys.JS, "RUN_EVENTS", "sb.history.dev.run."+quick.ID); n != 1 {
+	if n := snapshotsOf(t, sys.JS, quick.ID); n != 1 {
 		t.Fatalf("quick run stored %d snapshots, want 1", n)
 	}
+}
+
+// snapshotsOf counts the snapshots of run id in the history log.
+func snapshotsOf(t *testing.T, js jetstream.JetStream, id string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	subject := subjects.RunHistory(dev.Project)
+	total := int(rqSubjectMsgs(t, js, subjects.StreamRunEvents, subject))
+	c, err := js.OrderedConsumer(ctx, subjects.StreamRunEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for seen := 0; seen < total; {
+		batch, err := c.Fetch(total-seen, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			seen++
+			var r runs.Run
+			if json.Unmarshal(m.Data(), &r) == nil && r.ID == id {
+				n++
+			}
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
 }

@@ -32,7 +32,7 @@ func newDevCmd() *cobra.Command {
 				DataDir: dataDir, HTTPAddr: httpAddr, NATSAddr: natsAddr, ExamplesDir: examples,
 				APIKey: os.Getenv("SWITCHBOARD_DEV_API_KEY"), AdminToken: cfg.AdminToken, SecretKey: cfg.SecretKey,
 				AllowPrivate: cfg.AllowPrivate, MaxBody: cfg.MaxBody, Concurrency: cfg.Concurrency,
-				Limits: cfg.Limits, Logger: logger,
+				Limits: cfg.Limits, PprofAddr: cfg.PprofAddr, Logger: logger,
 			})
 			if err != nil {
 				return err

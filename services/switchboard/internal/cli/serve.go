@@ -49,7 +49,7 @@ and drains NATS, all within SWITCHBOARD_SHUTDOWN_TIMEOUT.`,
 				NATSURL: cfg.NATSURL, HTTPAddr: cfg.HTTPAddr, DataDir: cfg.DataDir,
 				AdminToken: cfg.AdminToken, Secrets: box, MaxBody: cfg.MaxBody,
 				AllowPrivate: cfg.AllowPrivate, Concurrency: cfg.Concurrency, Limits: cfg.Limits,
-				DrainDelay: cfg.DrainDelay, Logger: logger,
+				DrainDelay: cfg.DrainDelay, PprofAddr: cfg.PprofAddr, Logger: logger,
 			})
 			if err != nil {
 				return err
