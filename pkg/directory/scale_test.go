@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 )
@@ -86,7 +87,10 @@ func TestStartDoesNotGrowWithUsers(t *testing.T) {
 // SB_DIR_USERS=1000000 go test -run TestLoadUsers -timeout 2h ./directory/
 // imports that many users with two credentials each, then reports the
 // import rate, the start of a new Directory, heap and RSS at idle, and
-// lookup latencies at that size.
+// lookup latencies at that size. With SB_NATS_URL it uses that server
+// instead of an embedded one, so the process's heap and RSS are the
+// directory's alone (nats-server keeps a few hundred bytes per key in
+// memory, ten keys per user here).
 func TestLoadUsers(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("SB_DIR_USERS"))
 	if n <= 0 {
@@ -96,15 +100,20 @@ func TestLoadUsers(t *testing.T) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	srv := brokertest.Start(t)
-	loader := brokertest.Directory(t, srv.JS)
+	js := loadServer(t)
+	loader := brokertest.Directory(t, js)
 	took := importUsers(t, loader, n, 2)
 	t.Logf("imported %d users × 2 credentials in %v: %.0f users/s", n, took.Round(time.Second), float64(n)/took.Seconds())
-	start, grew := openCost(t, srv.JS)
+	loaderStats := loader.CacheStats()
+	start, grew := openCost(t, js)
 	t.Logf("new Directory: Open+Start %v, heap %+d KB", start.Round(time.Microsecond), grew>>10)
-	t.Logf("process at idle (embedded nats-server included): heap %d MB, RSS %s", heapAfterGC()>>20, rss())
+	where := "embedded nats-server included"
+	if os.Getenv("SB_NATS_URL") != "" {
+		where = "nats-server apart"
+	}
+	t.Logf("process at idle (%s; loader cache %d records): heap %d MB, RSS %s", where, loaderStats.Entries, heapAfterGC()>>20, rss())
 
-	d := brokertest.Directory(t, srv.JS)
+	d := brokertest.Directory(t, js)
 	ctx := ctxT(t)
 	measure := func(name string, f func(i int) error) {
 		const rounds = 200
@@ -136,6 +145,27 @@ func TestLoadUsers(t *testing.T) {
 			return err
 		})
 	}
+}
+
+// loadServer is SB_NATS_URL, provisioned, or an embedded server.
+func loadServer(t *testing.T) jetstream.JetStream {
+	url := os.Getenv("SB_NATS_URL")
+	if url == "" {
+		return brokertest.Start(t).JS
+	}
+	nc, err := broker.Connect(url, "directory-load")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := broker.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Provision(ctxT(t), js, broker.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 func rss() string {

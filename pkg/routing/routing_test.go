@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
@@ -292,5 +293,42 @@ func TestFirst(t *testing.T) {
 				t.Errorf("First = %+v, %v; want %+v, %v", got, ok, c.want, c.ok)
 			}
 		})
+	}
+}
+
+// TestDirectoryFailureIsAnError: when the directory cannot be read, Decide
+// fails (the router retries) instead of deciding "unknown user".
+func TestDirectoryFailureIsAnError(t *testing.T) {
+	srv := brokertest.Start(t)
+	cat := brokertest.Catalog(t, srv.JS)
+	objs, err := workflow.Parse([]byte(docs), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := cat.Apply(context.Background(), objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cat.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := srv.Embedded.Connect("doomed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := broker.JetStream(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := directory.Open(ctx, directory.Options{JS: js})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	ev := &sbv1.TriggerEvent{Id: "e", Project: "acme", Kind: sbv1.Kind_APP_EVENT, Name: "Ping", User: "u1"}
+	if cands, err := routing.Decide(ctx, cat, dir, ev); err == nil {
+		t.Fatalf("Decide with an unreadable directory = %+v, nil", cands)
 	}
 }
