@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
@@ -26,13 +28,20 @@ func TestBoundedRecords(t *testing.T) {
 	if mp := sys.NC.MaxPayload(); mp > 1<<20 {
 		t.Fatalf("the dev server's max_payload is %d: it must not hide the stock 1 MB limit", mp)
 	}
-	a, key := newAPI(sys.HTTPAddr), sys.APIKey
 	token, err := sys.Token("u1", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := newAPI(sys.HTTPAddr)
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u1", sys.APIKey, map[string]any{})
+	boundedCases(t, a, sys.APIKey, token, sys.JS)
+}
 
-	// One listener: /big answers 1.2 MB, anything else echoes the size.
+// boundedCases applies its workflows to project dev of a running system
+// (user u1 exists, token is theirs) and runs the cases against it.
+func boundedCases(t *testing.T, a api, key, token string, js jetstream.JetStream) {
+	t.Helper()
+	// One listener: /big answers 1.2 MB, anything else a small JSON.
 	var bigCalls, postCalls atomic.Int64
 	bigBody := `{"blob":"` + strings.Repeat("x", 1200*1000) + `"}`
 	l := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +56,7 @@ func TestBoundedRecords(t *testing.T) {
 	}))
 	t.Cleanup(l.Close)
 
-	rqSetup(t, a, key, `
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, `
 kind: AppEvent
 name: Fetch Big
 ---
@@ -110,7 +119,7 @@ steps:
 		if !ok || ref.Size < 1200*1000 || !strings.Contains(ref.Preview, "xxxx") {
 			t.Fatalf("the 1.2 MB output is not a reference with a preview: %.300v", step.Output)
 		}
-		waitSettled(t, sys)
+		waitSettled(t, js)
 		if n := bigCalls.Load(); n != 1 {
 			t.Fatalf("listener called %d times, want once", n)
 		}
@@ -122,7 +131,7 @@ steps:
 		want := decide.DefaultMaxHops + 1
 		var stopped runs.Decision
 		eventually(t, 30*time.Second, "the emit chain to stop at the hop limit", func() (bool, string) {
-			for _, d := range rqDecisions(t, sys.JS) {
+			for _, d := range rqDecisions(t, js) {
 				for _, c := range d.Candidates {
 					if c.Workflow == "loop" && c.Reason == runs.ReasonHopLimit {
 						stopped = d
@@ -134,7 +143,7 @@ steps:
 		})
 		// Nothing is left to run once the consumers settle; the read model
 		// may still be applying what ran.
-		waitSettled(t, sys)
+		waitSettled(t, js)
 		eventually(t, 20*time.Second, fmt.Sprintf("%d runs of loop in the history", want), func() (bool, string) {
 			n := len(rqListRuns(t, a, key, "loop"))
 			if n > want {
@@ -150,7 +159,7 @@ steps:
 
 // waitSettled waits until the router and every executor have nothing
 // pending or unacknowledged, so a count taken after it would show a loop.
-func waitSettled(t *testing.T, sys *dev.System) {
+func waitSettled(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	eventually(t, 30*time.Second, "the consumers to settle", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -159,7 +168,7 @@ func waitSettled(t *testing.T, sys *dev.System) {
 			{subjects.StreamTriggers, router.ConsumerRouter},
 			{subjects.StreamRuns, router.ExecutorDurable(dev.Project)},
 		} {
-			cons, err := sys.JS.Consumer(ctx, c.stream, c.name)
+			cons, err := js.Consumer(ctx, c.stream, c.name)
 			if err != nil {
 				return false, err.Error()
 			}

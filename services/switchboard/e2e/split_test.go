@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-hq/switchboard/pkg/auth"
-	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 )
 
@@ -30,10 +32,11 @@ var splitProcesses = map[string][]string{
 	"connection-lifecycle": {"connection-lifecycle"},
 }
 
-// TestSplitMode runs the walk-through against three `switchboard serve`
-// processes — ingress with the run history, the router, and
-// connection-lifecycle — built from cmd/switchboard and sharing one
-// nats-server on 127.0.0.1.
+// TestSplitMode runs the walk-through, then the bounded-record cases,
+// against three `switchboard serve` processes — ingress with the run
+// history, the router, and connection-lifecycle — built from
+// cmd/switchboard and sharing one stock `nats-server -js` process (built
+// from its module, default settings: max_payload 1 MB) on 127.0.0.1.
 func TestSplitMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three processes")
@@ -46,15 +49,11 @@ func TestSplitMode(t *testing.T) {
 	}
 	t.Logf("built the switchboard binary in %s", time.Since(start).Round(time.Millisecond))
 
-	ns, err := broker.StartEmbedded(broker.EmbeddedOptions{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	natsURL := startNATSServer(t)
 
 	const adminToken = "adm_split_mode_test_token"
 	common := []string{
-		"SWITCHBOARD_NATS_URL=" + ns.ClientURL(),
+		"SWITCHBOARD_NATS_URL=" + natsURL,
 		"SWITCHBOARD_ADMIN_TOKEN=" + adminToken,
 		"SWITCHBOARD_ALLOW_PRIVATE_NETWORKS=true",
 		"SWITCHBOARD_SHUTDOWN_TIMEOUT=10s",
@@ -173,6 +172,52 @@ func TestSplitMode(t *testing.T) {
 		}
 	}
 	t.Logf("split mode walk-through done in %s", time.Since(start).Round(time.Millisecond))
+
+	js, err := jetstream.New(rqConnect(t, natsURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boundedCases(t, ing, key, token, js)
+}
+
+// startNATSServer builds nats-server from its module and runs it as a
+// separate process with JetStream and nothing else changed from its
+// defaults, on a free 127.0.0.1 port; it returns the client URL.
+func startNATSServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	build := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-js", "-sd", t.TempDir(), "-a", host, "-p", port)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("nats-server output:\n%s", out.String())
+		}
+	})
+	url := "nats://" + addr
+	eventually(t, 20*time.Second, "nats-server to accept connections", func() (bool, string) {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer nc.Close()
+		if mp := nc.MaxPayload(); mp != 1<<20 {
+			t.Fatalf("stock nats-server max_payload %d, want 1 MB", mp)
+		}
+		return true, ""
+	})
+	return url
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
