@@ -83,6 +83,30 @@ func (c *Checker) Admin(r *http.Request) error {
 	return nil
 }
 
+// ExistingProject is Project for calls on a project that must exist: it
+// authenticates first, so an unauthorized request learns nothing about the
+// deployment, then answers 404 project_not_found for an unknown project.
+func (c *Checker) ExistingProject(r *http.Request, p string) (Principal, error) {
+	pr, err := c.Project(r, p)
+	if err != nil {
+		return pr, err
+	}
+	if _, ok := c.cat.Project(p); !ok {
+		return pr, apierr.NotFound("project_not_found", "project %q does not exist", p)
+	}
+	return pr, nil
+}
+
+// ServerSide requires an API key (or the operator): calls that change or
+// read the whole project, or start work on its behalf, are not for end
+// users.
+func ServerSide(pr Principal) error {
+	if pr.Role == RoleUser {
+		return apierr.Forbidden("this call needs the project API key, not a user token")
+	}
+	return nil
+}
+
 // Project authenticates a call on project p with an API key or a user
 // token. A credential of another project is 403, not 401: it is valid, just
 // not here.

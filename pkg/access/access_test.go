@@ -291,3 +291,25 @@ func TestActingUser(t *testing.T) {
 		})
 	}
 }
+
+// ExistingProject authenticates before it looks the project up, so an
+// unauthorized caller cannot probe which projects exist.
+func TestExistingProject(t *testing.T) {
+	f := setup(t)
+	for _, c := range []struct {
+		name, project, authz string
+		status               int
+		code                 string
+	}{
+		{"existing project", "acme", "Bearer " + f.acmeKey, 0, ""},
+		{"unknown project, operator", "ghost", "Bearer " + adminToken, 404, "project_not_found"},
+		{"unknown project, no credentials", "ghost", "", 401, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := f.checker.ExistingProject(req(c.authz), c.project)
+			wantStatus(t, err, c.status, c.code)
+		})
+	}
+	wantStatus(t, access.ServerSide(access.Principal{Role: access.RoleUser}), 403, "forbidden")
+	wantStatus(t, access.ServerSide(access.Principal{Role: access.RoleAPIKey}), 0, "")
+}

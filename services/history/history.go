@@ -23,7 +23,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
-	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
@@ -139,26 +138,7 @@ func (s *Service) Stop(context.Context) error {
 	return runErr
 }
 
-// projectCaller authenticates a call on project p and checks p exists. The
-// caller is checked first, so an unauthorized request learns nothing about
-// the deployment.
+// projectCaller authenticates a call on project p and checks p exists.
 func (s *Service) projectCaller(c *echo.Context) (access.Principal, error) {
-	p := c.Param("p")
-	pr, err := s.opts.Access.Project(c.Request(), p)
-	if err != nil {
-		return pr, err
-	}
-	if _, ok := s.opts.Catalog.Project(p); !ok {
-		return pr, apierr.NotFound("project_not_found", "project %q does not exist", p)
-	}
-	return pr, nil
-}
-
-// serverSide requires an API key (or the operator): a replay starts work on
-// the project's behalf, which is not for end users.
-func serverSide(pr access.Principal) error {
-	if pr.Role == access.RoleUser {
-		return apierr.Forbidden("this call needs the project API key, not a user token")
-	}
-	return nil
+	return s.opts.Access.ExistingProject(c.Request(), c.Param("p"))
 }

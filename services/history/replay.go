@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
@@ -36,7 +37,7 @@ func (s *Service) replayRun(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := serverSide(pr); err != nil {
+	if err := access.ServerSide(pr); err != nil {
 		return err
 	}
 	old, err := s.store.GetRun(pr.Project, c.Param("run"))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
@@ -135,7 +136,7 @@ func (s *Service) apply(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := serverSide(pr); err != nil {
+	if err := access.ServerSide(pr); err != nil {
 		return err
 	}
 	body, err := httpx.ReadBody(c, s.opts.MaxBody)
@@ -205,7 +206,7 @@ func (s *Service) listWorkflows(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := serverSide(pr); err != nil {
+	if err := access.ServerSide(pr); err != nil {
 		return err
 	}
 	ws := s.opts.Catalog.Workflows(pr.Project)
@@ -220,7 +221,7 @@ func (s *Service) getWorkflow(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := serverSide(pr); err != nil {
+	if err := access.ServerSide(pr); err != nil {
 		return err
 	}
 	w, ok := s.opts.Catalog.Workflow(pr.Project, c.Param("w"))
@@ -235,7 +236,7 @@ func (s *Service) deleteWorkflow(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := serverSide(pr); err != nil {
+	if err := access.ServerSide(pr); err != nil {
 		return err
 	}
 	w := c.Param("w")

@@ -110,24 +110,7 @@ func (s *Service) Stop(context.Context) error { return s.replies.close() }
 
 // projectCaller authenticates a call on project p and checks p exists.
 func (s *Service) projectCaller(c *echo.Context) (access.Principal, error) {
-	p := c.Param("p")
-	pr, err := s.opts.Access.Project(c.Request(), p)
-	if err != nil {
-		return pr, err
-	}
-	if _, ok := s.opts.Catalog.Project(p); !ok {
-		return pr, apierr.NotFound("project_not_found", "project %q does not exist", p)
-	}
-	return pr, nil
-}
-
-// serverSide requires an API key (or the operator): calls that change or
-// read the whole project are not for end users.
-func serverSide(pr access.Principal) error {
-	if pr.Role == access.RoleUser {
-		return apierr.Forbidden("this call needs the project API key, not a user token")
-	}
-	return nil
+	return s.opts.Access.ExistingProject(c.Request(), c.Param("p"))
 }
 
 func (s *Service) waitCatalog(c *echo.Context, rev uint64) error {
