@@ -68,6 +68,10 @@ func (s *Service) replayRun(c *echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.opts.PublishTimeout)
 	defer cancel()
 	ev.Reply = s.opts.NC.NewInbox()
+	if r := ev.GetRequest(); r != nil {
+		// The replay waits for the decision, not for a response.
+		r.RespondAsync = true
+	}
 	sub, err := s.opts.NC.SubscribeSync(ev.Reply)
 	if err != nil {
 		return apierr.Unavailable(err)

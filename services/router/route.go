@@ -44,15 +44,21 @@ var errPoison = errors.New("poison message")
 // id) and the run resumes from its checkpoint, as a run message would.
 func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
-	ev, inline, err := s.routeMsg(rctx, m)
+	ev, inline, decided, err := s.routeMsg(rctx, m)
 	cancel()
 	switch {
 	case err == nil:
 		s.opts.Metrics.TriggersRouted.WithLabelValues("routed").Inc()
-		if inline != nil {
-			return s.run(ctx, m, *inline, ev)
+		if inline == nil {
+			return nil
 		}
-		return nil
+		if err := s.run(ctx, m, *inline, ev); err != nil {
+			return err
+		}
+		// The trigger is acked only once its decision is stored too.
+		wctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
+		defer cancel()
+		return decided.wait(wctx)
 	case errors.Is(err, errPoison):
 		s.opts.Metrics.TriggersRouted.WithLabelValues("dead").Inc()
 		s.log.Warn("trigger dead-lettered", "subject", m.Subject(), "reason", err.Error())
@@ -104,10 +110,14 @@ func (s *Service) decodeTrigger(m jetstream.Msg) (ev *sbv1.TriggerEvent, normali
 
 // routeMsg decides a trigger, stores the decision and publishes its runs;
 // the run it leaves to the caller to execute in place, if any, is inline.
-func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.TriggerEvent, inline *runRef, err error) {
+// For a synchronous caller's inline run it does not wait for the decision
+// record to be stored — the caller waits for the run, not the record — and
+// returns its publish as decided, for the caller to wait on before the
+// trigger is acked.
+func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.TriggerEvent, inline *runRef, decided *publishes, err error) {
 	ev, normalized, err := s.decodeTrigger(m)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if v := m.Headers().Get(envelope.HeaderCatalogRevision); v != "" {
 		if rev, err := strconv.ParseUint(v, 10, 64); err == nil {
@@ -120,11 +130,11 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	}
 	cands, err := s.deciders.Decide(ctx, ev)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		return nil, nil, fmt.Errorf("trigger metadata: %w", err)
+		return nil, nil, nil, fmt.Errorf("trigger metadata: %w", err)
 	}
 	var ran []string
 	for _, c := range cands {
@@ -146,7 +156,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	data := m.Data()
 	if inline == nil && (m.Headers().Get(envelope.HeaderContentType) != envelope.ContentTypeProto || normalized) {
 		if data, err = envelope.Marshal(ev); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", errPoison, err)
+			return nil, nil, nil, fmt.Errorf("%w: %v", errPoison, err)
 		}
 	}
 	pubs := publishes{js: s.opts.JS}
@@ -164,7 +174,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 		}
 		rm.Data = data
 		if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
 	}
@@ -179,20 +189,24 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 		dm := nats.NewMsg(subjects.Decisions(ev.Project))
 		dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
 		if dm.Data, err = json.Marshal(page); err != nil {
-			return nil, nil, fmt.Errorf("encode decision: %w", err)
+			return nil, nil, nil, fmt.Errorf("encode decision: %w", err)
 		}
 		if err := pubs.add(dm); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
+	if inline != nil && !ev.GetRequest().GetRespondAsync() {
+		// The caller knows the run id already and waits for its response.
+		return ev, inline, &pubs, nil
+	}
 	if err := pubs.wait(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if ev.Reply != "" {
 		s.answerDecided(ev, cands, ran)
 	}
 	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(cands))
-	return ev, inline, nil
+	return ev, inline, &pubs, nil
 }
 
 // answerDecided tells a caller waiting on the trigger's inbox what was
