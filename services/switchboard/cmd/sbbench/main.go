@@ -72,6 +72,7 @@ var scenarios = []scenario{
 	{"ingest", true, runIngest},
 	{"e2e", true, runE2E},
 	{"sync", true, runSync},
+	{"fair", true, runFair},
 	{"devproc", false, runDevProc},
 }
 
