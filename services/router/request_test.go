@@ -222,11 +222,6 @@ func TestRequestWithoutInbox(t *testing.T) {
 // id); coming back for the retry must resume that run, whatever changed in
 // the directory meanwhile.
 func TestRequestRetryKeepsItsDecision(t *testing.T) {
-	t.Skip("known bug: route.go re-decides a redelivered request trigger (routeMsg → Decide) before resuming " +
-		"its in-place run; when the decision changed during the step's backoff (here the user connected a " +
-		"second account, so it is now credential_ambiguous) the trigger is acked with the new decision: the " +
-		"caller, already told the run id, gets a 409, a second contradicting decision record is written, and " +
-		"the run stays 'running' with its pending step forever (never finished, never dead-lettered)")
 	h := newHarness(t, router.Options{})
 	h.apply(`kind: Integration
 id: crm

@@ -52,13 +52,15 @@ func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
 		if inline == nil {
 			return nil
 		}
-		if err := s.run(ctx, m, *inline, ev); err != nil {
-			return err
-		}
-		// The trigger is acked only once its decision is stored too.
+		runErr := s.run(ctx, m, *inline, ev)
+		// The trigger is settled only once its decision is stored too: a
+		// redelivery (a step's retry included) must find the run decided.
 		wctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
 		defer cancel()
-		return decided.wait(wctx)
+		if err := decided.wait(wctx); err != nil && runErr == nil {
+			return err
+		}
+		return runErr
 	case errors.Is(err, errPoison):
 		s.opts.Metrics.TriggersRouted.WithLabelValues("dead").Inc()
 		s.log.Warn("trigger dead-lettered", "subject", m.Subject(), "reason", err.Error())
@@ -118,6 +120,9 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	ev, normalized, err := s.decodeTrigger(m)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if resumed, err := s.startedRequest(ctx, m, ev); err != nil || resumed != nil {
+		return ev, resumed, &publishes{}, err
 	}
 	if v := m.Headers().Get(envelope.HeaderCatalogRevision); v != "" {
 		if rev, err := strconv.ParseUint(v, 10, 64); err == nil {
@@ -207,6 +212,30 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	}
 	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(cands))
 	return ev, inline, &pubs, nil
+}
+
+// startedRequest returns the run of a redelivered request trigger that an
+// earlier delivery already decided and started (for a step's retry, or
+// after a crash), so it carries on as it was decided then — with the
+// credential chosen then — rather than being decided again on what the
+// config and directory say now, which could orphan the run halfway.
+func (s *Service) startedRequest(ctx context.Context, m jetstream.Msg, ev *sbv1.TriggerEvent) (*runRef, error) {
+	if ev.Kind != sbv1.Kind_REQUEST {
+		return nil, nil
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("trigger metadata: %w", err)
+	}
+	if !s.suspect(md, ev) {
+		return nil, nil
+	}
+	runID := runs.RequestRunID(ev.Id, ev.Workflow, ev.User)
+	prev, err := s.lastSnapshot(ctx, ev.Project, runID)
+	if err != nil || prev == nil {
+		return nil, err
+	}
+	return &runRef{id: runID, workflow: prev.Workflow, user: prev.User, credential: prev.Credential}, nil
 }
 
 // answerDecided tells a caller waiting on the trigger's inbox what was
