@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -162,8 +163,34 @@ func (s *Service) prepare(m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (*
 // window, its first copy may have run). Everything else is a run that was
 // just triggered and has never started.
 func (s *Service) suspect(md *jetstream.MsgMetadata, ev *sbv1.TriggerEvent) bool {
+	s.noteDelivery(md)
 	return md.NumDelivered > 1 || md.Timestamp.Before(s.connectedSince()) ||
 		time.Since(ev.GetReceivedAt().AsTime()) > s.opts.DuplicateWindow/2
+}
+
+// noteDelivery watches for a consumer whose state went back: the server
+// numbers deliveries in order, so a delivery numbered at or below one this
+// router already had means the consumer's state was restored from an
+// earlier point (a server restarted without this router's connection
+// dropping, in a cluster). Messages stored before then are suspect as after
+// a reconnect.
+func (s *Service) noteDelivery(md *jetstream.MsgMetadata) {
+	v, _ := s.delivered.LoadOrStore(md.Consumer, new(atomic.Uint64))
+	last := v.(*atomic.Uint64)
+	for {
+		seen := last.Load()
+		if md.Sequence.Consumer > seen {
+			if last.CompareAndSwap(seen, md.Sequence.Consumer) {
+				return
+			}
+			continue
+		}
+		s.log.Warn("consumer state went back; checking runs stored before now for a finished state",
+			"consumer", md.Consumer, "delivery", md.Sequence.Consumer, "seen", seen)
+		s.since.Store(time.Now().UnixNano())
+		last.Store(md.Sequence.Consumer)
+		return
+	}
 }
 
 // lastSnapshot returns the run's last stored state, or nil if it has none.

