@@ -459,10 +459,38 @@ func deleteIndex(b buckets, project, runID string, h rowHeader) error {
 	return nil
 }
 
-// GetRun returns the stored state of a run.
+// GetRun returns the stored state of a run, with the trigger that started
+// it.
 func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
+	run, err := s.storedRun(project, runID)
+	if err != nil || len(run.Trigger) > 0 {
+		return run, err
+	}
+	// Snapshots do not repeat the trigger; the decision record that started
+	// the run refers to it (older ones hold it).
+	var dec struct {
+		Trigger    json.RawMessage `json:"trigger"`
+		TriggerSeq uint64          `json:"triggerSeq"`
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if d := tx.Bucket(bucketDecisions).Get(rowKey(project, run.EventID)); len(d) >= 8 {
+			_ = json.Unmarshal(d[8:], &dec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	run.Trigger = dec.Trigger
+	if len(run.Trigger) == 0 {
+		run.Trigger = s.trigger(dec.TriggerSeq)
+	}
+	return run, nil
+}
+
+// storedRun returns the run's snapshot as stored.
+func (s *Store) storedRun(project, runID string) (*runs.Run, error) {
 	var run *runs.Run
-	var triggerSeq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ts := tx.Bucket(bucketRunIDs).Get(rowKey(project, runID))
 		if len(ts) != 8 {
@@ -473,29 +501,11 @@ func (s *Store) GetRun(project, runID string) (*runs.Run, error) {
 			return ErrNotFound
 		}
 		var err error
-		if run, err = decodeRun(v); err != nil {
-			return err
-		}
-		if len(run.Trigger) == 0 {
-			// Snapshots do not repeat the trigger; the decision record
-			// that started the run refers to it (older ones hold it).
-			if d := tx.Bucket(bucketDecisions).Get(rowKey(project, run.EventID)); len(d) >= 8 {
-				var dec struct {
-					Trigger    json.RawMessage `json:"trigger"`
-					TriggerSeq uint64          `json:"triggerSeq"`
-				}
-				if json.Unmarshal(d[8:], &dec) == nil {
-					run.Trigger, triggerSeq = dec.Trigger, dec.TriggerSeq
-				}
-			}
-		}
-		return nil
+		run, err = decodeRun(v)
+		return err
 	})
 	if err != nil {
 		return nil, err
-	}
-	if len(run.Trigger) == 0 {
-		run.Trigger = s.trigger(triggerSeq)
 	}
 	return run, nil
 }

@@ -33,7 +33,9 @@ func (s *Store) ServeRunState(ctx context.Context, nc *nats.Conn) error {
 		return errors.New("history: ServeRunState needs Options.JS")
 	}
 	sub, err := nc.QueueSubscribe(subjects.HistoryRunQueryAll, stateQueue, func(m *nats.Msg) {
-		_ = m.Respond(s.answerState(ctx, m.Subject))
+		if err := m.Respond(s.answerState(ctx, m.Subject)); err != nil {
+			s.log.Warn("history: run-state answer not sent", "subject", m.Subject, "err", err)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("history: run-state responder: %w", err)
@@ -73,7 +75,9 @@ func (s *Store) runState(ctx context.Context, subject string) (*runs.Run, error)
 	if err := s.WaitSeq(ctx, st.CachedInfo().State.LastSeq); err != nil {
 		return nil, fmt.Errorf("read model not current: %w", err)
 	}
-	run, err := s.GetRun(project, runID)
+	// The stored snapshot only: the trigger GetRun fills in can be as large
+	// as a message may be, and the executor has it already.
+	run, err := s.storedRun(project, runID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}

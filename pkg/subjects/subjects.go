@@ -64,6 +64,9 @@ func Trigger(project, kind, key string) string {
 	return "sb.trigger." + project + "." + kind + "." + Token(key)
 }
 
+// TriggersOfProject is the wildcard of every trigger subject of project p.
+func TriggersOfProject(project string) string { return "sb.trigger." + project + ".>" }
+
 // TriggerProject returns the project token of a trigger subject.
 func TriggerProject(subject string) (string, bool) {
 	parts := strings.Split(subject, ".")

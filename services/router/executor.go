@@ -59,6 +59,7 @@ type runRef struct {
 // next attempt hands the message back with that delay; infrastructure
 // trouble is retried, and the run resumes after its last checkpoint.
 func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
+	s.noteDelivery(m)
 	h := m.Headers()
 	ref := runRef{id: h.Get(HeaderRunID), workflow: h.Get(HeaderWorkflow), user: h.Get(HeaderUser), credential: h.Get(HeaderCredential)}
 	if !runs.ValidID(ref.id) {
@@ -163,7 +164,6 @@ func (s *Service) prepare(m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (*
 // window, its first copy may have run). Everything else is a run that was
 // just triggered and has never started.
 func (s *Service) suspect(md *jetstream.MsgMetadata, ev *sbv1.TriggerEvent) bool {
-	s.noteDelivery(md)
 	return md.NumDelivered > 1 || md.Timestamp.Before(s.connectedSince()) ||
 		time.Since(ev.GetReceivedAt().AsTime()) > s.opts.DuplicateWindow/2
 }
@@ -174,7 +174,13 @@ func (s *Service) suspect(md *jetstream.MsgMetadata, ev *sbv1.TriggerEvent) bool
 // earlier point (a server restarted without this router's connection
 // dropping, in a cluster). Messages stored before then are suspect as after
 // a reconnect.
-func (s *Service) noteDelivery(md *jetstream.MsgMetadata) {
+//
+// Every handler calls it once per delivery, before anything asks suspect.
+func (s *Service) noteDelivery(m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		return
+	}
 	v, _ := s.delivered.LoadOrStore(md.Consumer, new(atomic.Uint64))
 	last := v.(*atomic.Uint64)
 	for {

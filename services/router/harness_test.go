@@ -463,7 +463,7 @@ func (h *harness) settled(stream, durable string, seq uint64) {
 // routed waits until the router is done with trigger seq.
 func (h *harness) routed(seq uint64) {
 	h.t.Helper()
-	h.settled(subjects.StreamTriggers, router.ConsumerRouter, seq)
+	h.settled(subjects.StreamTriggers, router.RouterDurable(project), seq)
 }
 
 // runMessages is the RUNS messages of workflow w.

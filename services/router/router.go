@@ -3,14 +3,15 @@
 // the resulting runs.
 //
 // Durable pull consumers do the work, through pkg/consume (ack, retry with
-// delay, dead-letter, MaxDeliver): "router" on TRIGGERS turns one trigger
-// event into a decision record (decided by services/router/decide) plus zero
-// or more run messages on RUNS (each with Nats-Msg-Id = its deterministic run
-// id), and one "executor-<project>" per project on RUNS runs the steps,
-// checkpointing every finished step to RUN_EVENTS; the executors share one
-// budget of slots in turn, so a project's burst cannot starve another. A
-// trigger is acked only after its decision and runs are stored; a run only
-// after its final state is stored.
+// delay, dead-letter, MaxDeliver), one of each per project: "router-<p>" on
+// TRIGGERS turns one trigger event into a decision record (decided by
+// services/router/decide) plus zero or more run messages on RUNS (each with
+// Nats-Msg-Id = its deterministic run id) — or executes a request's one run
+// itself — and "executor-<p>" on RUNS runs the steps, checkpointing every
+// finished step. Each kind shares one budget of slots across projects in
+// turn, so a project's burst cannot starve another. A trigger is acked only
+// after its decision and runs are stored; a run only after its final state
+// is stored.
 package router
 
 import (
@@ -44,6 +45,10 @@ const (
 	ConsumerRouter   = "router"
 	ConsumerExecutor = "executor"
 )
+
+// RouterDurable is the durable consumer on TRIGGERS that routes project
+// p's triggers.
+func RouterDurable(project string) string { return ConsumerRouter + "-" + project }
 
 // ExecutorDurable is the durable consumer on RUNS that executes project p's
 // runs.
@@ -114,7 +119,9 @@ type Service struct {
 	// this router has had (*atomic.Uint64), see noteDelivery.
 	delivered sync.Map
 
-	router   *consume.Consumer
+	// router and executor hold one durable consumer per project each (on
+	// TRIGGERS and RUNS), every group drawing from its own slots in turn.
+	router   *consume.Group
 	executor *consume.Group
 	// stopWatch ends the loop that gives every project its executor.
 	stopWatch context.CancelFunc
@@ -179,9 +186,11 @@ func (s *Service) Name() string { return "router" }
 const maxDeliver = 2*workflow.MaxAttempts + 10
 
 // Start creates the durable consumers (idempotently) and starts consuming:
-// "router" on TRIGGERS, and one executor per project on RUNS
-// ("executor-<project>"), all drawing from one budget of Concurrency slots
-// in turn, so one project's backlog cannot starve another project's runs.
+// per project, "router-<project>" on TRIGGERS and "executor-<project>" on
+// RUNS. The routers draw from one budget of RouteConcurrency slots in turn,
+// the executors from one of Concurrency, so one project's backlog — of
+// triggers or of runs — cannot starve another project's. Triggers on the
+// subjects of a project that does not exist are not consumed.
 func (s *Service) Start(ctx context.Context) error {
 	js := s.opts.JS
 	var err error
@@ -191,22 +200,31 @@ func (s *Service) Start(ctx context.Context) error {
 	s.since.Store(time.Now().UnixNano())
 	s.reconnects.Store(s.opts.NC.Stats().Reconnects)
 	reg := s.opts.Metrics.Registry
-	s.router, err = consume.Start(ctx, js, consume.Options{
-		Name: ConsumerRouter, Stream: subjects.StreamTriggers, FilterSubjects: []string{subjects.TriggersAll},
-		AckWait: s.opts.AckWait, Concurrency: s.opts.RouteConcurrency, MaxAckPending: s.opts.RouteConcurrency * 16,
-		MaxDeliver: maxDeliver, Handler: s.route, Middleware: []consume.Middleware{consume.KeepAlive(0)},
-		DeadLetter: consume.DeadLetterTo(js, func(m jetstream.Msg) string {
-			project, _ := subjects.TriggerProject(m.Subject())
-			return subjects.DeadTrigger(project)
-		}),
-		Logger: s.log, Registerer: reg,
+	// Consumers of the one shared durables "router" and "executor" that
+	// came before the per-project ones are gone for good.
+	for stream, durable := range map[string]string{subjects.StreamTriggers: ConsumerRouter, subjects.StreamRuns: ConsumerExecutor} {
+		if err := js.DeleteConsumer(ctx, stream, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			s.log.Warn("removing a consumer of an earlier version", "consumer", durable, "err", err)
+		}
+	}
+	s.router, err = consume.NewGroup(js, consume.GroupOptions{
+		Slots: consume.NewSlots(s.opts.RouteConcurrency),
+		Consumer: func(project string) consume.Options {
+			return consume.Options{
+				Name: ConsumerRouter, Stream: subjects.StreamTriggers, Durable: RouterDurable(project),
+				FilterSubjects: []string{subjects.TriggersOfProject(project)},
+				AckWait:        s.opts.AckWait, MaxAckPending: s.opts.RouteConcurrency * 16,
+				MaxDeliver: maxDeliver, Handler: s.route, Middleware: []consume.Middleware{consume.KeepAlive(0)},
+				DeadLetter: consume.DeadLetterTo(js, func(jetstream.Msg) string { return subjects.DeadTrigger(project) }),
+				Logger:     s.log, Registerer: reg,
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
-	slots := consume.NewSlots(s.opts.Concurrency)
 	s.executor, err = consume.NewGroup(js, consume.GroupOptions{
-		Slots: slots,
+		Slots: consume.NewSlots(s.opts.Concurrency),
 		Consumer: func(project string) consume.Options {
 			return consume.Options{
 				Name: ConsumerExecutor, Stream: subjects.StreamRuns, Durable: ExecutorDurable(project),
@@ -247,6 +265,9 @@ func (s *Service) connectedSince() time.Time {
 // addProjects gives every project in the catalog its executor.
 func (s *Service) addProjects(ctx context.Context) error {
 	for _, p := range s.opts.Catalog.Projects() {
+		if err := s.router.Add(ctx, p); err != nil {
+			return fmt.Errorf("router: router of %s: %w", p, err)
+		}
 		if err := s.executor.Add(ctx, p); err != nil {
 			return fmt.Errorf("router: executor of %s: %w", p, err)
 		}

@@ -14,8 +14,8 @@ func TestNoteDeliveryDetectsStateGoingBack(t *testing.T) {
 	s := &Service{log: slog.New(slog.DiscardHandler)}
 	start := time.Now().Add(-time.Hour)
 	s.since.Store(start.UnixNano())
-	md := func(consumer string, seq uint64) *jetstream.MsgMetadata {
-		return &jetstream.MsgMetadata{Consumer: consumer, Sequence: jetstream.SequencePair{Consumer: seq}}
+	md := func(consumer string, seq uint64) jetstream.Msg {
+		return delivery{md: jetstream.MsgMetadata{Consumer: consumer, Sequence: jetstream.SequencePair{Consumer: seq}}}
 	}
 	for _, seq := range []uint64{1, 2, 5, 9} {
 		s.noteDelivery(md("executor-a", seq))
@@ -36,3 +36,12 @@ func TestNoteDeliveryDetectsStateGoingBack(t *testing.T) {
 		t.Fatalf("deliveries after the restore moved the window again to %v", got)
 	}
 }
+
+// delivery is a message that only has metadata, all noteDelivery reads
+// (any other method would panic on the nil interface).
+type delivery struct {
+	jetstream.Msg
+	md jetstream.MsgMetadata
+}
+
+func (d delivery) Metadata() (*jetstream.MsgMetadata, error) { return &d.md, nil }

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
+	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/service"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/services/router"
@@ -216,12 +217,25 @@ func TestStartChosenRoles(t *testing.T) {
 					t.Errorf("%s %s (role %s): %d, want %d", probe[0], probe[1], role, got, want)
 				}
 			}
-			// The router's part is its durable consumers.
+			// The router's part is its durable consumers, one per project:
+			// a project created now gets its router where the role runs.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := a.JS.Consumer(ctx, subjects.StreamTriggers, router.ConsumerRouter)
-			if running := slices.Contains(roles, RoleRouter); running != (err == nil) {
-				t.Errorf("router consumer with roles %v: %v", roles, err)
+			if _, _, err := a.Catalog.UpdateProject(ctx, "p", func(*catalog.Project) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(roles, RoleRouter) {
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					if _, err := a.JS.Consumer(ctx, subjects.StreamTriggers, router.RouterDurable("p")); err == nil {
+						break
+					} else if time.Now().After(deadline) {
+						t.Fatalf("no router consumer for project p with roles %v: %v", roles, err)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			} else if _, err := a.JS.Consumer(ctx, subjects.StreamTriggers, router.RouterDurable("p")); err == nil {
+				t.Errorf("a router consumer exists with roles %v", roles)
 			}
 			for _, name := range RoleNames() {
 				if _, ok := a.Role(name); ok != slices.Contains(roles, name) {

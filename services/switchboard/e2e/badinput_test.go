@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/services/router"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -403,7 +404,7 @@ steps:
 		// Nothing is left pending for the router: the poison messages were
 		// terminated, not left for redelivery.
 		eventually(t, 20*time.Second, "the router consumer to have nothing pending", func() (bool, string) {
-			c, err := sys.JS.Consumer(ctx, subjects.StreamTriggers, "router")
+			c, err := sys.JS.Consumer(ctx, subjects.StreamTriggers, router.RouterDurable(dev.Project))
 			if err != nil {
 				return false, err.Error()
 			}

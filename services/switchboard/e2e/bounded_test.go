@@ -165,7 +165,7 @@ func waitSettled(t *testing.T, js jetstream.JetStream) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, c := range []struct{ stream, name string }{
-			{subjects.StreamTriggers, router.ConsumerRouter},
+			{subjects.StreamTriggers, router.RouterDurable(dev.Project)},
 			{subjects.StreamRuns, router.ExecutorDurable(dev.Project)},
 		} {
 			cons, err := js.Consumer(ctx, c.stream, c.name)

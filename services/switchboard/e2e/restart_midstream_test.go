@@ -206,7 +206,7 @@ steps:
 	}
 	atStop, _ := hits.counts()
 	t.Logf("first router stopped after %d runs (stop took %s); left: %s, %s", atStop, time.Since(stopStart).Round(time.Millisecond),
-		consumerState(ctx, t, js, subjects.StreamTriggers, router.ConsumerRouter), consumerState(ctx, t, js, subjects.StreamRuns, router.ExecutorDurable(project)))
+		consumerState(ctx, t, js, subjects.StreamTriggers, router.RouterDurable(project)), consumerState(ctx, t, js, subjects.StreamRuns, router.ExecutorDurable(project)))
 	if atStop >= midstreamEvents {
 		t.Fatalf("the first router ran all %d events before it was stopped; the restart was not mid-stream", atStop)
 	}
@@ -220,7 +220,7 @@ steps:
 	// Wait until nothing is left to deliver, so no late duplicate can
 	// still arrive after the counts are checked.
 	for _, c := range []struct{ stream, consumer string }{
-		{subjects.StreamTriggers, router.ConsumerRouter},
+		{subjects.StreamTriggers, router.RouterDurable(project)},
 		{subjects.StreamRuns, router.ExecutorDurable(project)},
 	} {
 		cons, err := js.Consumer(ctx, c.stream, c.consumer)

@@ -199,7 +199,7 @@ func runFair(ctx context.Context, b *bench) error {
 	b.printf("  enqueued  %d triggers in %s (%.0f/s)\n", n, enqueued.Round(time.Millisecond), float64(n)/enqueued.Seconds())
 
 	// Probe 1: sent while the router still routes burst's triggers.
-	routerBacklog, err := consumerBacklog(ctx, b, subjects.StreamTriggers, router.ConsumerRouter)
+	routerBacklog, err := consumerBacklog(ctx, b, subjects.StreamTriggers, router.RouterDurable(fairProject))
 	if err != nil {
 		return err
 	}
@@ -462,15 +462,15 @@ func (b *bench) enqueueBurst(ctx context.Context, n int) (time.Duration, error) 
 // progress with nothing waiting or unacknowledged).
 func waitRouted(ctx context.Context, b *bench, l *fairListener, start time.Time, n int) error {
 	timeout := max(2*time.Minute, time.Duration(n)*2*time.Millisecond)
-	cons, err := b.sys.JS.Consumer(ctx, subjects.StreamTriggers, router.ConsumerRouter)
+	cons, err := b.sys.JS.Consumer(ctx, subjects.StreamTriggers, router.RouterDurable(fairProject))
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", router.ConsumerRouter, err)
+		return fmt.Errorf("consumer %s: %w", router.RouterDurable(fairProject), err)
 	}
 	last := time.Now()
 	for {
 		info, err := cons.Info(ctx)
 		if err != nil {
-			return fmt.Errorf("consumer %s: %w", router.ConsumerRouter, err)
+			return fmt.Errorf("consumer %s: %w", router.RouterDurable(fairProject), err)
 		}
 		if info.NumPending+uint64(info.NumAckPending) == 0 {
 			return nil

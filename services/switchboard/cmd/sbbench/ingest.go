@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/services/router"
+	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
 // runIngest compares POST /v1/projects/dev/events with the bare baseline.
@@ -169,7 +170,7 @@ func (b *bench) traceFor(ctx context.Context, after, d time.Duration) error {
 // model has applied every record, and says how far behind it was.
 func (b *bench) drainRouter(ctx context.Context) (string, error) {
 	start := time.Now()
-	cons, err := b.sys.JS.Consumer(ctx, subjects.StreamTriggers, router.ConsumerRouter)
+	cons, err := b.sys.JS.Consumer(ctx, subjects.StreamTriggers, router.RouterDurable(dev.Project))
 	if err != nil {
 		return "", err
 	}

@@ -265,7 +265,7 @@ func (b *bench) drainRuns(ctx context.Context) (string, error) {
 	defer cancel()
 	var backlog []string
 	for _, sc := range []struct{ stream, consumer string }{
-		{subjects.StreamTriggers, router.ConsumerRouter},
+		{subjects.StreamTriggers, router.RouterDurable(dev.Project)},
 		{subjects.StreamRuns, router.ExecutorDurable(dev.Project)},
 	} {
 		cons, err := b.sys.JS.Consumer(ctx, sc.stream, sc.consumer)
