@@ -661,3 +661,48 @@ func TestStartValidates(t *testing.T) {
 		})
 	}
 }
+
+// OnReceive sees the deliveries in the server's order, although the
+// handlers run concurrently and settle in any order; a retry is a new
+// delivery with a higher delivery number.
+func TestOnReceiveOrder(t *testing.T) {
+	e := newEnv(t)
+	subject := "work.onreceive"
+	var mu sync.Mutex
+	var seqs []uint64
+	var handled atomic.Int32
+	e.start(t, consume.Options{
+		Name: "onreceive", FilterSubjects: []string{subject}, Concurrency: 8,
+		OnReceive: func(m jetstream.Msg) {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			seqs = append(seqs, md.Sequence.Consumer)
+			mu.Unlock()
+		},
+		Handler: func(ctx context.Context, m jetstream.Msg) error {
+			if md, _ := m.Metadata(); md.NumDelivered == 1 && md.Sequence.Stream%5 == 0 {
+				return consume.Retry(errors.New("once more"), time.Millisecond)
+			}
+			handled.Add(1)
+			return nil
+		},
+	})
+	for i := range 60 {
+		e.publish(t, subject, fmt.Sprint(i))
+	}
+	eventually(t, "60 messages handled", func() bool { return handled.Load() == 60 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seqs) != 72 {
+		t.Errorf("%d deliveries seen, want 72 (60 and 12 retries)", len(seqs))
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("delivery %d seen after %d: %v", seqs[i], seqs[i-1], seqs)
+		}
+	}
+}

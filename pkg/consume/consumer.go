@@ -67,6 +67,10 @@ type Options struct {
 	Backoff Backoff
 	// Handler handles each message; required.
 	Handler Handler
+	// OnReceive, if set, sees every delivery in the order the server sent
+	// them, before it waits for a slot (handlers run concurrently and may
+	// start in another order). It must not block.
+	OnReceive func(jetstream.Msg)
 	// Middleware wraps Handler, first outermost. Recover is always applied
 	// around all of it.
 	Middleware []Middleware
@@ -248,6 +252,9 @@ func (c *Consumer) Durable() string { return c.opts.Durable }
 // time, so blocking here until a slot is free is the backpressure: the next
 // pull is only sent once messages are taken.
 func (c *Consumer) receive(m jetstream.Msg) {
+	if c.opts.OnReceive != nil {
+		c.opts.OnReceive(m)
+	}
 	if !c.admit(m) {
 		c.handBack(m)
 		return

@@ -110,6 +110,7 @@ const DefaultPruneInterval = time.Minute
 // concurrent use; Apply must not be called while Run is active.
 type Store struct {
 	db    *bolt.DB
+	path  string
 	js    jetstream.JetStream
 	log   *slog.Logger
 	prune time.Duration
@@ -189,7 +190,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if prune <= 0 {
 		prune = DefaultPruneInterval
 	}
-	st := &Store{db: db, js: opts.JS, log: log, prune: prune, closed: make(chan struct{})}
+	st := &Store{db: db, path: opts.Path, js: opts.JS, log: log, prune: prune, closed: make(chan struct{})}
 	st.seq.Reset(seq)
 	return st, nil
 }
@@ -304,6 +305,12 @@ func (s *Store) Run(ctx context.Context) error {
 	go func() {
 		defer close(pruned)
 		s.pruneLoop(ctx)
+	}()
+	released := make(chan struct{})
+	defer func() { <-released }()
+	go func() {
+		defer close(released)
+		s.releaseLoop(ctx)
 	}()
 
 	backoff := 100 * time.Millisecond
@@ -437,4 +444,23 @@ func (s *Store) checkStream(ctx context.Context) error {
 	}
 	s.seq.Reset(0)
 	return nil
+}
+
+// releaseInterval is how often the read model hands its file's resident
+// pages back to the kernel (see releaseMapped).
+const releaseInterval = 10 * time.Second
+
+func (s *Store) releaseLoop(ctx context.Context) {
+	t := time.NewTicker(releaseInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := releaseMapped(s.path); err != nil {
+				s.log.Debug("history: releasing mapped pages", "err", err)
+			}
+		}
+	}
 }

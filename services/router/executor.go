@@ -59,7 +59,6 @@ type runRef struct {
 // next attempt hands the message back with that delay; infrastructure
 // trouble is retried, and the run resumes after its last checkpoint.
 func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
-	s.noteDelivery(m)
 	h := m.Headers()
 	ref := runRef{id: h.Get(HeaderRunID), workflow: h.Get(HeaderWorkflow), user: h.Get(HeaderUser), credential: h.Get(HeaderCredential)}
 	if !runs.ValidID(ref.id) {
@@ -175,7 +174,8 @@ func (s *Service) suspect(md *jetstream.MsgMetadata, ev *sbv1.TriggerEvent) bool
 // dropping, in a cluster). Messages stored before then are suspect as after
 // a reconnect.
 //
-// Every handler calls it once per delivery, before anything asks suspect.
+// It sees every delivery once, in the order the server sent them
+// (consume.Options.OnReceive), before its handler can ask suspect.
 func (s *Service) noteDelivery(m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {

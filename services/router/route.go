@@ -43,7 +43,6 @@ var errPoison = errors.New("poison message")
 // caller waits on. A redelivered trigger is decided again (to the same run
 // id) and the run resumes from its checkpoint, as a run message would.
 func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
-	s.noteDelivery(m)
 	rctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
 	ev, inline, decided, err := s.routeMsg(rctx, m)
 	cancel()

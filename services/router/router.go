@@ -214,7 +214,7 @@ func (s *Service) Start(ctx context.Context) error {
 				Name: ConsumerRouter, Stream: subjects.StreamTriggers, Durable: RouterDurable(project),
 				FilterSubjects: []string{subjects.TriggersOfProject(project)},
 				AckWait:        s.opts.AckWait, MaxAckPending: s.opts.RouteConcurrency * 16,
-				MaxDeliver: maxDeliver, Handler: s.route, Middleware: []consume.Middleware{consume.KeepAlive(0)},
+				MaxDeliver: maxDeliver, Handler: s.route, OnReceive: s.noteDelivery, Middleware: []consume.Middleware{consume.KeepAlive(0)},
 				DeadLetter: consume.DeadLetterTo(js, func(jetstream.Msg) string { return subjects.DeadTrigger(project) }),
 				Logger:     s.log, Registerer: reg,
 			}
@@ -230,7 +230,7 @@ func (s *Service) Start(ctx context.Context) error {
 				Name: ConsumerExecutor, Stream: subjects.StreamRuns, Durable: ExecutorDurable(project),
 				FilterSubjects: []string{subjects.RunsOfProject(project)},
 				AckWait:        s.opts.AckWait, MaxAckPending: s.opts.Concurrency * 2,
-				MaxDeliver: maxDeliver, Handler: s.execute, Middleware: []consume.Middleware{consume.KeepAlive(0)},
+				MaxDeliver: maxDeliver, Handler: s.execute, OnReceive: s.noteDelivery, Middleware: []consume.Middleware{consume.KeepAlive(0)},
 				DeadLetter: consume.DeadLetterTo(js, func(m jetstream.Msg) string {
 					return subjects.DeadRun(project, m.Headers().Get(HeaderWorkflow))
 				}),
