@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/testlog"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -555,35 +555,8 @@ func (l *listener) waitCalls(t testing.TB, path string, n int) []call {
 
 // ---- logs ---------------------------------------------------------------
 
-// testLogger sends the router's warnings to the test log until the test
-// ends; later lines (a goroutine finishing after cleanup) are dropped,
-// since t.Log then panics.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct {
-	mu     sync.Mutex
-	t      *testing.T
-	closed bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-}
+// testLogger sends warnings and errors to the test log until the test ends.
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t) }
 
 // deadReason is the reason header of a dead-lettered copy.
 func deadReason(m *jetstream.RawStreamMsg) string { return m.Header.Get(consume.HeaderDeadReason) }

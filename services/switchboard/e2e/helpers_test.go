@@ -17,41 +17,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/testlog"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
 // ---- logging ---------------------------------------------------------------
 
-// testLogger returns a slog logger writing warnings and errors to t.Log. It
-// stops writing once the test's cleanups have run, so a goroutine that logs
-// late cannot panic the test binary.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	// Registered first, so it runs last: after the system was stopped.
-	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct {
-	mu     sync.Mutex
-	t      testing.TB
-	closed bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-}
+// testLogger sends warnings and errors to the test log until the test ends.
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t) }
 
 // ---- dev system ------------------------------------------------------------
 
