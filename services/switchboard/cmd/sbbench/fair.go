@@ -283,7 +283,7 @@ func runFair(ctx context.Context, b *bench) error {
 		fmt.Sprintf("%-28s %8s send → listener call with burst's triggers routed, %d runs queued in %s (%d of %d burst runs done at the call; FIFO estimate %s; idle %s; target < 1s: %s)",
 			"fair dev event, executing", ms(draining), backlog, router.ExecutorDurable(fairProject), hit.burst, n,
 			fifo.Round(time.Millisecond), ms(idle), verdict(draining, stillDraining)),
-		fmt.Sprintf("%-28s %8s send → listener call with %d of burst's triggers still to route (one router consumer for every project; target < 1s: %s)",
+		fmt.Sprintf("%-28s %8s send → listener call with %d of burst's triggers still to route (one router consumer per project, sharing the routing slots in turn; target < 1s: %s)",
 			"fair dev event, routing", ms(routing.d), routerBacklog, verdict(routing.d, routing.hit.burst < int64(n))),
 		fmt.Sprintf("%-28s %8s for %d runs from the first publish (%.0f runs/s; every trigger routed after %s; listener delay %s; other processes %.2f cores)",
 			"fair burst drain", drain.Round(time.Millisecond), n, rate, routedAt.Round(time.Millisecond), *fairDelay, cpu.other),
