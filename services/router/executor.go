@@ -97,6 +97,12 @@ func (s *Service) run(ctx context.Context, m jetstream.Msg, ref runRef, ev *sbv1
 	if errors.As(err, &later) {
 		return consume.Retry(later, later.after)
 	}
+	if err != nil && wire.Permanent(err) {
+		// A record of this run that can never be stored: retrying would
+		// run its steps again for nothing.
+		x.log.Error("run cannot be recorded; dead-lettering its message", "err", err)
+		return consume.Permanent(err)
+	}
 	if err != nil {
 		x.log.Warn("run abandoned for redelivery", "err", err)
 		return err

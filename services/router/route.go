@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 	"github.com/switchboard-hq/switchboard/services/router/decide"
 )
@@ -61,7 +62,10 @@ func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
 			return err
 		}
 		return runErr
-	case errors.Is(err, errPoison):
+	case errors.Is(err, errPoison) || wire.Permanent(err):
+		// A message that can never be routed, or a record that can never
+		// be published (too large, malformed): dead-letter it with the
+		// reason instead of retrying what cannot succeed.
 		s.opts.Metrics.TriggersRouted.WithLabelValues("dead").Inc()
 		s.log.Warn("trigger dead-lettered", "subject", m.Subject(), "reason", err.Error())
 		return consume.Permanent(err)
