@@ -170,6 +170,13 @@ func (c *Checker) verifyUserToken(tok, p string) (auth.Claims, error) {
 			}
 			return auth.Claims{}, apierr.Unauthorized("invalid token: %v", err)
 		}
+		// A validly signed token still names a user id: it gets the rules
+		// of every other id, since it ends up in subjects and keys (a 5,000
+		// byte one made a subject the server refused, and its connection
+		// with it).
+		if err := ID("sub", cl.Subject); err != nil {
+			return auth.Claims{}, apierr.Unauthorized("invalid token: its sub (the user id) is longer than %d bytes or not valid UTF-8", MaxIDLen)
+		}
 		c.cache.Put(keySet, tok, cl)
 	}
 	if target != p {

@@ -176,6 +176,8 @@ func TestProject(t *testing.T) {
 		{"token of an unknown project", "Bearer " + mint(t, k[0], "ghost", "alice", now, hour), 401, 0, "", `unknown project "ghost"`},
 		{"token of a project without keys", "Bearer " + mint(t, k[0], "bare", "alice", now, hour), 401, 0, "", "invalid token"},
 		{"garbage", "Bearer not.a.jwt", 401, 0, "", "invalid token"},
+		{"signed token with a 5,000-byte sub", "Bearer " + mint(t, k[0], "acme", strings.Repeat("u", 5000), now, hour), 401, 0, "", "sub (the user id) is longer than 200 bytes"},
+		{"signed token with a 200-byte sub", "Bearer " + mint(t, k[0], "acme", strings.Repeat("v", 200), now, hour), 0, access.RoleUser, strings.Repeat("v", 200), ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,6 +53,13 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Tokens that must not authenticate.
+	// A validly signed token whose user id is 5,000 bytes long: it once
+	// built a subject over the server's control line limit, which closed
+	// the process's NATS connection for good.
+	longSub, err := auth.MintUserToken(sys.SigningKey, dev.Project, strings.Repeat("u", 5000), time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	expired, err := auth.MintUserToken(sys.SigningKey, dev.Project, "u1", time.Minute, time.Now().Add(-2*time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +107,8 @@ func TestBadInput(t *testing.T) {
 		{"not a bearer token", "POST", events, "", valid, []string{"Authorization", "Basic dTE6cGFzcw=="}, 401, "unauthorized"},
 		{"garbage token", "POST", events, "not.a.jwt", valid, nil, 401, "unauthorized"},
 		{"expired token", "POST", events, expired, valid, nil, 401, "unauthorized"},
+		{"signed token with a 5,000-byte user id", "POST", events, longSub, valid, nil, 401, "unauthorized"},
+		{"signed token with a 5,000-byte user id on a request trigger", "POST", "/v1/projects/dev/workflows/quote/trigger", longSub, `{"item":"pen"}`, nil, 401, "unauthorized"},
 		{"token signed by another key", "POST", events, forged, valid, nil, 401, "unauthorized"},
 		{"unknown API key", "POST", events, "sk_" + strings.Repeat("a", 40), `{"name":"Contact Created","user":"u1","payload":{"email":"a@b.c"}}`, nil, 401, "unauthorized"},
 		{"token of project other on dev", "POST", events, otherToken, valid, nil, 403, "forbidden"},
