@@ -247,6 +247,16 @@ func (e *AppEvent) Compile() error {
 	return p.err()
 }
 
+// noLoader refuses every URL a schema refers to. An app event's schema is
+// one document: a $ref outside it would make the server read a file
+// ("file:///etc/shadow") or call the network while compiling, so it is an
+// apply-time error instead.
+type noLoader struct{}
+
+func (noLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("$ref %q points outside the schema: only references within the document (#/…) are allowed", url)
+}
+
 func compileSchema(doc map[string]any) (*jsonschema.Schema, error) {
 	// Round-trip through JSON so the compiler sees the types it expects
 	// (float64 numbers), whatever decoder produced doc.
@@ -259,6 +269,7 @@ func compileSchema(doc map[string]any) (*jsonschema.Schema, error) {
 		return nil, err
 	}
 	c := jsonschema.NewCompiler()
+	c.UseLoader(noLoader{})
 	if err := c.AddResource("mem://event.json", v); err != nil {
 		return nil, err
 	}

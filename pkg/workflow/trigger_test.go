@@ -41,3 +41,28 @@ func TestTriggerSpecs(t *testing.T) {
 		})
 	}
 }
+
+// A schema's $ref outside its own document is an apply-time error; no
+// loader reads a file or calls the network. References within it work.
+func TestAppEventSchemaRefs(t *testing.T) {
+	for _, tc := range []struct {
+		name, schema, problem string
+	}{
+		{"file", `{"$ref": "file:///etc/passwd"}`, "points outside the schema"},
+		{"relative file", `{"$ref": "other.json"}`, "points outside the schema"},
+		{"network", `{"$ref": "https://example.com/schema.json"}`, "points outside the schema"},
+		{"within the document", `{"$defs": {"e": {"type": "string"}}, "properties": {"email": {"$ref": "#/$defs/e"}}}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "kind: AppEvent\nname: E\nschema: " + tc.schema + "\n"
+			if tc.problem == "" {
+				parseOK(t, doc, "p")
+				return
+			}
+			pe := parseErr(t, doc, "p")
+			if !strings.Contains(pe.Error(), tc.problem) {
+				t.Fatalf("error %q, want one saying %q", pe, tc.problem)
+			}
+		})
+	}
+}
