@@ -96,6 +96,17 @@ func (w *Workflow) Compile() error {
 	return p.err()
 }
 
+// framingHeaders are the headers of the HTTP message itself (canonical
+// names): the server frames a response, and a step's own Content-Length or
+// Transfer-Encoding would contradict it and lose the body. Read-only.
+var framingHeaders = map[string]bool{
+	"Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Keep-Alive": true,
+	"Upgrade": true, "Trailer": true, "Te": true, "Proxy-Connection": true,
+}
+
+// FramingHeader reports whether a response step may not set header name.
+func FramingHeader(name string) bool { return framingHeaders[http.CanonicalHeaderKey(name)] }
+
 func (s *Step) compile(field string, p *Problems) {
 	tmpl := func(name string, v any) *template.Template {
 		if v == nil {
@@ -188,8 +199,13 @@ func (s *Step) compile(field string, p *Problems) {
 		if status == nil {
 			status = 200
 		}
-		if n, ok := asNumber(status); ok && (n < 100 || n > 599) {
-			p.add(field+".status", "must be an HTTP status (100-599)")
+		if n, ok := asNumber(status); ok && (n < 200 || n > 599) {
+			p.add(field+".status", "must be an HTTP status a response can have (200-599)")
+		}
+		for k := range s.Headers {
+			if FramingHeader(k) {
+				p.add(field+".headers."+k, "is set by the server itself")
+			}
 		}
 		c.status = tmpl("status", status)
 		if s.JSON != nil && s.Body != nil {

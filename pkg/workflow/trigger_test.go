@@ -66,3 +66,24 @@ func TestAppEventSchemaRefs(t *testing.T) {
 		})
 	}
 }
+
+// A response step's literal status must be one a response can have, and
+// its headers may not frame the message (the server does).
+func TestResponseStepRules(t *testing.T) {
+	for _, tc := range []struct{ name, step, field string }{
+		{"1xx status", `{id: r, type: response, status: 101}`, "steps[0].status"},
+		{"content-length", `{id: r, type: response, headers: {content-length: "5"}, body: "hello world"}`, "steps[0].headers.content-length"},
+		{"transfer-encoding", `{id: r, type: response, headers: {Transfer-Encoding: chunked}, body: "x"}`, "steps[0].headers.Transfer-Encoding"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := parseErr(t, "kind: Workflow\nid: w\ntrigger: {type: request}\nsteps: ["+tc.step+"]\n", "p")
+			for _, pr := range pe.Docs[0].Problems {
+				if pr.Field == tc.field {
+					return
+				}
+			}
+			t.Fatalf("no problem on %s in %v", tc.field, pe.Docs[0].Problems)
+		})
+	}
+	parseOK(t, "kind: Workflow\nid: w\ntrigger: {type: request}\nsteps: [{id: r, type: response, status: 204, headers: {X-A: b}}]\n", "p")
+}

@@ -334,7 +334,7 @@ var problemCases = []problemCase{
 	{"unknown step type", wf("{type: app_event, event: E}", "  - {id: s, type: sleep}\n"), []string{"steps[0].type"}, `unknown step type "sleep"`},
 	{"response without request trigger", wf("{type: app_event, event: E}", "  - {id: r, type: response}\n"), []string{"steps[0].type"}, "needs a request trigger"},
 	{"two response steps", wf("{type: request}", "  - {id: r1, type: response}\n  - {id: r2, type: response}\n"), []string{"steps"}, "at most one response step"},
-	{"response bad status", wf("{type: request}", "  - {id: r, type: response, status: 700}\n"), []string{"steps[0].status"}, "100-599"},
+	{"response bad status", wf("{type: request}", "  - {id: r, type: response, status: 700}\n"), []string{"steps[0].status"}, "200-599"},
 	{"response json and body", wf("{type: request}", "  - {id: r, type: response, json: {a: 1}, body: x}\n"), []string{"steps[0]"}, "not both"},
 	{"http without url", wf("{type: app_event, event: E}", "  - {id: h, type: http}\n"), []string{"steps[0].url"}, "is required"},
 	{"http bad method", wf("{type: app_event, event: E}", "  - {id: h, type: http, url: 'http://x', method: CONNECT}\n"), []string{"steps[0].method"}, `unsupported method "CONNECT"`},

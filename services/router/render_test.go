@@ -43,6 +43,7 @@ func TestRenderResponse(t *testing.T) {
 			http.StatusAccepted, "a,b", "text/csv", ""},
 		{"status not a number", `  - {id: r, type: response, status: "{{ trigger.request.body.s }}"}`, 0, "", "", "not a number"},
 		{"status out of range", `  - {id: r, type: response, status: "{{ trigger.request.body.n * 1000 }}"}`, 0, "", "", "not an HTTP status"},
+		{"1xx status from a template", `  - {id: r, type: response, status: "{{ 101 }}"}`, 0, "", "", "200-599"},
 		{"expression fails at run time", `  - {id: r, type: response, json: {x: "{{ trigger.request.body.s.a.b }}"}}`, 0, "", "", "json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

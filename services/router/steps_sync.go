@@ -52,15 +52,18 @@ func renderResponse(env map[string]any, st *workflow.Step) (*runs.Reply, error) 
 	default:
 		return nil, fmt.Errorf("status %v is not a number", sv)
 	}
-	if rep.Status < 100 || rep.Status > 599 {
-		return nil, fmt.Errorf("status %d is not an HTTP status", rep.Status)
+	if rep.Status < 200 || rep.Status > 599 {
+		// 1xx is not an answer the caller can be given (101 would leave
+		// the connection hanging in a protocol switch that never comes).
+		return nil, fmt.Errorf("status %d is not an HTTP status a response can have (200-599)", rep.Status)
 	}
 	for k, t := range st.HeaderTemplates() {
+		name := http.CanonicalHeaderKey(k)
 		v, err := t.EvalString(env)
 		if err != nil {
 			return nil, fmt.Errorf("headers.%s: %w", k, err)
 		}
-		rep.Headers[http.CanonicalHeaderKey(k)] = v
+		rep.Headers[name] = v
 	}
 	switch {
 	case st.JSONTemplate() != nil:
