@@ -104,6 +104,20 @@ var framingHeaders = map[string]bool{
 	"Upgrade": true, "Trailer": true, "Te": true, "Proxy-Connection": true,
 }
 
+// literalScheme returns the scheme of a URL template when it is written
+// out before any {{ expression }} ("file://…", "https://{{ host }}/…").
+func literalScheme(raw string) (string, bool) {
+	head := raw
+	if i := strings.Index(raw, "{{"); i >= 0 {
+		head = raw[:i]
+	}
+	scheme, _, ok := strings.Cut(head, ":")
+	if !ok || scheme == "" || strings.ContainsAny(scheme, "/?#") {
+		return "", false
+	}
+	return strings.ToLower(scheme), true
+}
+
 // FramingHeader reports whether a response step may not set header name.
 func FramingHeader(name string) bool { return framingHeaders[http.CanonicalHeaderKey(name)] }
 
@@ -160,6 +174,8 @@ func (s *Step) compile(field string, p *Problems) {
 	case StepHTTP:
 		if s.URL == "" {
 			p.add(field+".url", "is required")
+		} else if scheme, ok := literalScheme(s.URL); ok && scheme != "http" && scheme != "https" {
+			p.add(field+".url", "must be an http or https URL, not %s:", scheme)
 		}
 		c.url = tmpl("url", s.URL)
 		c.method = strings.ToUpper(s.Method)

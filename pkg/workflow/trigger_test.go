@@ -87,3 +87,32 @@ func TestResponseStepRules(t *testing.T) {
 	}
 	parseOK(t, "kind: Workflow\nid: w\ntrigger: {type: request}\nsteps: [{id: r, type: response, status: 204, headers: {X-A: b}}]\n", "p")
 }
+
+// An http step's URL, where its scheme is written out, must be http(s):
+// file: or gopher: URLs are refused at apply, not at run time.
+func TestHTTPStepScheme(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://example.com/x", true},
+		{"HTTP://example.com/x", true},
+		{"https://{{ credential.settings.host }}/x", true},
+		{"{{ trigger.payload.url }}", true},
+		{"file:///etc/passwd", false},
+		{"gopher://example.com:70/1", false},
+		{"file://{{ trigger.payload.path }}", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			doc := "kind: Workflow\nid: w\ntrigger: {type: request}\nsteps: [{id: a, type: http, url: '" + tc.url + "'}]\n"
+			if tc.ok {
+				parseOK(t, doc, "p")
+				return
+			}
+			pe := parseErr(t, doc, "p")
+			if !strings.Contains(pe.Error(), "must be an http or https URL") {
+				t.Fatalf("error %q", pe)
+			}
+		})
+	}
+}
