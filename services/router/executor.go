@@ -438,7 +438,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 		// Later steps see the whole output; the record keeps what fits and
 		// a reference to the object store for the rest.
 		steps[st.ID] = rec.Output
-		if err := x.spill(ctx, &rec); err != nil {
+		if err := x.spill(ctx, &rec, false); err != nil {
 			return err
 		}
 		x.run.Steps = append(x.run.Steps, rec)
@@ -680,16 +680,31 @@ func evalString(t *template.Template, env map[string]any) (string, error) {
 }
 
 // spill moves a step record's input and output to the object store when
-// they are larger than the inline budget, leaving a reference with a
-// preview. The names are the run's and step's, so a step recorded again
-// after a crash overwrites its earlier copy.
-func (x *execution) spill(ctx context.Context, rec *runs.Step) error {
+// they are larger than the inline budget — or, with all, whatever their
+// size — leaving a reference with a preview. The names are the run's and
+// step's, so a step recorded again after a crash overwrites its earlier
+// copy.
+func (x *execution) spill(ctx context.Context, rec *runs.Step, all bool) error {
 	base := x.run.Project + "/" + x.run.ID + "/" + rec.ID
 	for _, v := range []struct {
 		name string
 		val  *any
 	}{{"input", &rec.Input}, {"output", &rec.Output}} {
-		spilled, err := x.s.opts.Blobs.Spill(ctx, base+"/"+v.name, *v.val)
+		if _, ok := blob.IsRef(*v.val); ok || *v.val == nil {
+			continue
+		}
+		var spilled any
+		var err error
+		if all {
+			var b []byte
+			if b, err = json.Marshal(*v.val); err != nil {
+				err = wire.Unencodable(err)
+			} else {
+				spilled, err = x.s.opts.Blobs.Put(ctx, base+"/"+v.name, b, wire.ContentTypeJSON)
+			}
+		} else {
+			spilled, err = x.s.opts.Blobs.Spill(ctx, base+"/"+v.name, *v.val)
+		}
 		switch {
 		case err == nil:
 			*v.val = spilled
@@ -708,24 +723,8 @@ func (x *execution) spill(ctx context.Context, rec *runs.Step) error {
 // store, whatever its size.
 func (x *execution) spillAll(ctx context.Context) error {
 	for i := range x.run.Steps {
-		rec := &x.run.Steps[i]
-		base := x.run.Project + "/" + x.run.ID + "/" + rec.ID
-		for _, v := range []struct {
-			name string
-			val  *any
-		}{{"input", &rec.Input}, {"output", &rec.Output}} {
-			if _, ok := blob.IsRef(*v.val); ok || *v.val == nil {
-				continue
-			}
-			b, err := json.Marshal(*v.val)
-			if err != nil {
-				return consume.Permanent(wire.Unencodable(err))
-			}
-			ref, err := x.s.opts.Blobs.Put(ctx, base+"/"+v.name, b, "application/json")
-			if err != nil {
-				return fmt.Errorf("step %s %s: %w", rec.ID, v.name, err)
-			}
-			*v.val = ref
+		if err := x.spill(ctx, &x.run.Steps[i], true); err != nil {
+			return err
 		}
 	}
 	return nil
