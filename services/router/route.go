@@ -194,6 +194,11 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	if ev.Kind == sbv1.Kind_REQUEST {
 		dec.Name = ev.Workflow
 	}
+	for i := range cands {
+		// The page size assumes candidates within their bounds; a message
+		// naming many credentials could grow past its share.
+		cands[i].Message = wire.Prefix(cands[i].Message, wire.MaxCandidateMessage)
+	}
 	for _, page := range dec.Paged(cands, s.opts.DecisionPage) {
 		dm := nats.NewMsg(subjects.Decisions(ev.Project))
 		dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)

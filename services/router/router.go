@@ -99,7 +99,7 @@ type Options struct {
 	// MaxHops stops emit chains (default decide.DefaultMaxHops).
 	MaxHops uint32
 	// DecisionPage is the number of candidates per decision record (default
-	// runs.DefaultDecisionPage).
+	// the connection's budget, wire.Budgets.DecisionPage).
 	DecisionPage int
 }
 
@@ -173,7 +173,11 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: wire.FromConn(opts.NC)}, nil
+	budgets := wire.FromConn(opts.NC)
+	if opts.DecisionPage <= 0 {
+		opts.DecisionPage = budgets.DecisionPage
+	}
+	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: budgets}, nil
 }
 
 // Name is the role's name, "router": the router and the executor.
