@@ -160,21 +160,7 @@ func TestMarshalJSONMatchesProtojson(t *testing.T) {
 		}
 		noPayload := proto.Clone(ev).(*sbv1.TriggerEvent)
 		noPayload.Payload = nil
-		ref, err := protojson.Marshal(noPayload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var g, w map[string]any
-		if err := json.Unmarshal(got, &g); err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(ref, &w); err != nil {
-			t.Fatal(err)
-		}
-		w["payload"] = map[string]any{"a": []any{1.0, 2.0}}
-		if !reflect.DeepEqual(g, w) {
-			t.Fatalf("nanos %d:\n got %s\nwant %s", nanos, got, ref)
-		}
+		sameAsProtojson(t, got, noPayload, map[string]any{"a": []any{1.0, 2.0}})
 		back, err := envelope.DecodeJSON(got)
 		if err != nil || !proto.Equal(back, ev) {
 			t.Fatalf("round trip: %v\n%v\n%v", err, back, ev)
@@ -204,24 +190,35 @@ func TestMarshalJSONDetails(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := protojson.Marshal(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var g, w map[string]any
-			if err := json.Unmarshal(got, &g); err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(ref, &w); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(g, w) {
-				t.Fatalf("got %s\nwant %s", got, ref)
-			}
+			sameAsProtojson(t, got, ev, nil)
 			back, err := envelope.DecodeJSON(got)
 			if err != nil || !proto.Equal(back, ev) {
 				t.Fatalf("round trip: %v\n%v\n%v", err, back, ev)
 			}
 		})
+	}
+}
+
+// sameAsProtojson checks that got is, as JSON, what protojson renders for ev
+// — with payload, if given, as the plain JSON value MarshalJSON writes
+// where protojson would write base64.
+func sameAsProtojson(t *testing.T, got []byte, ev *sbv1.TriggerEvent, payload any) {
+	t.Helper()
+	ref, err := protojson.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w map[string]any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(ref, &w); err != nil {
+		t.Fatal(err)
+	}
+	if payload != nil {
+		w["payload"] = payload
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("\n got %s\nwant %s", got, ref)
 	}
 }
