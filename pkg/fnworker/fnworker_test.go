@@ -36,6 +36,11 @@ func serve(t testing.TB, nc *nats.Conn, opts fnworker.Options) micro.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop() })
+	// The worker's subscriptions count once the server has them: a request
+	// sent before that goes to the workers already registered only.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return svc
 }
 
