@@ -4,20 +4,23 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 )
 
-// MaxIDLen bounds user and credential ids taken from requests.
-const MaxIDLen = 200
+// MaxIDLen bounds user and credential ids taken from requests: the one id
+// limit of the wire (wire.MaxIDLen), so an id accepted here fits every
+// subject, KV key and record it ends up in.
+const MaxIDLen = wire.MaxIDLen
 
 // ID checks a user or credential id taken from a header or body: ids end up
 // in protobuf strings, KV keys and logs, so they must be valid UTF-8 and
 // bounded. An empty value is allowed (it means "not given").
 func ID(field, v string) error {
 	if len(v) > MaxIDLen {
-		return apierr.BadRequest("invalid_field", "%s is longer than %d bytes", field, MaxIDLen).WithField(field)
+		return apierr.BadRequest("invalid_id", "%s is longer than %d bytes", field, MaxIDLen).WithField(field)
 	}
 	if !utf8.ValidString(v) {
-		return apierr.BadRequest("invalid_field", "%s is not valid UTF-8", field).WithField(field)
+		return apierr.BadRequest("invalid_id", "%s is not valid UTF-8", field).WithField(field)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
 
@@ -20,8 +21,8 @@ import (
 // *ValidationError naming the field instead of failing at publish time.
 const (
 	// MaxIDBytes bounds project, user, credential and provider account ids,
-	// so every key stays a short valid subject.
-	MaxIDBytes = 200
+	// so every key stays a short valid subject: the wire's one id limit.
+	MaxIDBytes = wire.MaxIDLen
 	// MaxMetadataBytes bounds a user's metadata (JSON-encoded).
 	MaxMetadataBytes = 16 << 10
 	// MaxSettingsBytes bounds one credential's settings (JSON-encoded).
