@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/service"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -130,4 +135,62 @@ func TestDefect9ApplyRefusesUnsafeSteps(t *testing.T) {
 	}
 	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", sys.APIKey,
 		wf(`{id: s, type: http, url: "https://example.com/x"}, {id: r, type: response, status: 201, headers: {X-A: b}}`))
+}
+
+// TestDefect10MemoryDefaults: RSS followed five times the live heap
+// (GOGC=400 and no limit), and RUN_EVENTS kept one subject per run and per
+// decision, so the server's per-subject index grew with every run retained
+// for 30 days. The binaries now default to a soft memory limit, and the
+// history stream has a fixed set of subjects per project however many runs
+// it holds.
+func TestDefect10MemoryDefaults(t *testing.T) {
+	t.Run("runtime defaults", func(t *testing.T) {
+		old := debug.SetMemoryLimit(-1)
+		oldGC := debug.SetGCPercent(100)
+		t.Cleanup(func() { debug.SetMemoryLimit(old); debug.SetGCPercent(oldGC) })
+		t.Setenv("GOMEMLIMIT", "")
+		t.Setenv("GOGC", "")
+		service.TuneRuntime()
+		if got := debug.SetMemoryLimit(-1); got != service.DefaultMemoryLimit {
+			t.Fatalf("memory limit %d, want the default %d", got, service.DefaultMemoryLimit)
+		}
+		if got := debug.SetGCPercent(service.DefaultGCPercent); got != service.DefaultGCPercent {
+			t.Fatalf("GOGC %d, want %d", got, service.DefaultGCPercent)
+		}
+	})
+
+	t.Run("history subjects do not grow per run", func(t *testing.T) {
+		sys, _ := startDev(t, dev.Options{})
+		a := newAPI(sys.HTTPAddr)
+		l := newListener(t)
+		setupWalkthrough(t, a, sys.APIKey, l)
+		const events = 200
+		last := ""
+		for i := range events {
+			acc := accepted(t, a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/events", sys.APIKey,
+				fmt.Sprintf(`{"name":"Contact Created","user":"u1","payload":{"email":"m%d@x.y"}}`, i)))
+			last = acc.ID
+		}
+		l.waitFor(t, "event", last, 1)
+		eventually(t, 20*time.Second, "every run delivered", func() (bool, string) {
+			n := len(l.all())
+			return n >= events, fmt.Sprintf("%d of %d deliveries", n, events)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := sys.JS.Stream(ctx, subjects.StreamRunEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One run subject and one decision subject per project; the dev
+		// system has one project with traffic.
+		if info.State.NumSubjects > 4 || info.State.Msgs < 2*events {
+			t.Fatalf("RUN_EVENTS holds %d messages on %d subjects after %d runs; want a fixed handful of subjects",
+				info.State.Msgs, info.State.NumSubjects, events)
+		}
+	})
 }
