@@ -13,11 +13,13 @@ package template
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
-	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -26,10 +28,11 @@ import (
 var envNames = []string{"trigger", "user", "credential", "steps", "run"}
 
 func compileEnv() map[string]any {
-	env := make(map[string]any, len(envNames))
+	env := make(map[string]any, len(envNames)+1)
 	for _, n := range envNames {
 		env[n] = map[string]any{}
 	}
+	env[budgetVar] = (*budget)(nil)
 	return env
 }
 
@@ -48,20 +51,50 @@ func CompileExpr(src string) (*Expr, error) {
 	if src == "" {
 		return nil, fmt.Errorf("empty expression")
 	}
-	prog, err := expr.Compile(src, expr.Env(compileEnv()))
+	prog, err := compileBounded(src)
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", src, err)
 	}
 	return &Expr{src: src, prog: prog}, nil
 }
 
-// Eval evaluates the expression over env.
+// Eval evaluates the expression over env, within the limits of one
+// evaluation (see limits.go).
 func (e *Expr) Eval(env map[string]any) (any, error) {
-	v, err := expr.Run(e.prog, env)
+	return e.eval(env, newBudget())
+}
+
+func (e *Expr) eval(env map[string]any, b *budget) (any, error) {
+	// The budget travels in the env under a name the expression syntax
+	// cannot spell: the program is shared by concurrent runs, the budget
+	// is this evaluation's own.
+	run := make(map[string]any, len(env)+1)
+	maps.Copy(run, env)
+	run[budgetVar] = b
+	m := vm.VM{MemoryBudget: MaxElements}
+	v, err := m.Run(e.prog, run)
 	if err != nil {
-		return nil, fmt.Errorf("expression %q: %w", e.src, err)
+		return nil, fmt.Errorf("expression %q: %w", e.src, limitOr(err))
+	}
+	if sizeOf(v, MaxValueBytes) > MaxValueBytes {
+		return nil, fmt.Errorf("expression %q: %w", e.src, errValue)
 	}
 	return v, nil
+}
+
+// limitOr turns a limit hit inside the VM into the bare limit error (the
+// VM's location snippet adds nothing to "exceeded the limit"), and the VM's
+// own element budget into one.
+func limitOr(err error) error {
+	var le *LimitError
+	if errors.As(err, &le) {
+		return le
+	}
+	var fe *file.Error
+	if errors.As(err, &fe) && strings.Contains(fe.Message, "memory budget exceeded") {
+		return errElements
+	}
+	return err
 }
 
 // Bool evaluates the expression and reports its truthiness: false, nil, 0,
@@ -118,12 +151,13 @@ func Compile(v any) (*Template, error) {
 // MustStatic reports whether t has no expressions.
 func (t *Template) Static() bool { _, ok := t.node.(static); return ok }
 
-// Eval renders the template over env.
+// Eval renders the template over env. All the template's expressions share
+// one evaluation budget, so a template of many expressions is bounded as one.
 func (t *Template) Eval(env map[string]any) (any, error) {
 	if t == nil {
 		return nil, nil
 	}
-	return t.node.eval(env)
+	return t.node.eval(env, newBudget())
 }
 
 // EvalString renders the template and formats the result as a string.
@@ -136,29 +170,42 @@ func (t *Template) EvalString(env map[string]any) (string, error) {
 }
 
 type node interface {
-	eval(env map[string]any) (any, error)
+	eval(env map[string]any, b *budget) (any, error)
 }
 
 type static struct{ v any }
 
-func (s static) eval(map[string]any) (any, error) { return s.v, nil }
+func (s static) eval(map[string]any, *budget) (any, error) { return s.v, nil }
 
 type exprNode struct{ e *Expr }
 
-func (n exprNode) eval(env map[string]any) (any, error) { return n.e.Eval(env) }
+func (n exprNode) eval(env map[string]any, b *budget) (any, error) {
+	v, err := n.e.eval(env, b)
+	if err != nil {
+		return nil, err
+	}
+	// What the template keeps counts against the shared total.
+	if err := b.charge(sizeOf(v, MaxValueBytes)); err != nil {
+		return nil, fmt.Errorf("expression %q: %w", n.e.src, err)
+	}
+	return v, nil
+}
 
 type interp struct {
 	parts []node // static strings and expressions, in order
 }
 
-func (n interp) eval(env map[string]any) (any, error) {
+func (n interp) eval(env map[string]any, bud *budget) (any, error) {
 	var b strings.Builder
 	for _, p := range n.parts {
-		v, err := p.eval(env)
+		v, err := p.eval(env, bud)
 		if err != nil {
 			return nil, err
 		}
 		b.WriteString(Format(v))
+		if b.Len() > MaxValueBytes {
+			return nil, errValue
+		}
 	}
 	return b.String(), nil
 }
@@ -168,10 +215,10 @@ type mapNode struct {
 	vals []node
 }
 
-func (n mapNode) eval(env map[string]any) (any, error) {
+func (n mapNode) eval(env map[string]any, b *budget) (any, error) {
 	out := make(map[string]any, len(n.keys))
 	for i, k := range n.keys {
-		v, err := n.vals[i].eval(env)
+		v, err := n.vals[i].eval(env, b)
 		if err != nil {
 			return nil, err
 		}
@@ -182,10 +229,10 @@ func (n mapNode) eval(env map[string]any) (any, error) {
 
 type listNode []node
 
-func (n listNode) eval(env map[string]any) (any, error) {
+func (n listNode) eval(env map[string]any, b *budget) (any, error) {
 	out := make([]any, len(n))
 	for i, e := range n {
-		v, err := e.eval(env)
+		v, err := e.eval(env, b)
 		if err != nil {
 			return nil, err
 		}
