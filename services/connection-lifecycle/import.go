@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
 )
 
 // DefaultMaxImportBytes bounds a bulk import body unless configured
@@ -73,7 +74,11 @@ func (s *Service) importUsers(c *echo.Context) error {
 	if r.ContentLength > s.maxImport {
 		return apierr.New(http.StatusRequestEntityTooLarge, "payload_too_large", "the import is over the limit of %d bytes", s.maxImport)
 	}
-	body := http.MaxBytesReader(c.Response(), r.Body, s.maxImport)
+	// Streamed under a minimum rate rather than ReadBody's one deadline: a
+	// big file on an honest link takes as long as it needs, a trickle is
+	// cut off (httpx.StreamBody).
+	body := httpx.StreamBody(c, s.maxImport)
+	defer body.Close()
 	res, err := s.dir.Import(r.Context(), p, body, directory.ImportOptions{
 		IntegrationExists: func(id string) bool { _, ok := s.cat.Integration(p, id); return ok },
 	})
@@ -83,6 +88,12 @@ func (s *Service) importUsers(c *echo.Context) error {
 	if err != nil {
 		// What was imported stays imported; the details say how far it got.
 		var mbe *http.MaxBytesError
+		if berr := body.BodyError(err); berr != nil {
+			if ae, ok := apierr.As(berr); ok {
+				return ae.WithDetails(out)
+			}
+			return berr
+		}
 		switch {
 		case errors.As(err, &mbe):
 			return apierr.New(http.StatusRequestEntityTooLarge, "payload_too_large",

@@ -72,6 +72,10 @@ type Options struct {
 	Secrets *secrets.Box
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
+	// HTTPLimits are the HTTP server's timeouts and body-read limits
+	// (httpx.ServerOptions; Addr and Handler are ignored, HTTPAddr and the
+	// roles' routes are used). Zero fields take httpx's defaults.
+	HTTPLimits httpx.ServerOptions
 	// AllowPrivate lets http steps call private networks; AllowLoopback
 	// only loopback (dev mode).
 	AllowPrivate, AllowLoopback bool
@@ -174,7 +178,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	// Bind before any role starts, so a taken port fails the start at once.
 	e := httpx.NewEcho(opts.Logger)
 	a.Health.Register(e, a.Metrics)
-	if a.srv, err = httpx.Listen(opts.HTTPAddr, e); err != nil {
+	lim := opts.HTTPLimits
+	lim.Addr, lim.Handler = opts.HTTPAddr, e
+	if a.srv, err = httpx.NewServer(lim); err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	if opts.Setup != nil {
@@ -259,6 +265,10 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 
 // HTTPAddr is the address the HTTP server is bound to.
 func (a *App) HTTPAddr() string { return a.srv.Addr() }
+
+// SlowBodies is how many slow request-body reads hold one of the HTTP
+// server's slots (httpx.ServerOptions.MaxSlowBodies) now.
+func (a *App) SlowBodies() int { return a.srv.SlowBodies() }
 
 // Role returns the running role of that name, as built (not wrapped).
 func (a *App) Role(name string) (service.Role, bool) {
