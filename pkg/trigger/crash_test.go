@@ -259,3 +259,36 @@ func TestPermanentRefusalReleasesTheClaim(t *testing.T) {
 		t.Fatalf("%d copies stored, want 1", n)
 	}
 }
+
+// TestFingerprintConflictWithPendingClaim: a claim left pending (its
+// publish may or may not have landed) is retried with another request
+// behind the key. The retry is refused with ErrDedupeConflict and publishes
+// nothing — not even under the claimed id — while the same request resolves
+// the claim as usual.
+func TestFingerprintConflictWithPendingClaim(t *testing.T) {
+	f := startCrash(t)
+	ctx := context.Background()
+	ev, m := f.claimOnly(t) // claimed with no fingerprint
+	other := testDedupe
+	other.Fingerprint = "another-request"
+	res, err := f.pub.Publish(ctx, testEvent(), WithDedupe(other))
+	if !errors.Is(err, ErrDedupeConflict) || res.EventID != ev.Id {
+		t.Fatalf("retry with another fingerprint: %+v, %v; want ErrDedupeConflict naming %s", res, err, ev.Id)
+	}
+	if wire.Permanent(err) {
+		t.Errorf("ErrDedupeConflict is classified as a bus refusal: %v", err)
+	}
+	if n := f.stored(t, m.Subject, ev.Id); n != 0 {
+		t.Fatalf("%d copies stored by the refused retry, want 0", n)
+	}
+	if cl := f.claim(t); cl.State != statePending || cl.EventID != ev.Id {
+		t.Fatalf("claim %+v after the refusal, want it pending as it was", cl)
+	}
+	res, err = f.pub.Publish(ctx, testEvent(), WithDedupe(testDedupe))
+	if err != nil || res.EventID != ev.Id || res.Duplicate {
+		t.Fatalf("retry of the same request: %+v, %v; want event %s stored now", res, err, ev.Id)
+	}
+	if n := f.stored(t, m.Subject, ev.Id); n != 1 {
+		t.Fatalf("%d copies stored, want 1", n)
+	}
+}

@@ -77,11 +77,26 @@ const MaxDedupeKeyLen = 4 << 10
 // message may still be stored (nats.go flushes buffered publishes on
 // reconnect), and the next attempt resolves it as above.
 //
-// What is left: a copy flushed from a reconnect buffer more than the window
-// after its claim, by a process that was told its publish failed and then
-// stayed disconnected that long, is not found by the look-up and may be
-// stored beside the republished one. Clocks are assumed to agree within a
-// quarter of the duplicate window.
+// So a failed Publish (a timeout, a lost connection) is never final: the
+// event may or may not be stored, and retrying Publish with the same key is
+// how its outcome is learnt — the retry returns the stored event as a
+// duplicate, or stores it under the claimed id. Nothing a retry does can
+// make a second event.
+//
+// Fingerprint, when set, says what makes two publishes of a key the same
+// request (ingress hashes the HTTP request behind an Idempotency-Key). It
+// is kept in the claim, and a later Publish of the key with another
+// fingerprint fails with ErrDedupeConflict, publishing nothing — whether
+// the first event was stored or is still pending.
+//
+// What is left: a copy flushed from a client's reconnect buffer more than
+// the window after its claim, by a process that was told its publish failed
+// and then stayed disconnected that long, is not found by the look-up and
+// may be stored beside the republished one. Connections made by pkg/broker
+// have no reconnect buffer (a publish while disconnected fails at once and
+// is never sent later), so for them this cannot happen; a Publisher on a
+// connection with nats.go's default 8 MB buffer keeps that gap. Clocks are
+// assumed to agree within a quarter of the duplicate window.
 type Dedupe struct {
 	Source string
 	Key    string
@@ -89,7 +104,15 @@ type Dedupe struct {
 	// rounded up to whole seconds, the server's unit, and counts from the
 	// claim's last write.
 	TTL time.Duration
+	// Fingerprint identifies the request behind the key (see Dedupe); ""
+	// matches only a claim without one. At most MaxIDLen bytes: pass a hash.
+	Fingerprint string
 }
+
+// ErrDedupeConflict is a dedupe key published again with another
+// Fingerprint than its claim's: the producer's caller reused the key for a
+// different request. Nothing was published; Result.EventID is the claim's.
+var ErrDedupeConflict = errors.New("dedupe key already claimed by a different request")
 
 // WithDedupe publishes with long-lived dedupe (see Dedupe). The Publisher
 // needs Options.Dedupe. Publish replaces ev.Id with the claimed id.
@@ -122,6 +145,8 @@ type claim struct {
 	Subject string `json:"subject"`
 	Stream  string `json:"stream,omitempty"`
 	Seq     uint64 `json:"seq,omitempty"`
+	// Fingerprint is Dedupe.Fingerprint of the publish that claimed it.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // maxClaimAttempts bounds the loop over a key that keeps changing under us
@@ -140,6 +165,8 @@ func (p *Publisher) publishDeduped(ctx context.Context, ev *sbv1.TriggerEvent, s
 		return Result{}, fmt.Errorf("trigger: %w: dedupe key must be 1 to %d bytes", wire.ErrInvalid, MaxDedupeKeyLen)
 	case d.TTL < 0:
 		return Result{}, fmt.Errorf("trigger: %w: negative dedupe TTL", wire.ErrInvalid)
+	case len(d.Fingerprint) > wire.MaxIDLen:
+		return Result{}, fmt.Errorf("trigger: %w: dedupe fingerprint is %d bytes, over %d", wire.ErrInvalid, len(d.Fingerprint), wire.MaxIDLen)
 	}
 	ttl := d.TTL
 	if ttl == 0 {
@@ -155,7 +182,7 @@ func (p *Publisher) publishDeduped(ctx context.Context, ev *sbv1.TriggerEvent, s
 		if err != nil {
 			return Result{}, err
 		}
-		c := claim{State: statePending, EventID: ev.Id, Subject: subject}
+		c := claim{State: statePending, EventID: ev.Id, Subject: subject, Fingerprint: d.Fingerprint}
 		rev, err := p.kv.Create(ctx, key, mustJSON(c), jetstream.KeyTTL(ttl))
 		if err == nil {
 			return p.publishClaimed(ctx, m, key, rev, c, now, ttl, true)
@@ -173,6 +200,11 @@ func (p *Publisher) publishDeduped(ctx context.Context, ev *sbv1.TriggerEvent, s
 		var prev claim
 		if err := json.Unmarshal(e.Value(), &prev); err != nil || prev.EventID == "" || prev.Subject == "" {
 			return Result{}, fmt.Errorf("trigger: dedupe claim %s is not a claim: %q", key, wire.Prefix(string(e.Value()), 128))
+		}
+		if prev.Fingerprint != d.Fingerprint {
+			// Checked before anything is republished: another request's
+			// content must never be stored under this claim's id.
+			return Result{EventID: prev.EventID, Subject: prev.Subject}, fmt.Errorf("trigger: key %s of %s: %w", key, d.Source, ErrDedupeConflict)
 		}
 		if prev.State == stateStored {
 			return Result{EventID: prev.EventID, Subject: prev.Subject, Stream: prev.Stream, Sequence: prev.Seq, Duplicate: true}, nil
@@ -208,6 +240,40 @@ func (p *Publisher) publishDeduped(ctx context.Context, ev *sbv1.TriggerEvent, s
 		return p.publishClaimed(ctx, m, key, rev, prev, time.Now(), ttl, true)
 	}
 	return Result{}, fmt.Errorf("trigger: dedupe claim %s kept changing over %d attempts", key, maxClaimAttempts)
+}
+
+// Forget removes the claim of (project, d.Source, d.Key) if it still names
+// eventID, so that the next Publish of the key is a new event with a new
+// id. It is for an event whose fate is settled and is "nothing happens": a
+// request the router refused (the decision is stored, nothing runs), whose
+// caller may fix the cause and retry with the same key. Never call it
+// after a failed Publish — the event may still be stored, and only a retry
+// of the key can tell (see Dedupe). A key already gone or claimed again for
+// another event is left alone.
+func (p *Publisher) Forget(ctx context.Context, project string, d Dedupe, eventID string) error {
+	if p.kv == nil {
+		return errors.New("trigger: Forget needs Options.Dedupe (the sb_dedupe bucket)")
+	}
+	key := DedupeKey(project, d.Source, d.Key)
+	e, err := p.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("trigger: read dedupe claim %s: %w", key, err)
+	}
+	var c claim
+	if err := json.Unmarshal(e.Value(), &c); err != nil || c.EventID != eventID {
+		return nil
+	}
+	err = p.kv.Purge(ctx, key, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(time.Minute))
+	if casConflict(err) {
+		return nil // changed since we read it: no longer this event's claim
+	}
+	if err != nil {
+		return fmt.Errorf("trigger: forget dedupe claim %s: %w", key, err)
+	}
+	return nil
 }
 
 // publishClaimed publishes m under claim c (revision rev, written at at) and

@@ -462,3 +462,56 @@ func TestDedupeConcurrent(t *testing.T) {
 		t.Fatalf("%d events stored, want 1 with id %s", len(msgs), results[0].EventID)
 	}
 }
+
+// TestDedupeFingerprint: the fingerprint kept in the claim tells a retry of
+// the same request (a duplicate) from a different request reusing the key
+// (ErrDedupeConflict, nothing published). Forget lets a settled key be used
+// again, and only for the event it names.
+func TestDedupeFingerprint(t *testing.T) {
+	f := start(t)
+	d := trigger.Dedupe{Source: "idempotency.evt", Key: "u1/order-1", TTL: time.Hour, Fingerprint: "fp-a"}
+	first, err := f.pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(d))
+	if err != nil || first.Duplicate {
+		t.Fatalf("first: %+v, %v", first, err)
+	}
+	same, err := f.pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(d))
+	if err != nil || !same.Duplicate || same.EventID != first.EventID {
+		t.Fatalf("same request: %+v, %v; want a duplicate of %s", same, err, first.EventID)
+	}
+	for _, fp := range []string{"fp-b", ""} {
+		other := d
+		other.Fingerprint = fp
+		res, err := f.pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(other))
+		if !errors.Is(err, trigger.ErrDedupeConflict) || res.EventID != first.EventID {
+			t.Errorf("fingerprint %q: %+v, %v; want ErrDedupeConflict naming %s", fp, res, err, first.EventID)
+		}
+	}
+	long := d
+	long.Fingerprint = strings.Repeat("f", wire.MaxIDLen+1)
+	if _, err := f.pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(long)); !errors.Is(err, wire.ErrInvalid) {
+		t.Errorf("an over-long fingerprint: %v, want wire.ErrInvalid", err)
+	}
+	if n := len(stored(t, f.srv.JS, first.Subject)); n != 1 {
+		t.Fatalf("%d events stored, want 1", n)
+	}
+
+	// Forget with another event's id leaves the claim alone.
+	if err := f.pub.Forget(ctxT(t), "acme", d, "not-"+first.EventID); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := f.pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(d)); err != nil || !res.Duplicate {
+		t.Fatalf("after forgetting another id: %+v, %v; want still a duplicate", res, err)
+	}
+	if err := f.pub.Forget(ctxT(t), "acme", d, first.EventID); err != nil {
+		t.Fatal(err)
+	}
+	// Forgotten: the key is free, for this request or another one.
+	d.Fingerprint = "fp-b"
+	again, err := f.pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(d))
+	if err != nil || again.Duplicate || again.EventID == first.EventID {
+		t.Fatalf("after Forget: %+v, %v; want a new event", again, err)
+	}
+	if err := f.pub.Forget(ctxT(t), "acme", trigger.Dedupe{Source: d.Source, Key: "never-claimed"}, first.EventID); err != nil {
+		t.Errorf("forgetting a key never claimed: %v", err)
+	}
+}
