@@ -29,8 +29,8 @@ type Role interface {
 	// here runs until Stop. A role with nothing to start returns nil.
 	Start(ctx context.Context) error
 	// Register mounts the role's HTTP routes on the process's one shared
-	// server, next to the other roles' routes and /healthz, /readyz,
-	// /metrics. A role without routes mounts nothing.
+	// server, next to the other roles' routes and /healthz and /readyz
+	// (metrics are on the admin listener). A role without routes mounts nothing.
 	Register(e *echo.Echo)
 	// Stop stops the role's intake, finishes in-flight work by ctx's end
 	// (abandoning what remains to JetStream redelivery), and releases what

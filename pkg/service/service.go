@@ -1,7 +1,6 @@
 // Package service is what every Switchboard role shares: the Role
 // interface the composition root drives, configuration from the
-// environment, JSON logging, and the /healthz, /readyz and /metrics
-// endpoints.
+// environment, JSON logging, and the /healthz and /readyz endpoints.
 package service
 
 import (
@@ -22,7 +21,6 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
-	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/secrets"
 )
 
@@ -43,7 +41,15 @@ type Config struct {
 	DrainDelay   time.Duration // SWITCHBOARD_DRAIN_DELAY: how long a stopping process serves on with /readyz 503
 	Concurrency  int           // SWITCHBOARD_RUN_CONCURRENCY
 	PprofAddr    string        // SWITCHBOARD_PPROF_ADDR: serve Go's runtime profiles there (off when empty)
+	AdminAddr    string        // SWITCHBOARD_ADMIN_ADDR: /metrics (and profiles) listener; "off" for none
+	AdminPprof   bool          // SWITCHBOARD_ADMIN_PPROF: serve the runtime profiles on the admin listener
 }
+
+// DefaultAdminAddr is the default Config.AdminAddr: loopback, because
+// metrics name project ids and profiles show the process's insides. A
+// deployment that scrapes from another host binds it wider (":9090") on a
+// network only its monitoring reaches.
+const DefaultAdminAddr = "127.0.0.1:9090"
 
 // DefaultDrainDelay is the default Config.DrainDelay. A stopping process
 // first answers /readyz with 503 and keeps serving this long, so load
@@ -60,6 +66,7 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 		DataDir:      env("SWITCHBOARD_DATA_DIR", "./data"),
 		AdminToken:   os.Getenv("SWITCHBOARD_ADMIN_TOKEN"),
 		PprofAddr:    os.Getenv("SWITCHBOARD_PPROF_ADDR"),
+		AdminAddr:    env("SWITCHBOARD_ADMIN_ADDR", DefaultAdminAddr),
 		SecretKey:    os.Getenv("SWITCHBOARD_SECRET_KEY"),
 		MaxBody:      httpx.DefaultMaxBody,
 		Limits:       broker.DefaultLimits(),
@@ -81,6 +88,16 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 			errs = append(errs, "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS must be true or false")
 		}
 		c.AllowPrivate = b
+	}
+	if c.AdminAddr == "off" {
+		c.AdminAddr = ""
+	}
+	if v := os.Getenv("SWITCHBOARD_ADMIN_PPROF"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, "SWITCHBOARD_ADMIN_PPROF must be true or false")
+		}
+		c.AdminPprof = b
 	}
 	if v := os.Getenv("SWITCHBOARD_LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
@@ -164,8 +181,9 @@ type Health struct {
 // SetReady flips readiness.
 func (h *Health) SetReady(v bool) { h.ready.Store(v) }
 
-// Register adds /healthz, /readyz and /metrics to e.
-func (h *Health) Register(e *echo.Echo, m *metrics.Metrics) {
+// Register adds /healthz and /readyz to e. /metrics is not among them: it
+// names project ids and belongs on the admin listener, not the public port.
+func (h *Health) Register(e *echo.Echo) {
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -175,9 +193,6 @@ func (h *Health) Register(e *echo.Echo, m *metrics.Metrics) {
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	})
-	if m != nil {
-		e.GET("/metrics", echo.WrapHandler(m.Handler()))
-	}
 }
 
 // DefaultGCPercent is the GC target the binaries use unless GOGC is set.

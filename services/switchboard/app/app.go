@@ -4,8 +4,8 @@
 // connection, JetStream, streams and buckets, catalog, directory, metrics,
 // access checker, egress client, health), the chosen roles are taken from
 // the one role list (roles.go) and driven through service.Role in one start
-// order, and every role serves on one HTTP server next to one /healthz,
-// /readyz and /metrics.
+// order, and every role serves on one HTTP server next to one /healthz and
+// /readyz; /metrics is on the admin listener (Options.AdminAddr).
 //
 // Start order: shared dependencies (the catalog loaded and followed, the
 // directory's watch in place), the Setup hook, then the roles — history →
@@ -83,8 +83,16 @@ type Options struct {
 	Concurrency int
 	// Limits are the streams' and buckets' replicas and retention.
 	Limits broker.Limits
-	// PprofAddr, when set, serves Go's runtime profiles on that address
-	// (SWITCHBOARD_PPROF_ADDR), apart from the API.
+	// AdminAddr, when set, is the admin listener (SWITCHBOARD_ADMIN_ADDR):
+	// /metrics, and the runtime profiles when AdminPprof is set. Neither
+	// is served on HTTPAddr: metrics name project ids and the public port
+	// has no auth for them. Empty serves no metrics over HTTP (tests).
+	AdminAddr string
+	// AdminPprof serves Go's runtime profiles (/debug/pprof/) on the
+	// admin listener (SWITCHBOARD_ADMIN_PPROF).
+	AdminPprof bool
+	// PprofAddr, when set, serves Go's runtime profiles on that address of
+	// their own (SWITCHBOARD_PPROF_ADDR, from before the admin listener).
 	PprofAddr string
 	// DrainDelay is how long Stop keeps serving with /readyz answering 503
 	// before it closes the listener: long enough for load balancers to
@@ -133,6 +141,7 @@ type App struct {
 	serveEr error
 	stopBg  context.CancelFunc
 	pprof   *profiler
+	admin   *profiler
 	once    sync.Once
 	stopErr error
 }
@@ -176,8 +185,13 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		return nil, err
 	}
 	// Bind before any role starts, so a taken port fails the start at once.
+	if opts.AdminAddr != "" {
+		if a.admin, err = startAdmin(adminOptions{Addr: opts.AdminAddr, Metrics: a.Metrics, Pprof: opts.AdminPprof}); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+	}
 	e := httpx.NewEcho(opts.Logger)
-	a.Health.Register(e, a.Metrics)
+	a.Health.Register(e)
 	lim := opts.HTTPLimits
 	lim.Addr, lim.Handler = opts.HTTPAddr, e
 	if a.srv, err = httpx.NewServer(lim); err != nil {
@@ -214,7 +228,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		close(a.served)
 	}()
 	a.Health.SetReady(true)
-	a.Logger.Info("serving", "http", a.srv.Addr(), "roles", strings.Join(names, ","))
+	a.Logger.Info("serving", "http", a.srv.Addr(), "admin", a.admin.addr(), "roles", strings.Join(names, ","))
 	return a, nil
 }
 
@@ -262,6 +276,10 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	a.HTTPClient = egress.NewClient(egress.Options{AllowPrivate: o.AllowPrivate, AllowLoopback: o.AllowLoopback})
 	return nil
 }
+
+// AdminAddr is the address the admin listener (/metrics) is bound to; empty
+// when there is none.
+func (a *App) AdminAddr() string { return a.admin.addr() }
 
 // HTTPAddr is the address the HTTP server is bound to.
 func (a *App) HTTPAddr() string { return a.srv.Addr() }
@@ -329,6 +347,9 @@ func (a *App) stop(ctx context.Context) error {
 	if err := a.pprof.stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if err := a.admin.stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	a.Logger.Info("stopped")
 	return errors.Join(errs...)
 }
@@ -371,4 +392,5 @@ func (a *App) abort() {
 	}
 	a.closeDeps(ctx)
 	_ = a.pprof.stop(ctx)
+	_ = a.admin.stop(ctx)
 }

@@ -183,7 +183,7 @@ func (w *recorded) Stop(ctx context.Context) error {
 
 // TestStartChosenRoles starts each set of roles on its own NATS and checks
 // that the process serves exactly those roles' parts, next to one
-// /healthz, /readyz and /metrics.
+// /healthz and /readyz, with /metrics on the admin listener only.
 func TestStartChosenRoles(t *testing.T) {
 	// A route of each HTTP role: without a token it is 401 where the role
 	// runs, and 404 (no such route) where it does not.
@@ -201,12 +201,20 @@ func TestStartChosenRoles(t *testing.T) {
 		RoleNames(),
 	} {
 		t.Run(strings.Join(roles, ","), func(t *testing.T) {
-			a := start(t, options(t, roles...))
+			opts := options(t, roles...)
+			opts.AdminAddr = "127.0.0.1:0"
+			a := start(t, opts)
 			addr := a.HTTPAddr()
-			for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			for _, path := range []string{"/healthz", "/readyz"} {
 				if got := status(t, http.MethodGet, addr, path); got != http.StatusOK {
 					t.Errorf("%s: %d", path, got)
 				}
+			}
+			if got := status(t, http.MethodGet, addr, "/metrics"); got != http.StatusNotFound {
+				t.Errorf("/metrics on the public port: %d, want 404", got)
+			}
+			if got := status(t, http.MethodGet, a.AdminAddr(), "/metrics"); got != http.StatusOK {
+				t.Errorf("/metrics on the admin listener: %d", got)
 			}
 			for role, probe := range probes {
 				want := http.StatusNotFound
