@@ -69,7 +69,31 @@ func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
 	if err != nil {
 		return consume.Permanent(err)
 	}
+	if err := checkRunSubject(m.Subject(), ev.Project, ref.workflow); err != nil {
+		return consume.Permanent(err)
+	}
 	return s.run(ctx, m, ref, ev)
+}
+
+// checkRunSubject refuses a run message whose subject disagrees with what
+// it says it runs. Publish permissions are granted per subject, and the
+// executor consuming sb.run.<project>.> is that project's: a run whose
+// envelope names another project (or whose header another workflow) would
+// run that workflow with that project's users and credentials. The
+// subject is what the server vouches for, so it wins, and the message is
+// dead-lettered rather than "corrected": the router never publishes one.
+func checkRunSubject(subject, project, workflow string) error {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "sb" || parts[1] != "run" {
+		return fmt.Errorf("subject %q is not sb.run.<project>.<workflow>", subject)
+	}
+	if project != parts[2] {
+		return fmt.Errorf("envelope project %q does not match subject project %q", project, parts[2])
+	}
+	if workflow != parts[3] {
+		return fmt.Errorf("workflow %q of header %s does not match subject workflow %q", workflow, HeaderWorkflow, parts[3])
+	}
+	return nil
 }
 
 // run executes run ref of trigger ev; m is the message that holds it
@@ -148,6 +172,12 @@ func (s *Service) prepare(m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (*
 	}
 	deliveries := int(md.NumDelivered)
 	if prev != nil {
+		if prev.ID != runID || prev.Project != x.run.Project || prev.Workflow != x.run.Workflow {
+			// The state is looked up by the run's own subject; one that
+			// names another run (or project) would make this delivery run
+			// that one.
+			return nil, consume.Permanent(fmt.Errorf("stored state of run %s names run %s of %s/%s", runID, prev.ID, prev.Project, prev.Workflow))
+		}
 		if prev.Status.Terminal() {
 			return nil, nil
 		}
