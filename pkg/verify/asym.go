@@ -18,11 +18,11 @@ import (
 
 // key is a secret decoded for the spec's scheme.
 type key struct {
-	sym   []byte
-	ed    ed25519.PublicKey
+	sym    []byte
+	ed     ed25519.PublicKey
 	edPriv ed25519.PrivateKey
-	ec    *ecdsa.PublicKey
-	rsa   *rsa.PublicKey
+	ec     *ecdsa.PublicKey
+	rsa    *rsa.PublicKey
 }
 
 func (v *SpecVerifier) key(s Secret) (key, error) {

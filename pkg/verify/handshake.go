@@ -50,13 +50,6 @@ func validateHandshake(h HandshakeSpec) error {
 		if h.Status != 0 && (h.Status < 200 || h.Status > 299) {
 			return newErr(ErrInvalidSpec, "custom handshake status must be 2xx")
 		}
-		for _, seg := range strings.Split(h.Body, "{")[1:] {
-			name, _, ok := strings.Cut(seg, "}")
-			kind, _, _ := strings.Cut(name, ":")
-			if !ok || (kind != "query" && kind != "header" && kind != "field") {
-				return newErr(ErrInvalidSpec, "custom handshake body: unknown placeholder {%s}", name)
-			}
-		}
 		return nil
 	}
 	return newErr(ErrUnknownScheme, "unknown handshake type %q", h.Type)
@@ -237,18 +230,25 @@ func (v *SpecVerifier) customHandshake(h HandshakeSpec, r Request, secrets []Sec
 			return nil, true, err
 		}
 	}
+	// Placeholders are {query:x}, {header:x} and {field:x}; any other brace is
+	// literal, so a JSON body like {"type":1} needs no escaping.
 	var out strings.Builder
 	rest := h.Body
 	for {
-		i := strings.IndexByte(rest, '{')
+		i := strings.Index(rest, "{")
 		if i < 0 {
 			out.WriteString(rest)
 			break
 		}
-		out.WriteString(rest[:i])
-		name, after, _ := strings.Cut(rest[i+1:], "}")
-		rest = after
+		name, after, closed := strings.Cut(rest[i+1:], "}")
 		kind, arg, _ := strings.Cut(name, ":")
+		if !closed || (kind != "query" && kind != "header" && kind != "field") || arg == "" {
+			out.WriteString(rest[:i+1])
+			rest = rest[i+1:]
+			continue
+		}
+		out.WriteString(rest[:i])
+		rest = after
 		var val string
 		switch kind {
 		case "query":
