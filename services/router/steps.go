@@ -227,12 +227,18 @@ func (s *Service) emitStep(ctx context.Context, x *execution, st *workflow.Step)
 			return nil, nil, permanent(fmt.Errorf("user: %w", err))
 		}
 	}
-	if _, ok := s.opts.Catalog.AppEvent(x.run.Project, st.Event); !ok {
+	decl, ok := s.opts.Catalog.AppEvent(x.run.Project, st.Event)
+	if !ok {
 		return nil, nil, permanent(fmt.Errorf("event %q is not declared in project %s", st.Event, x.run.Project))
 	}
 	pb, err := json.Marshal(payload)
 	if err != nil {
 		return nil, nil, permanent(fmt.Errorf("payload: %w", err))
+	}
+	// The router would record the event as validation_failed and run
+	// nothing; failing the step here says so where the author looks.
+	if probs := decl.ValidatePayload(pb); len(probs) > 0 {
+		return nil, nil, permanent(fmt.Errorf("payload does not match the schema of %q: %s", st.Event, probs.Error()))
 	}
 	now := time.Now()
 	ev := &sbv1.TriggerEvent{

@@ -35,6 +35,8 @@ const DefaultMaxHops = 8
 type Config interface {
 	Workflow(project, id string) (*workflow.Workflow, bool)
 	WorkflowsForEvent(project, name string) []*workflow.Workflow
+	// AppEvent is the declaration of App Event name: its payload schema.
+	AppEvent(project, name string) (*workflow.AppEvent, bool)
 }
 
 // Directory is the part of the connected-user directory deciders read.

@@ -25,15 +25,53 @@ func (appEvent) Check(ev *sbv1.TriggerEvent) error {
 	return nil
 }
 
+// ReasonUnknownEvent: an App Event whose name the project does not
+// declare (ingress answers such a publish with 404 unknown_event; one
+// published straight to NATS is recorded with this reason).
+const ReasonUnknownEvent = "unknown_event"
+
 func (k appEvent) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs.Candidate, error) {
+	var wfs []*workflow.Workflow
 	if ev.Workflow != "" {
 		w, ok := k.m.cfg.Workflow(ev.Project, ev.Workflow)
 		if !ok || w.Trigger.Type != workflow.TriggerAppEvent || w.Trigger.Event != ev.Name {
 			return []runs.Candidate{notFound(ev, workflow.TriggerAppEvent)}, nil
 		}
-		return k.m.forUser(ctx, ev, []*workflow.Workflow{w})
+		wfs = []*workflow.Workflow{w}
+	} else {
+		wfs = k.m.cfg.WorkflowsForEvent(ev.Project, ev.Name)
 	}
-	return k.m.forUser(ctx, ev, k.m.cfg.WorkflowsForEvent(ev.Project, ev.Name))
+	// Ingress checks the declaration and the payload schema, but a trigger
+	// may be published straight to NATS (the trigger subjects are the
+	// public publish surface, docs/security.md): the workflows rely on the
+	// schema, so the router checks it again, and says so in the record.
+	decl, ok := k.m.cfg.AppEvent(ev.Project, ev.Name)
+	if !ok {
+		return skipAll(ev, wfs, ReasonUnknownEvent,
+			fmt.Sprintf("event %q is not declared in project %s", ev.Name, ev.Project)), nil
+	}
+	if probs := decl.ValidatePayload(ev.Payload); len(probs) > 0 {
+		return skipAll(ev, wfs, runs.ReasonValidationFailed,
+			fmt.Sprintf("the payload does not match the schema of %q: %s", ev.Name, probs.Error())), nil
+	}
+	return k.m.forUser(ctx, ev, wfs)
+}
+
+// skipAll records every workflow of wfs as skipped for reason — or, when
+// no workflow would have run, one candidate without a workflow, so the
+// decision still says why the trigger was refused.
+func skipAll(ev *sbv1.TriggerEvent, wfs []*workflow.Workflow, reason, msg string) []runs.Candidate {
+	c := runs.Candidate{User: ev.User, Credential: ev.Credential, Outcome: runs.OutcomeSkipped, Reason: reason, Message: msg}
+	if len(wfs) == 0 {
+		c.Workflow = ev.Workflow
+		return []runs.Candidate{c}
+	}
+	out := make([]runs.Candidate, 0, len(wfs))
+	for _, w := range wfs {
+		c.Workflow = w.ID
+		out = append(out, c)
+	}
+	return out
 }
 
 // request decides REQUEST triggers: the named workflow runs at most once,
