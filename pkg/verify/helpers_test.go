@@ -31,7 +31,9 @@ func mac(alg func() hash.Hash, key, msg string) []byte {
 	return m.Sum(nil)
 }
 
-func hmacHex(alg func() hash.Hash, key, msg string) string { return hex.EncodeToString(mac(alg, key, msg)) }
+func hmacHex(alg func() hash.Hash, key, msg string) string {
+	return hex.EncodeToString(mac(alg, key, msg))
+}
 func hmacB64(alg func() hash.Hash, key, msg string) string {
 	return base64.StdEncoding.EncodeToString(mac(alg, key, msg))
 }

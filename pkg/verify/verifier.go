@@ -483,27 +483,27 @@ func sortedForm(vals url.Values) string {
 	return b.String()
 }
 
-// urlPortVariants returns the URL as given plus the same URL with the
-// scheme's default port added (or removed when present).
+// urlPortVariants returns the URL as given plus, like twilio-go, the same
+// URL with the scheme's default port added when it has no port, or with its
+// port removed when it has one (Twilio's signing is inconsistent about it).
 func urlPortVariants(raw string) []string {
 	out := []string{raw}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return out
 	}
-	def := map[string]string{"https": "443", "http": "80"}[u.Scheme]
-	if def == "" {
-		return out
-	}
 	alt := *u
-	if u.Port() == "" {
-		alt.Host = u.Host + ":" + def
-	} else if u.Port() == def {
+	switch {
+	case u.Port() != "":
 		alt.Host = u.Hostname()
 		if strings.Contains(alt.Host, ":") { // IPv6 literal
 			alt.Host = "[" + alt.Host + "]"
 		}
-	} else {
+	case u.Scheme == "https":
+		alt.Host = u.Host + ":443"
+	case u.Scheme == "http":
+		alt.Host = u.Host + ":80"
+	default:
 		return out
 	}
 	return append(out, alt.String())
