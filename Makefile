@@ -5,7 +5,7 @@ MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 BIN := bin
 GO_TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: run build test bench proto lint tidy clean
+.PHONY: run build test chaos bench proto lint tidy clean
 
 build:
 	@mkdir -p $(BIN)
@@ -19,6 +19,11 @@ run: build
 ## test: every module's tests (real embedded NATS, bbolt and HTTP servers)
 test:
 	@set -e; for d in $(MODULES); do echo "== $$d"; (cd $$d && go test $(GO_TEST_FLAGS) ./...); done
+
+## chaos: the crash suite (docs/reliability.md): real processes killed with
+## SIGKILL mid-load; builds its own binaries; about two minutes
+chaos:
+	cd services/switchboard && go vet -tags chaos ./chaos/ && go test -tags chaos -count=1 -timeout 5m -v ./chaos/
 
 ## bench: ingest and end-to-end benchmark (see docs/benchmarks.md)
 bench: build
