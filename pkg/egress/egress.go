@@ -228,16 +228,12 @@ func NewClient(opts Options) *http.Client {
 		MaxIdleConnsPerHost: perHost,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	var rt http.RoundTripper = tr
 	limit := opts.MaxResponseBytes
 	if limit == 0 {
 		limit = DefaultMaxResponseBytes
 	}
-	if limit > 0 {
-		rt = &limitTransport{tr: tr, max: limit}
-	}
 	return &http.Client{
-		Transport: rt,
+		Transport: &limitTransport{tr: tr, max: limit},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > MaxRedirects {
 				return fmt.Errorf("egress: stopped after %d redirects", MaxRedirects)
@@ -248,7 +244,8 @@ func NewClient(opts Options) *http.Client {
 }
 
 // limitTransport wraps response bodies so reading more than max bytes fails
-// with ErrResponseTooLarge.
+// with ErrResponseTooLarge (max < 0: no limit), and rewrites errors that
+// would show this host's network setup (hideResolver).
 type limitTransport struct {
 	tr  *http.Transport
 	max int64
@@ -256,11 +253,51 @@ type limitTransport struct {
 
 func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.tr.RoundTrip(req)
-	if err != nil || resp == nil || resp.Body == nil || resp.Body == http.NoBody {
-		return resp, err
+	if err != nil {
+		return resp, hideResolver(err)
+	}
+	if t.max < 0 || resp == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return resp, nil
 	}
 	resp.Body = &limitedBody{rc: resp.Body, max: t.max}
 	return resp, nil
+}
+
+// ResolveError is a destination host that could not be resolved. Its
+// message names the host and not the resolver: the standard library's
+// ("lookup h on 127.0.0.53:53: no such host") shows the address of an
+// internal DNS server to whoever reads the error — a workflow author, in
+// a run's history.
+type ResolveError struct {
+	Host     string
+	NotFound bool
+	Timeout  bool
+	err      *net.DNSError
+}
+
+func (e *ResolveError) Error() string {
+	switch {
+	case e.NotFound:
+		return "could not resolve host " + e.Host + ": no such host"
+	case e.Timeout:
+		return "could not resolve host " + e.Host + ": the lookup timed out"
+	default:
+		return "could not resolve host " + e.Host
+	}
+}
+
+// Unwrap keeps the original for errors.As (and its Timeout for net.Error
+// checks); only the message is rewritten.
+func (e *ResolveError) Unwrap() error { return e.err }
+
+// hideResolver replaces a lookup failure in err by a *ResolveError; the
+// dial around it ("dial tcp: …") adds nothing, so it goes too.
+func hideResolver(err error) error {
+	var dns *net.DNSError
+	if !errors.As(err, &dns) {
+		return err
+	}
+	return &ResolveError{Host: dns.Name, NotFound: dns.IsNotFound, Timeout: dns.IsTimeout, err: dns}
 }
 
 // CloseIdleConnections lets http.Client.CloseIdleConnections reach the
