@@ -34,6 +34,8 @@ type record struct {
 	skip    string // why the record cannot be applied; "" if it can
 	err     error  // with skip, the underlying error
 	note    string // something worth a warning that doesn't stop the record
+	// caughtUp: the consumer had nothing more pending after this record.
+	caughtUp bool
 }
 
 // runIndex is the part of a run snapshot the read model indexes.

@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -122,6 +123,11 @@ type Store struct {
 	running bool
 	cancel  context.CancelFunc // cancels the active Run
 	runDone chan struct{}      // closed when the active Run returns
+
+	// A rebuild from the stream in progress (rebuild.go).
+	rebuilding atomic.Bool
+	rbMu       sync.Mutex
+	rb         rebuildState
 }
 
 // Open opens (or creates) the bbolt file. It does not start following the
@@ -148,15 +154,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("history: open %s: %w", opts.Path, err)
 	}
 	var seq uint64
+	var rebuild string // why the file starts over from the stream, if it does
 	err = db.Update(func(tx *bolt.Tx) error {
 		if m := tx.Bucket(bucketMeta); m != nil {
 			switch v := m.Get(keyVersion); {
 			case len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion:
+				rebuild = RebuildLayout
 				log.Warn("history: file layout changed, rebuilding from the stream", "path", opts.Path)
 				if err := wipe(tx); err != nil {
 					return err
 				}
 			case !bytes.Equal(m.Get(keyClean), []byte{1}):
+				rebuild = RebuildUnclean
 				log.Warn("history: file was not closed cleanly, rebuilding from the stream", "path", opts.Path)
 				if err := wipe(tx); err != nil {
 					return err
@@ -192,6 +201,17 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	st := &Store{db: db, path: opts.Path, js: opts.JS, log: log, prune: prune, closed: make(chan struct{})}
 	st.seq.Reset(seq)
+	if rebuild == "" && seq == 0 {
+		rebuild = RebuildNewFile
+	}
+	if rebuild != "" {
+		// Until the follower has applied what the stream held at this
+		// point, the file is a partial history (Rebuilding). Knowing the
+		// target now means an empty stream ends the "rebuild" before Open
+		// returns, so a fresh process is not reported as rebuilding.
+		st.startRebuild(rebuild, 0)
+		st.learnRebuildTarget(ctx)
+	}
 	return st, nil
 }
 
@@ -360,6 +380,7 @@ func (s *Store) follow(ctx context.Context) (applied bool, err error) {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = last + 1
 	}
+	s.learnRebuildTarget(ctx)
 	cons, err := s.js.OrderedConsumer(ctx, subjects.StreamRunEvents, cfg)
 	if err != nil {
 		return false, fmt.Errorf("ordered consumer: %w", err)
@@ -370,8 +391,12 @@ func (s *Store) follow(ctx context.Context) (applied bool, err error) {
 	// with the commit of the previous batch.
 	recs := make(chan record, 2*maxBatch)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		r := decodeMsg(m)
+		if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
+			r.caughtUp = true
+		}
 		select {
-		case recs <- decodeMsg(m):
+		case recs <- r:
 		case <-stop:
 		}
 	},
@@ -418,6 +443,7 @@ func (s *Store) follow(ctx context.Context) (applied bool, err error) {
 			return applied, fatalError{err}
 		}
 		applied = true
+		s.progress(batch[len(batch)-1].caughtUp)
 	}
 }
 
@@ -443,6 +469,10 @@ func (s *Store) checkStream(ctx context.Context) error {
 		return fatalError{err}
 	}
 	s.seq.Reset(0)
+	s.startRebuild(RebuildRecreate, info.State.LastSeq)
+	if info.State.Msgs == 0 {
+		s.endRebuild()
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -172,14 +173,90 @@ func NewLogger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// Health tracks readiness: a service is live as soon as it serves, and
-// ready once its dependencies are up and until it starts shutting down.
+// Health tracks readiness: a process is live as soon as it serves, and
+// ready while it serves (between the end of its start and the beginning
+// of its stop) and every named check passes. The checks are the
+// dependencies a request needs: the NATS connection, a read model that
+// holds the whole history. /readyz names what fails, so an operator sees
+// why a pod is out of rotation.
 type Health struct {
 	ready atomic.Bool
+
+	mu     sync.Mutex
+	checks []Check
+}
+
+// Check is one named readiness check.
+type Check struct {
+	Name string
+	// Probe is called on every /readyz, concurrently: it must be cheap and
+	// must not block (read state, do not dial).
+	Probe func() CheckResult
+}
+
+// CheckResult is what a probe found: StatusOK, or what is wrong
+// ("disconnected", "rebuilding") with details.
+type CheckResult struct {
+	Status string `json:"status"`
+	Detail any    `json:"detail,omitempty"`
+}
+
+// StatusOK is a passing check's status.
+const StatusOK = "ok"
+
+// OK is a passing check.
+func OK() CheckResult { return CheckResult{Status: StatusOK} }
+
+// Checker is a role whose state is part of the process's readiness (the
+// history role while its read model rebuilds); the composition root adds
+// its checks.
+type Checker interface {
+	Checks() []Check
 }
 
 // SetReady flips readiness.
 func (h *Health) SetReady(v bool) { h.ready.Store(v) }
+
+// AddCheck adds a named check to readiness.
+func (h *Health) AddCheck(c Check) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks = append(h.checks, c)
+}
+
+// Readiness is what /readyz answers: whether the process is ready and
+// every check's result by name.
+type Readiness struct {
+	Status string                 `json:"status"` // "ready" or "not ready"
+	Checks map[string]CheckResult `json:"checks"`
+}
+
+// Ready evaluates readiness now.
+func (h *Health) Ready() (Readiness, bool) {
+	h.mu.Lock()
+	checks := append([]Check(nil), h.checks...)
+	h.mu.Unlock()
+	out := Readiness{Status: "ready", Checks: map[string]CheckResult{}}
+	ok := true
+	if !h.ready.Load() {
+		// Starting, or stopping: the drain delay keeps serving with this.
+		out.Checks["process"] = CheckResult{Status: "not serving"}
+		ok = false
+	} else {
+		out.Checks["process"] = OK()
+	}
+	for _, c := range checks {
+		r := c.Probe()
+		out.Checks[c.Name] = r
+		if r.Status != StatusOK {
+			ok = false
+		}
+	}
+	if !ok {
+		out.Status = "not ready"
+	}
+	return out, ok
+}
 
 // Register adds /healthz and /readyz to e. /metrics is not among them: it
 // names project ids and belongs on the admin listener, not the public port.
@@ -188,10 +265,11 @@ func (h *Health) Register(e *echo.Echo) {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", func(c *echo.Context) error {
-		if !h.ready.Load() {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+		r, ok := h.Ready()
+		if !ok {
+			return c.JSON(http.StatusServiceUnavailable, r)
 		}
-		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+		return c.JSON(http.StatusOK, r)
 	})
 }
 

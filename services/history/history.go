@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/service"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 )
@@ -61,6 +63,9 @@ type Service struct {
 	store *readmodel.Store
 	stop  context.CancelFunc
 	done  chan error
+	// failed is why the follower stopped early (a file that cannot be
+	// written); the role is then not ready.
+	failed atomic.Pointer[error]
 }
 
 // New validates opts; Start opens the read model.
@@ -107,10 +112,29 @@ func (s *Service) Start(ctx context.Context) error {
 			// Only a file that cannot be written ends Run early; queries
 			// keep answering from what it holds.
 			s.log.Error("history: the read model stopped following RUN_EVENTS", "err", err)
+			s.failed.Store(&err)
 		}
 		s.done <- err
 	}()
 	return nil
+}
+
+// Checks are the role's readiness checks: "history" fails while the read
+// model is rebuilt from the stream (with its progress) and when it stopped
+// following the stream.
+func (s *Service) Checks() []service.Check {
+	return []service.Check{{Name: Name, Probe: func() service.CheckResult {
+		if s.store == nil {
+			return service.CheckResult{Status: "starting"}
+		}
+		if err := s.failed.Load(); err != nil {
+			return service.CheckResult{Status: "failed", Detail: (*err).Error()}
+		}
+		if rb, ok := s.store.Rebuilding(); ok {
+			return service.CheckResult{Status: "rebuilding", Detail: rb}
+		}
+		return service.OK()
+	}}}
 }
 
 // Store is the read model; nil before Start.

@@ -58,6 +58,10 @@ func (s *Service) listRuns(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A list from a partial file would look complete and be wrong.
+	if err := s.rebuilding(c); err != nil {
+		return err
+	}
 	page, err := s.store.ListRuns(f)
 	if errors.Is(err, readmodel.ErrBadCursor) {
 		return apierr.BadRequest("invalid_field", "cursor is not one this API returned").WithField("cursor")
@@ -77,6 +81,11 @@ func (s *Service) getRun(c *echo.Context) error {
 		return err
 	}
 	r, err := s.store.GetRun(pr.Project, c.Param("run"))
+	if errors.Is(err, readmodel.ErrNotFound) {
+		if err := s.rebuilding(c); err != nil {
+			return err
+		}
+	}
 	if errors.Is(err, readmodel.ErrNotFound) || (err == nil && pr.Role == access.RoleUser && r.User != pr.User) {
 		return apierr.NotFound("run_not_found", "run %q does not exist", c.Param("run"))
 	}
@@ -92,6 +101,11 @@ func (s *Service) getEvent(c *echo.Context) error {
 		return err
 	}
 	d, err := s.store.GetDecision(pr.Project, c.Param("event"))
+	if errors.Is(err, readmodel.ErrNotFound) {
+		if err := s.rebuilding(c); err != nil {
+			return err
+		}
+	}
 	if errors.Is(err, readmodel.ErrNotFound) || (err == nil && pr.Role == access.RoleUser && d.User != pr.User) {
 		return apierr.NotFound("event_not_found", "event %q does not exist or has not been routed yet", c.Param("event"))
 	}
@@ -99,4 +113,22 @@ func (s *Service) getEvent(c *echo.Context) error {
 		return apierr.Internal(err)
 	}
 	return c.JSON(http.StatusOK, d)
+}
+
+// RebuildRetryAfter is the Retry-After, in seconds, of a history_rebuilding
+// answer.
+const RebuildRetryAfter = 2
+
+// rebuilding is 503 history_rebuilding, with the rebuild's progress as
+// details, while the read model is rebuilt from the stream: what it does
+// not hold yet may well exist, and a 404 would say it does not. Nil
+// otherwise.
+func (s *Service) rebuilding(c *echo.Context) error {
+	rb, ok := s.store.Rebuilding()
+	if !ok {
+		return nil
+	}
+	c.Response().Header().Set("Retry-After", strconv.Itoa(RebuildRetryAfter))
+	return apierr.New(http.StatusServiceUnavailable, "history_rebuilding",
+		"the run history is being rebuilt from the stream (%d of %d records); retry shortly", rb.Applied, rb.Target).WithDetails(rb)
 }

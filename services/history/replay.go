@@ -42,6 +42,9 @@ func (s *Service) replayRun(c *echo.Context) error {
 	}
 	old, err := s.store.GetRun(pr.Project, c.Param("run"))
 	if errors.Is(err, readmodel.ErrNotFound) {
+		if err := s.rebuilding(c); err != nil {
+			return err
+		}
 		return apierr.NotFound("run_not_found", "run %q does not exist", c.Param("run"))
 	}
 	if err != nil {

@@ -148,7 +148,9 @@ type App struct {
 
 // Start builds the shared dependencies, starts the chosen roles in order,
 // mounts their routes and serves HTTP. It returns once every role serves
-// and /readyz answers 200. ctx bounds the start only. On failure whatever
+// and /readyz answers 200 — unless a readiness check fails already (NATS
+// down, the history read model still rebuilding after an unclean stop), in
+// which case /readyz says so until it passes. ctx bounds the start only. On failure whatever
 // was started is stopped again.
 func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	names := opts.Roles
@@ -184,6 +186,15 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	if err := a.buildDeps(ctx); err != nil {
 		return nil, err
 	}
+	// Every role's requests need NATS: a process whose connection is down
+	// (reconnecting, or closed for good) is not ready, whatever it serves.
+	nc := a.NC
+	a.Health.AddCheck(service.Check{Name: "nats", Probe: func() service.CheckResult {
+		if st := nc.Status(); st != nats.CONNECTED {
+			return service.CheckResult{Status: "disconnected", Detail: st.String()}
+		}
+		return service.OK()
+	}})
 	// Bind before any role starts, so a taken port fails the start at once.
 	if opts.AdminAddr != "" {
 		if a.admin, err = startAdmin(adminOptions{Addr: opts.AdminAddr, Metrics: a.Metrics, Pprof: opts.AdminPprof}); err != nil {
@@ -219,6 +230,11 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 			return nil, fmt.Errorf("app: start %s: %w", name, err)
 		}
 		a.roles = append(a.roles, r)
+		if c, ok := a.byName[name].(service.Checker); ok {
+			for _, ch := range c.Checks() {
+				a.Health.AddCheck(ch)
+			}
+		}
 	}
 	for _, r := range a.roles {
 		r.Register(e)
