@@ -25,8 +25,8 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
-	"github.com/switchboard-hq/switchboard/pkg/service"
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
+	"github.com/switchboard-hq/switchboard/pkg/service"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 )
 
