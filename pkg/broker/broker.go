@@ -101,9 +101,11 @@ func (e *Embedded) ClientURL() string {
 	return e.Server.ClientURL()
 }
 
-// Connect opens an in-process client connection.
+// Connect opens an in-process client connection, without a reconnect
+// buffer like Connect's.
 func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(e.Server), nats.Name(name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", nats.InProcessServer(e.Server), nats.Name(name), nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(noReconnectBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("broker: in-process connect: %w", err)
 	}
@@ -116,14 +118,42 @@ func (e *Embedded) Shutdown() {
 	e.Server.WaitForShutdown()
 }
 
-// Connect connects to an external NATS server or cluster, retrying in the
-// background while it is unreachable.
+// noReconnectBuffer disables nats.go's reconnect buffer: while the
+// connection is down, a publish fails at once (nats.ErrReconnectBufExceeded)
+// instead of being kept and sent after the reconnect.
+//
+// Every publisher of this process waits for JetStream's ack and treats an
+// error as "not done": ingress answers 503, a consumer handler leaves its
+// message for redelivery, a dedupe claim stays pending for the retry. A
+// buffered copy sent after the reconnect would contradict that answer —
+// behind the caller's back, after its retry (hardening defect #2: a claim
+// that landed after its 503 made the retry "replayed" for an event never
+// stored; a publish that landed after its 503 ran beside the retry's). With
+// no buffer, a publish either reached the server before the connection
+// dropped or was never sent, so nothing is sent late, and a publish that
+// failed at once is known not to be stored. Bytes not yet written when the
+// connection drops are dropped by nats.go too (bindToNewConn), never
+// resent.
+//
+// It is for the whole process connection, not one kept for ingress: the
+// executor's checkpoints, RUNS publishes and acks have the same contract,
+// subscriptions are re-sent by nats.go itself on reconnect, and one
+// connection keeps one reconnect state for all roles. The price is that a
+// process started while NATS is unreachable (RetryOnFailedConnect) fails
+// its first requests at once rather than waiting in the buffer, so
+// provisioning fails and the process exits to be restarted.
+const noReconnectBuffer = -1
+
+// Connect connects to an external NATS server or cluster, reconnecting in
+// the background while it is unreachable, without a reconnect buffer (see
+// noReconnectBuffer).
 func Connect(url, name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectBufSize(noReconnectBuffer),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("broker: connect %s: %w", url, err)

@@ -3,8 +3,6 @@ package ingress
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -17,11 +15,8 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
-	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
-	"github.com/switchboard-hq/switchboard/pkg/trigger"
-	"github.com/switchboard-hq/switchboard/pkg/wire"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
 
@@ -112,13 +107,9 @@ func (s *Service) postEvent(c *echo.Context) error {
 	if req.OccurredAt != nil {
 		ev.OccurredAt = timestamppb.New(*req.OccurredAt)
 	}
-	scope := "evt." + p + "." + subjects.Token(user)
-	prev, err := s.idempotent(c, scope, &idempotency.Record{EventID: ev.Id}, []byte(user), []byte(ev.Credential), body)
+	key, err := s.idempotencyKey(c, sourceEvents, user, []byte(user), []byte(ev.Credential), body)
 	if err != nil {
 		return err
-	}
-	if prev != nil {
-		return c.JSON(http.StatusAccepted, EventAccepted{ID: prev.EventID, Status: "accepted"})
 	}
 	waitRouted := c.QueryParam("wait") == "routed"
 	var answers <-chan *nats.Msg
@@ -128,9 +119,17 @@ func (s *Service) postEvent(c *echo.Context) error {
 		ev.Reply, answers, done = s.replies.register()
 		defer done()
 	}
-	if err := s.publish(c.Request().Context(), ev); err != nil {
-		s.releaseIdempotency(c, scope)
+	res, err := s.publish(c.Request().Context(), ev, key)
+	if err != nil {
 		return err
+	}
+	if res.Duplicate {
+		// The key's event was stored by an earlier call (or by a copy this
+		// retry republished under the claimed id): answer with its id. The
+		// router answered that call, not this one, so there is nothing to
+		// wait for.
+		replayed(c)
+		return c.JSON(http.StatusAccepted, EventAccepted{ID: res.EventID, Status: "accepted"})
 	}
 	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindAppEvent).Inc()
 	out := EventAccepted{ID: ev.Id, Status: "accepted"}
@@ -142,25 +141,6 @@ func (s *Service) postEvent(c *echo.Context) error {
 		out.Status, out.RunIDs = "routed", ids
 	}
 	return c.JSON(http.StatusAccepted, out)
-}
-
-// publish stores ev in TRIGGERS through the producer contract and returns
-// once JetStream acknowledged it. A trigger too big for the bus is the
-// caller's mistake (413); anything else is the service's (503).
-func (s *Service) publish(ctx context.Context, ev *sbv1.TriggerEvent) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
-	defer cancel()
-	_, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision()))
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, wire.ErrTooLarge):
-		return apierr.New(http.StatusRequestEntityTooLarge, "payload_too_large", "the event is too large to store: %v", err)
-	case wire.Permanent(err):
-		return apierr.Internal(err)
-	default:
-		return apierr.Unavailable(fmt.Errorf("publish trigger: %w", err))
-	}
 }
 
 func waitDecision(ctx context.Context, answers <-chan *nats.Msg) ([]string, error) {

@@ -15,7 +15,6 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
-	"github.com/switchboard-hq/switchboard/pkg/idempotency"
 	"github.com/switchboard-hq/switchboard/pkg/reqbody"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
@@ -122,16 +121,10 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		Trace:      traceparent(r),
 	}
 
-	// Keys are scoped per user, so two users' keys never collide.
-	scope := "req." + p + "." + wid + "." + subjects.Token(user)
-	runID := runs.RequestRunID(ev.Id, wid, user)
-	claim := idempotency.Record{EventID: ev.Id, RunID: runID}
-	replayed, err := s.idempotent(c, scope, &claim, []byte(r.Method), []byte(r.URL.RawQuery), []byte(ev.User), []byte(ev.Credential), body)
+	// Keys are per workflow and per user, so two users' keys never collide.
+	key, err := s.idempotencyKey(c, sourceRequests+wid, user, []byte(r.Method), []byte(r.URL.RawQuery), []byte(ev.User), []byte(ev.Credential), body)
 	if err != nil {
 		return err
-	}
-	if replayed != nil {
-		return c.JSON(http.StatusAccepted, RequestAccepted{RunID: replayed.RunID, EventID: replayed.EventID, WorkflowID: wid, Status: "accepted"})
 	}
 
 	// The router decides, once, and answers on this inbox: first the
@@ -141,9 +134,19 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	var done func()
 	ev.Reply, answers, done = s.replies.register()
 	defer done()
-	if err := s.publish(r.Context(), ev); err != nil {
-		s.releaseIdempotency(c, scope)
+	res, err := s.publish(r.Context(), ev, key)
+	if err != nil {
 		return err
+	}
+	// The run id is derived from the stored event's id — with a key, the
+	// id claimed for it — so every answer for the key names the same run.
+	runID := runs.RequestRunID(res.EventID, wid, user)
+	if res.Duplicate {
+		// Stored by an earlier call with this key, or by a copy this retry
+		// republished under the claimed id; the router answers the call
+		// whose copy was stored, not this one.
+		replayed(c)
+		return c.JSON(http.StatusAccepted, RequestAccepted{RunID: runID, EventID: res.EventID, WorkflowID: wid, Status: "accepted"})
 	}
 	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindRequest).Inc()
 
@@ -167,7 +170,9 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 				return writeReply(c, rep, runID)
 			}
 			if rep.Error != "" {
-				s.releaseIdempotency(c, scope)
+				// Refused and recorded: nothing runs for this event, so the
+				// key may be used again once the caller fixed the cause.
+				s.forgetKey(ev, key)
 				return apierr.New(rep.Status, rep.Error, "%s", rep.Message)
 			}
 			if async {
