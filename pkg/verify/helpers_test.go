@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -68,3 +69,14 @@ func mustNew(t testing.TB, s Spec, o Options) *SpecVerifier {
 }
 
 func sec(v string) []Secret { return []Secret{{ID: "k1", Value: v}} }
+
+func discordKey() ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed([]byte("discord-test-seed-32-bytes-long!"))
+}
+
+func discordPubHex() string { return hex.EncodeToString(discordKey().Public().(ed25519.PublicKey)) }
+
+func discordPing(body, ts string) Request {
+	return req("POST", "https://h.example/dc", body, "X-Signature-Timestamp", ts,
+		"X-Signature-Ed25519", hex.EncodeToString(ed25519.Sign(discordKey(), []byte(ts+body))))
+}

@@ -394,9 +394,12 @@ func (v *SpecVerifier) contents(r Request, body *bodyView, ts string) ([][]segme
 	}
 	var form string
 	if usesKind(v.tmpl, "form") {
+		// Without a body hash parameter the body is parsed as form whatever
+		// its Content-Type (as twilio-go does), so a body the sender did not
+		// send as parameters still changes the signed content and can never
+		// ride along unauthenticated.
 		hashParam := v.spec.BodyHashParam != "" && r.query().Get(v.spec.BodyHashParam) != ""
-		ct := strings.ToLower(r.Header.Get("Content-Type"))
-		if !hashParam && strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		if !hashParam && len(r.Body) > 0 {
 			vals, err := url.ParseQuery(string(r.Body))
 			if err != nil {
 				return nil, wrapErr(ErrBadSignature, err, "form body cannot be parsed")
