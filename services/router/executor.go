@@ -640,9 +640,11 @@ func (x *execution) runStep(ctx context.Context, st *workflow.Step) (runs.Step, 
 		rec.StartedAt = p.StartedAt
 	}
 	rec.Attempts = attempt
+	mark := x.markStarted(st.ID, attempt, rec.StartedAt)
 	stop := x.keepAlive()
 	input, output, err := x.s.runStepOnce(ctx, x, st)
 	stop()
+	x.settleMark(mark)
 	rec.Input, rec.Output = input, output
 	rec.FinishedAt = time.Now().UTC()
 	if err == nil {
@@ -664,6 +666,52 @@ func (x *execution) runStep(ctx context.Context, st *workflow.Step) (runs.Step, 
 	backoff = min(backoff, x.s.opts.MaxBackoff)
 	x.log.Info("step failed; retrying", "step", st.ID, "attempt", attempt, "err", err, "backoff", backoff)
 	return rec, backoff
+}
+
+// markStarted checkpoints the attempt about to start as started, once it
+// has run for RunningDelay: if the router goes down during the attempt, the
+// delivery that resumes the run finds it in RUN_STATE and counts the rerun
+// as the next attempt. Counting from NumDelivered cannot: after a server
+// crash redeliveries arrive with NumDelivered 1, and a step that ran twice
+// showed attempts 1. The checkpoint is a Pending step due at once (RetryAt
+// is when the attempt started). Steps quicker than the delay are never
+// marked — one RUN_STATE write per slow step, none per fast one — so a
+// crash in their few milliseconds goes uncounted, as before.
+//
+// The message is encoded now, on this goroutine; the timer only publishes.
+func (x *execution) markStarted(step string, attempt int, started time.Time) *lazyPublish {
+	saved := x.run.Pending
+	x.run.Pending = &runs.PendingStep{Step: step, Attempts: attempt, StartedAt: started, RetryAt: started}
+	data, err := json.Marshal(x.run)
+	x.run.Pending = saved
+	if err != nil || len(data) > x.s.budgets.Record {
+		// Only the count is at stake; the run goes on without the mark.
+		return nil
+	}
+	m := nats.NewMsg(subjects.RunState(x.run.Project, x.run.ID))
+	m.Data = data
+	done := make(chan struct{})
+	lp := &lazyPublish{done: done}
+	lp.timer = time.AfterFunc(x.s.opts.RunningDelay, func() {
+		defer close(done)
+		lp.future, lp.err = x.s.opts.JS.PublishMsgAsync(m)
+	})
+	return lp
+}
+
+// settleMark cancels a mark not yet published. One that was makes RUN_STATE
+// hold a state of this run, which the final state must then supersede (in
+// order: both go out on the same connection). A mark that failed to store
+// is not waited for nor retried; it only costs the count.
+func (x *execution) settleMark(lp *lazyPublish) {
+	if lp == nil || lp.timer.Stop() {
+		return
+	}
+	<-lp.done
+	x.checkpointed = true
+	if lp.err != nil {
+		x.log.Warn("could not checkpoint a step's attempt as started", "err", lp.err)
+	}
 }
 
 // keepAlive tells JetStream the run is still in progress while a step runs
