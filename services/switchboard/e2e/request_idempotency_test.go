@@ -22,6 +22,15 @@ steps:
     status: 201
     json: {order: "{{ trigger.request.body.order }}", run: "{{ run.id }}"}
 ---
+kind: Workflow
+id: rq-idem-off
+trigger: {type: request}
+steps:
+  - id: reply
+    type: response
+    status: 201
+    json: {run: "{{ run.id }}"}
+---
 kind: AppEvent
 name: Rq Idem Ping
 ---
@@ -40,8 +49,10 @@ steps:
 
 // TestRequestIdempotency sends the same request trigger 50 times at once
 // with one Idempotency-Key (one run, one stored trigger, every caller told
-// the same run id), reuses the key with another body (422), and repeats an
-// App Event with a key (same event id, Idempotent-Replayed, one run).
+// the same run id), reuses the key with another body (422), repeats an App
+// Event with a key (same event id, Idempotent-Replayed, one run), and
+// retries a key whose request the router refused once the cause is fixed
+// (a new run, not a replay of the refusal).
 func TestRequestIdempotency(t *testing.T) {
 	t.Parallel()
 	sys, _ := startDev(t, dev.Options{})
@@ -171,6 +182,31 @@ func TestRequestIdempotency(t *testing.T) {
 		r = rqCall(t, "POST", url, body, "Authorization", bearer, "Idempotency-Key", "order-o-1-bis")
 		if r.Status != http.StatusCreated || r.Header.Get("X-Switchboard-Run-Id") == runID {
 			t.Errorf("another key: %s, want a new run", r)
+		}
+	})
+
+	t.Run("a request the router refused frees its key", func(t *testing.T) {
+		t.Parallel()
+		url := a.base + "/v1/projects/dev/workflows/rq-idem-off/trigger"
+		a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u3", key, map[string]any{"metadata": map[string]any{}})
+		a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u3/workflows/rq-idem-off", key, map[string]any{"enabled": false})
+		hdr := []string{"Authorization", "Bearer " + key, "X-Switchboard-User", "u3", "Idempotency-Key", "off-1"}
+		expectError(t, rqCall(t, "POST", url, []byte(`{}`), hdr...), http.StatusForbidden, "workflow_not_enabled")
+		a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u3/workflows/rq-idem-off", key, map[string]any{"enabled": true})
+		// The directory is read through a cache: poll until the router sees
+		// the enablement; every refused attempt frees the key again.
+		var r response
+		eventually(t, 20*time.Second, "the retry with the same key to run", func() (bool, string) {
+			r = rqCall(t, "POST", url, []byte(`{}`), hdr...)
+			return r.Status != http.StatusForbidden, r.String()
+		})
+		if r.Status != http.StatusCreated || r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("retry after enabling: %s (replayed %q), want the response step's 201", r, r.Header.Get("Idempotent-Replayed"))
+		}
+		runID := r.Header.Get("X-Switchboard-Run-Id")
+		again := rqCall(t, "POST", url, []byte(`{}`), hdr...)
+		if again.Status != http.StatusAccepted || again.Header.Get("Idempotent-Replayed") != "true" || rqObject(t, again)["runId"] != runID {
+			t.Errorf("repeat after the run: %s, want 202 replayed with %s", again, runID)
 		}
 	})
 
