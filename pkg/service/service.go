@@ -44,6 +44,11 @@ type Config struct {
 	PprofAddr    string        // SWITCHBOARD_PPROF_ADDR: serve Go's runtime profiles there (off when empty)
 	AdminAddr    string        // SWITCHBOARD_ADMIN_ADDR: /metrics (and profiles) listener; "off" for none
 	AdminPprof   bool          // SWITCHBOARD_ADMIN_PPROF: serve the runtime profiles on the admin listener
+	// HTTPLimits bound how long clients may take over requests:
+	// SWITCHBOARD_BODY_TIMEOUT, SWITCHBOARD_SLOW_BODY_AFTER,
+	// SWITCHBOARD_MAX_SLOW_BODIES, SWITCHBOARD_MIN_IMPORT_RATE (bytes per
+	// second of a streamed import). Zero fields are httpx's defaults.
+	HTTPLimits httpx.ServerOptions
 }
 
 // DefaultAdminAddr is the default Config.AdminAddr: loopback, because
@@ -111,6 +116,33 @@ func ConfigFromEnv(defaultHTTPAddr string) (Config, error) {
 			errs = append(errs, "SWITCHBOARD_REPLICAS must be 1..5")
 		}
 		c.Limits.Replicas = n
+	}
+	for name, dst := range map[string]*time.Duration{
+		"SWITCHBOARD_BODY_TIMEOUT":    &c.HTTPLimits.BodyTimeout,
+		"SWITCHBOARD_SLOW_BODY_AFTER": &c.HTTPLimits.SlowBodyAfter,
+	} {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, name+" must be a positive duration like 30s")
+			}
+			*dst = d
+		}
+	}
+	if v := os.Getenv("SWITCHBOARD_MAX_SLOW_BODIES"); v != "" {
+		// -1 lifts the cap (a process behind a proxy that buffers bodies).
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 || n < -1 {
+			errs = append(errs, "SWITCHBOARD_MAX_SLOW_BODIES must be a positive integer (-1: no cap)")
+		}
+		c.HTTPLimits.MaxSlowBodies = n
+	}
+	if v := os.Getenv("SWITCHBOARD_MIN_IMPORT_RATE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, "SWITCHBOARD_MIN_IMPORT_RATE must be a positive number of bytes per second")
+		}
+		c.HTTPLimits.MinStreamRate = n
 	}
 	if v := os.Getenv("SWITCHBOARD_RUN_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
