@@ -212,7 +212,8 @@ func NewLogger(level slog.Level) *slog.Logger {
 // holds the whole history. /readyz names what fails, so an operator sees
 // why a pod is out of rotation.
 type Health struct {
-	ready atomic.Bool
+	ready    atomic.Bool
+	wasReady atomic.Bool // tells "starting" from "stopping"
 
 	mu     sync.Mutex
 	checks []Check
@@ -247,7 +248,12 @@ type Checker interface {
 }
 
 // SetReady flips readiness.
-func (h *Health) SetReady(v bool) { h.ready.Store(v) }
+func (h *Health) SetReady(v bool) {
+	if v {
+		h.wasReady.Store(true)
+	}
+	h.ready.Store(v)
+}
 
 // AddCheck adds a named check to readiness.
 func (h *Health) AddCheck(c Check) {
@@ -270,12 +276,17 @@ func (h *Health) Ready() (Readiness, bool) {
 	h.mu.Unlock()
 	out := Readiness{Status: "ready", Checks: map[string]CheckResult{}}
 	ok := true
-	if !h.ready.Load() {
-		// Starting, or stopping: the drain delay keeps serving with this.
-		out.Checks["process"] = CheckResult{Status: "not serving"}
+	switch {
+	case h.ready.Load():
+		out.Checks["shutdown"] = OK()
+	case h.wasReady.Load():
+		// Stopping: the drain delay keeps serving with this, so load
+		// balancers take the process out before its listener closes.
+		out.Checks["shutdown"] = CheckResult{Status: "stopping"}
 		ok = false
-	} else {
-		out.Checks["process"] = OK()
+	default:
+		out.Checks["shutdown"] = CheckResult{Status: "starting"}
+		ok = false
 	}
 	for _, c := range checks {
 		r := c.Probe()

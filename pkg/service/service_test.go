@@ -54,7 +54,7 @@ func TestReadyzNamesFailingChecks(t *testing.T) {
 		}
 		return rec.Code, r
 	}
-	if code, r := get(); code != http.StatusServiceUnavailable || r.Checks["process"].Status == service.StatusOK {
+	if code, r := get(); code != http.StatusServiceUnavailable || r.Checks["shutdown"].Status != "starting" {
 		t.Errorf("before SetReady: %d %+v", code, r)
 	}
 	h.SetReady(true)
@@ -64,5 +64,10 @@ func TestReadyzNamesFailingChecks(t *testing.T) {
 	natsOK = false
 	if code, r := get(); code != http.StatusServiceUnavailable || r.Status != "not ready" || r.Checks["nats"].Status != "disconnected" {
 		t.Errorf("nats down: %d %+v", code, r)
+	}
+	natsOK = true
+	h.SetReady(false)
+	if code, r := get(); code != http.StatusServiceUnavailable || r.Checks["shutdown"].Status != "stopping" {
+		t.Errorf("stopping: %d %+v", code, r)
 	}
 }
