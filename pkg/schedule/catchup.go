@@ -42,6 +42,14 @@ func (s *Schedule) Missed(lastFired, now time.Time, loc *time.Location) []time.T
 	return append(ring[head:], ring[:head]...)
 }
 
+// Latest is the last tick at or before at and after at-within, in loc. A
+// timer-driven caller (a gocron task) uses it to name the tick it is
+// firing: timers fire at or a little after the nominal time, and the name
+// must be the nominal time on every replica.
+func (s *Schedule) Latest(at time.Time, within time.Duration, loc *time.Location) (time.Time, bool) {
+	return s.latest(at.Add(-within), at, loc)
+}
+
 // latest is the last tick in (from, to]. It probes windows ending at to
 // that double in length, so the work is proportional to how far back the
 // last tick is, not to the length of (from, to].

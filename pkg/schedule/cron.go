@@ -46,16 +46,24 @@ var (
 		{"month", 1, 12, monthNames},
 		{"day of week", 0, 7, dowNames}, // 7 is Sunday too
 	}
-	cronMacros = map[string]string{
-		"@yearly":   "0 0 0 1 1 *",
-		"@annually": "0 0 0 1 1 *",
-		"@monthly":  "0 0 0 1 * *",
-		"@weekly":   "0 0 0 * * 0",
-		"@daily":    "0 0 0 * * *",
-		"@midnight": "0 0 0 * * *",
-		"@hourly":   "0 0 * * * *",
-	}
 )
+
+// cronMacro expands a macro to its 6-field form.
+func cronMacro(name string) (string, bool) {
+	switch strings.ToLower(name) {
+	case "@yearly", "@annually":
+		return "0 0 0 1 1 *", true
+	case "@monthly":
+		return "0 0 0 1 * *", true
+	case "@weekly":
+		return "0 0 0 * * 0", true
+	case "@daily", "@midnight":
+		return "0 0 0 * * *", true
+	case "@hourly":
+		return "0 0 * * * *", true
+	}
+	return "", false
+}
 
 // parseCron parses a 6-field (seconds first), 5-field or macro expression.
 // "@every <duration>" returns the duration instead (an elapsed schedule).
@@ -78,7 +86,7 @@ func parseCron(expr string) (*cronSpec, time.Duration, error) {
 			}
 			return nil, d, nil
 		}
-		m, ok := cronMacros[strings.ToLower(expr)]
+		m, ok := cronMacro(expr)
 		if !ok {
 			return nil, 0, fmt.Errorf("unknown macro %q (supported: @yearly, @monthly, @weekly, @daily, @hourly, @every <duration>)", expr)
 		}

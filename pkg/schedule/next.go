@@ -5,11 +5,12 @@ import (
 	"time"
 )
 
-// Bounds of the instants Next works on: years 1 to 9999, so naive
-// wall-time arithmetic and time.Date never overflow.
-var (
-	minUnix = time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC).Unix()
-	maxUnix = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+// Bounds of the instants Next works on, 0001-01-02 and 9999-01-01 UTC
+// (TestBounds checks the numbers), so naive wall-time arithmetic and
+// time.Date never overflow.
+const (
+	minUnix = -62135510400
+	maxUnix = 253370764800
 )
 
 // Next is the first nominal tick strictly after after, in loc (nil: the

@@ -120,17 +120,19 @@ func TestNextMatchesBruteForce(t *testing.T) {
 		{"America/Havana", "2026-03-06T00:00:00Z", 4}, // DST at midnight
 		{"America/Havana", "2026-10-30T00:00:00Z", 4},
 	}
-	crons := []string{"0 30 2 * * *", "0 */15 * * * *", "0 0 * * * *", "0 45 1 * * *", "0 15 2 * * *",
-		"0 0 0 * * *", "0 30 0 * * *", "0 */7 1-3 * * *", "0 0 9 * * 1-5"}
+	specs := []Spec{{Cron: "0 30 2 * * *"}, {Cron: "0 */15 * * * *"}, {Cron: "0 0 * * * *"}, {Cron: "0 45 1 * * *"}, {Cron: "0 15 2 * * *"},
+		{Cron: "0 0 0 * * *"}, {Cron: "0 30 0 * * *"}, {Cron: "0 */7 1-3 * * *"}, {Cron: "0 0 9 * * 1-5"},
+		{Every: &Every{Unit: "days", At: "02:30"}}, {Every: &Every{Unit: "days", Interval: 3, At: "00:00"}},
+		{Every: &Every{Unit: "weeks", Weekday: "sunday", At: "01:45"}}, {Every: &Every{Unit: "weeks", Weekday: "saturday", At: "23:30"}}}
 	for _, z := range zones {
 		loc := mustLoad(t, z.name)
-		for _, expr := range crons {
-			t.Run(z.name+"/"+z.from[:10]+"/"+expr, func(t *testing.T) {
-				s := mustCompile(t, Spec{Cron: expr, Timezone: z.name})
-				c := s.wall.(*cronSpec)
+		for _, spec := range specs {
+			spec.Timezone = z.name
+			s := mustCompile(t, spec)
+			t.Run(z.name+"/"+z.from[:10]+"/"+s.String(), func(t *testing.T) {
 				from := utc(z.from)
 				to := from.Add(time.Duration(z.days) * 24 * time.Hour)
-				want := bruteWall(c, loc, from, to)
+				want := bruteWall(s.wall, loc, from, to)
 				got := slices.Collect(s.Between(from, to, loc))
 				if !slices.EqualFunc(got, want, time.Time.Equal) {
 					t.Errorf("got  %v\nwant %v", fmtTimes(got), fmtTimes(want))
@@ -140,11 +142,10 @@ func TestNextMatchesBruteForce(t *testing.T) {
 	}
 }
 
-func bruteWall(c *cronSpec, loc *time.Location, from, to time.Time) []time.Time {
+func bruteWall(m wallMatcher, loc *time.Location, from, to time.Time) []time.Time {
 	matches := func(w int64) bool {
-		t := time.Unix(w, 0).UTC()
-		return c.second&(1<<uint(t.Second())) != 0 && c.minute&(1<<uint(t.Minute())) != 0 &&
-			c.hour&(1<<uint(t.Hour())) != 0 && c.month&(1<<uint(t.Month())) != 0 && c.dayMatches(t)
+		n, ok := m.next(w - 1)
+		return ok && n == w
 	}
 	wallOf := func(u int64) int64 { return u + offsetAt(loc, u) }
 	var out []time.Time
@@ -170,6 +171,34 @@ func bruteWall(c *cronSpec, loc *time.Location, from, to time.Time) []time.Time 
 		}
 	}
 	return out
+}
+
+// TestHourlyMatchesBruteForce checks hourly schedules against the plain
+// definition: every real minute whose local reading is hh:MM with hh a
+// multiple of N fires, with no DST adjustment at all.
+func TestHourlyMatchesBruteForce(t *testing.T) {
+	for _, zone := range []string{"America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Asia/Kathmandu"} {
+		loc := mustLoad(t, zone)
+		for _, hm := range [][2]int{{1, 0}, {1, 30}, {1, 45}, {2, 15}, {5, 0}, {23, 59}} {
+			s := mustCompile(t, Spec{Every: &Every{Unit: "hours", Interval: hm[0], AtMinute: intp(hm[1])}, Timezone: zone})
+			t.Run(zone+"/"+s.String(), func(t *testing.T) {
+				for _, from := range []time.Time{utc("2026-03-06T00:00:00Z"), utc("2026-04-02T00:00:00Z"), utc("2026-09-30T00:00:00Z"), utc("2026-10-29T00:00:00Z"), utc("2011-12-28T00:00:00Z")} {
+					to := from.Add(5 * 24 * time.Hour)
+					var want []time.Time
+					for u := from.Unix() + 60; u <= to.Unix(); u += 60 {
+						l := time.Unix(u, 0).In(loc)
+						if l.Minute() == hm[1] && l.Second() == 0 && l.Hour()%hm[0] == 0 {
+							want = append(want, l)
+						}
+					}
+					got := slices.Collect(s.Between(from, to, loc))
+					if !slices.EqualFunc(got, want, time.Time.Equal) {
+						t.Errorf("from %v:\n got  %v\n want %v", from, fmtTimes(got), fmtTimes(want))
+					}
+				}
+			})
+		}
+	}
 }
 
 // TestDailyOncePerDay: a daily schedule fires exactly once per local day
@@ -273,5 +302,14 @@ func TestNextEdges(t *testing.T) {
 	got := fmtTimes(slices.Collect(s.Between(utc("2026-01-01T00:00:00Z"), utc("2026-01-01T00:00:02Z"), nil)))
 	if want := []string{"2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"}; !slices.Equal(got, want) {
 		t.Errorf("Between: got %v, want %v", got, want)
+	}
+}
+
+func TestBounds(t *testing.T) {
+	if got := time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC).Unix(); got != minUnix {
+		t.Errorf("minUnix = %d, want %d", int64(minUnix), got)
+	}
+	if got := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC).Unix(); got != maxUnix {
+		t.Errorf("maxUnix = %d, want %d", int64(maxUnix), got)
 	}
 }
