@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/auth"
 	"github.com/switchboard-hq/switchboard/pkg/service"
@@ -176,21 +177,28 @@ func TestDefect10MemoryDefaults(t *testing.T) {
 			n := len(l.all())
 			return n >= events, fmt.Sprintf("%d of %d deliveries", n, events)
 		})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s, err := sys.JS.Stream(ctx, subjects.StreamRunEvents)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// A delivery comes before its run's final snapshot is stored: wait
+		// for the stream to hold a decision and a final snapshot per event.
+		var state jetstream.StreamState
+		eventually(t, 20*time.Second, "every run recorded", func() (bool, string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s, err := sys.JS.Stream(ctx, subjects.StreamRunEvents)
+			if err != nil {
+				return false, err.Error()
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			state = info.State
+			return state.Msgs >= 2*events, fmt.Sprintf("%d messages", state.Msgs)
+		})
 		// One run subject and one decision subject per project; the dev
 		// system has one project with traffic.
-		if info.State.NumSubjects > 4 || info.State.Msgs < 2*events {
+		if state.NumSubjects > 4 {
 			t.Fatalf("RUN_EVENTS holds %d messages on %d subjects after %d runs; want a fixed handful of subjects",
-				info.State.Msgs, info.State.NumSubjects, events)
+				state.Msgs, state.NumSubjects, events)
 		}
 	})
 }
