@@ -286,4 +286,3 @@ func FuzzParseSpec(f *testing.F) {
 }
 
 func strHex(b []byte) string { return string(hexEncode(b)) }
-
