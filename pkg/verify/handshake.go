@@ -167,13 +167,7 @@ func (v *SpecVerifier) Handshake(r Request, secrets []Secret) (resp *Response, h
 		}
 		// Answer with the secret that verified the request, so the response is
 		// right during a rotation too.
-		var secret string
-		for _, s := range secrets {
-			if s.ID == res.SecretID && s.Use == "" {
-				secret = s.Value
-				break
-			}
-		}
+		secret := res.secret.Value
 		m := hmac.New(sha256.New, []byte(secret))
 		m.Write([]byte(plainToken))
 		return jsonResp(map[string]string{"plainToken": plainToken, "encryptedToken": hex.EncodeToString(m.Sum(nil))})
@@ -181,6 +175,9 @@ func (v *SpecVerifier) Handshake(r Request, secrets []Secret) (resp *Response, h
 		ch := field("challenge")
 		if r.Method != http.MethodPost || ch == "" {
 			return nil, false, nil
+		}
+		if len(ch) > maxHandshakeValue {
+			return nil, true, newErr(ErrBadSignature, "challenge value is too long")
 		}
 		return jsonResp(map[string]string{"challenge": ch})
 	case HandshakeGoogle:

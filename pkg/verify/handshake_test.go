@@ -129,3 +129,30 @@ func TestPackageHandshake(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// During a rotation Zoom's encryptedToken uses the secret that verified the
+// request, even when the secrets carry no IDs.
+func TestZoomHandshakeUsesMatchedSecret(t *testing.T) {
+	ts := "1700000000"
+	body := `{"payload":{"plainToken":"pt"},"event":"endpoint.url_validation"}`
+	r := req("POST", "u", body, "x-zm-request-timestamp", ts, "x-zm-signature", "v0="+hmacHex(h256, "new", "v0:"+ts+":"+body))
+	v := mustNew(t, Spec{Preset: "zoom"}, at(t0))
+	resp, handled, err := v.Handshake(r, []Secret{{Value: "old"}, {Value: "new"}})
+	if err != nil || !handled {
+		t.Fatal(err)
+	}
+	if want := `{"encryptedToken":"` + hmacHex(h256, "new", "pt") + `","plainToken":"pt"}`; string(resp.Body) != want {
+		t.Fatalf("body %s, want %s", resp.Body, want)
+	}
+}
+
+func TestTokenGuessesBounded(t *testing.T) {
+	v := mustNew(t, Spec{Preset: "gitlab"}, Options{})
+	r := req("POST", "u", "")
+	for i := 0; i < 100; i++ {
+		r.Header.Add("X-Gitlab-Token", itoa(int64(i)))
+	}
+	if CodeOf(v.Verify(r, sec("42"))) != ErrBadSignature {
+		t.Fatal("100 guesses in one request accepted")
+	}
+}

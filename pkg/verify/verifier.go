@@ -33,6 +33,9 @@ type Options struct {
 type Result struct {
 	SecretID  string
 	Timestamp time.Time // zero when the scheme has none
+	// secret is the matched secret itself; the Zoom handshake answers with it,
+	// and IDs are optional so they cannot be used to find it again.
+	secret Secret
 }
 
 // SpecVerifier is the compiled form of a Spec; it implements Verifier and
@@ -216,7 +219,7 @@ func (v *SpecVerifier) Check(r Request, secrets []Secret) (res Result, err error
 			return Result{}, err
 		}
 	}
-	return Result{SecretID: matched.ID, Timestamp: ts}, nil
+	return Result{SecretID: matched.ID, Timestamp: ts, secret: matched}, nil
 }
 
 func (v *SpecVerifier) checkWindow(ts, now time.Time) error {
