@@ -82,6 +82,20 @@ func Run(project, workflow string) string { return "sb.run." + project + "." + w
 // RunsOfProject is the wildcard of every run subject of project p.
 func RunsOfProject(project string) string { return "sb.run." + project + ".>" }
 
+// RunParts splits a run subject (Run) into its project and workflow; ok is
+// false for anything else a publisher may have put under sb.run.<p>.>.
+func RunParts(subject string) (project, workflow string, ok bool) {
+	rest, found := strings.CutPrefix(subject, "sb.run.")
+	if !found {
+		return "", "", false
+	}
+	project, workflow, found = strings.Cut(rest, ".")
+	if !found || project == "" || workflow == "" || strings.Contains(workflow, ".") {
+		return "", "", false
+	}
+	return project, workflow, true
+}
+
 // RunHistory is the subject of project p's run snapshots in RUN_EVENTS, the
 // history log the read model follows. It is one subject per project, not
 // per run: the server keeps an index entry per subject in memory.

@@ -121,3 +121,24 @@ func TestTriggerProject(t *testing.T) {
 		})
 	}
 }
+
+func TestRunParts(t *testing.T) {
+	for _, tc := range []struct {
+		subject, project, workflow string
+		ok                         bool
+	}{
+		{"sb.run.p.w", "p", "w", true},
+		{Run("acme", "contact-to-crm"), "acme", "contact-to-crm", true},
+		{"sb.run.p.w.extra", "", "", false},
+		{"sb.run.p", "", "", false},
+		{"sb.run..w", "", "", false},
+		{"sb.trigger.p.w", "", "", false},
+	} {
+		t.Run(tc.subject, func(t *testing.T) {
+			p, w, ok := RunParts(tc.subject)
+			if p != tc.project || w != tc.workflow || ok != tc.ok {
+				t.Fatalf("RunParts(%q) = %q, %q, %v", tc.subject, p, w, ok)
+			}
+		})
+	}
+}

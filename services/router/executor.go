@@ -83,15 +83,15 @@ func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
 // subject is what the server vouches for, so it wins, and the message is
 // dead-lettered rather than "corrected": the router never publishes one.
 func checkRunSubject(subject, project, workflow string) error {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0] != "sb" || parts[1] != "run" {
-		return fmt.Errorf("subject %q is not sb.run.<project>.<workflow>", subject)
+	sp, sw, ok := subjects.RunParts(subject)
+	if !ok {
+		return fmt.Errorf("subject %q is not sb.run.<project>.<workflow>", wire.Prefix(subject, 256))
 	}
-	if project != parts[2] {
-		return fmt.Errorf("envelope project %q does not match subject project %q", project, parts[2])
+	if project != sp {
+		return fmt.Errorf("envelope project %q does not match subject project %q", wire.Prefix(project, 256), sp)
 	}
-	if workflow != parts[3] {
-		return fmt.Errorf("workflow %q of header %s does not match subject workflow %q", workflow, HeaderWorkflow, parts[3])
+	if workflow != sw {
+		return fmt.Errorf("workflow %q of header %s does not match subject workflow %q", wire.Prefix(workflow, 256), HeaderWorkflow, sw)
 	}
 	return nil
 }

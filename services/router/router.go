@@ -236,7 +236,13 @@ func (s *Service) Start(ctx context.Context) error {
 				AckWait:        s.opts.AckWait, MaxAckPending: s.opts.Concurrency * 2,
 				MaxDeliver: maxDeliver, Handler: s.execute, OnReceive: s.noteDelivery, Middleware: []consume.Middleware{consume.KeepAlive(0)},
 				DeadLetter: consume.DeadLetterTo(js, func(m jetstream.Msg) string {
-					return subjects.DeadRun(project, m.Headers().Get(HeaderWorkflow))
+					// The workflow of the subject the server accepted, not
+					// the header: a forged header could make a subject the
+					// server refuses.
+					if _, wf, ok := subjects.RunParts(m.Subject()); ok {
+						return subjects.DeadRun(project, wf)
+					}
+					return subjects.DeadRun(project, "_unknown")
 				}),
 				Logger: s.log, Registerer: reg,
 			}
