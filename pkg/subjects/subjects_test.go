@@ -128,14 +128,14 @@ func TestRunParts(t *testing.T) {
 		ok                         bool
 	}{
 		{"sb.run.p.w", "p", "w", true},
-		{Run("acme", "contact-to-crm"), "acme", "contact-to-crm", true},
+		{subjects.Run("acme", "contact-to-crm"), "acme", "contact-to-crm", true},
 		{"sb.run.p.w.extra", "", "", false},
 		{"sb.run.p", "", "", false},
 		{"sb.run..w", "", "", false},
 		{"sb.trigger.p.w", "", "", false},
 	} {
 		t.Run(tc.subject, func(t *testing.T) {
-			p, w, ok := RunParts(tc.subject)
+			p, w, ok := subjects.RunParts(tc.subject)
 			if p != tc.project || w != tc.workflow || ok != tc.ok {
 				t.Fatalf("RunParts(%q) = %q, %q, %v", tc.subject, p, w, ok)
 			}
