@@ -19,26 +19,29 @@ import (
 // suite is what every scenario shares: the binaries, the load settings and
 // where the figures and process logs go.
 type suite struct {
-	bins    binaries
-	out     string
-	load    time.Duration
-	rate    int
-	workers int
+	bins binaries
+	out  string
+	load time.Duration
+	rate int
 }
 
 // scenario is one crash scenario. run sets up its processes, drives the
 // load and its kills, drains and fills in f.
 type scenario struct {
 	name, what string
-	run        func(t *testing.T, s *suite, f *figures)
+	// callers is how many concurrent callers share the load's rate: the
+	// retrying callers of nats-kill are more, so that more calls are in
+	// flight when the server dies.
+	callers int
+	run     func(t *testing.T, s *suite, f *figures)
 }
 
 // scenarios lists the suite's scenarios in the order they run.
 func scenarios() []scenario {
 	return []scenario{
-		{"dev-kill", "kill -9 `switchboard dev` (embedded NATS, every role) twice mid-load; restart it each time on the same data dir and ports", devKill},
-		{"router-kill", "split mode (nats-server; ingress+history+connection-lifecycle; two routers): kill -9 one router mid-load, restart it later on the same ports", routerKill},
-		{"nats-kill", "kill -9 nats-server twice mid-load under `switchboard serve --role all` (an outage until every caller saw a call fail, then a bounce), restarting it on the same store dir and port; callers retry every event with its Idempotency-Key until 2xx", natsKill},
+		{"dev-kill", "kill -9 `switchboard dev` (embedded NATS, every role) twice mid-load; restart it each time on the same data dir and ports", 3, devKill},
+		{"router-kill", "split mode (nats-server; ingress+history+connection-lifecycle; two routers): kill -9 one router mid-load, restart it later on the same ports", 3, routerKill},
+		{"nats-kill", "kill -9 nats-server twice mid-load under `switchboard serve --role all` (an outage until every caller saw a call fail, then a bounce), restarting it on the same store dir and port; callers retry every event with its Idempotency-Key until 2xx", 8, natsKill},
 	}
 }
 
@@ -53,7 +56,7 @@ const drainTimeout = 60 * time.Second
 // figures show a lost, duplicated or re-executed event.
 func TestChaos(t *testing.T) {
 	start := time.Now()
-	s := &suite{out: os.Getenv("SWITCHBOARD_CHAOS_OUT"), load: 15 * time.Second, rate: 30, workers: 3}
+	s := &suite{out: os.Getenv("SWITCHBOARD_CHAOS_OUT"), load: 15 * time.Second, rate: 30}
 	if v := os.Getenv("SWITCHBOARD_CHAOS_LOAD"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 3*time.Second {
@@ -63,8 +66,8 @@ func TestChaos(t *testing.T) {
 	}
 	if v := os.Getenv("SWITCHBOARD_CHAOS_RATE"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < s.workers {
-			t.Fatalf("SWITCHBOARD_CHAOS_RATE=%q: want events per second, at least %d", v, s.workers)
+		if err != nil || n < 8 {
+			t.Fatalf("SWITCHBOARD_CHAOS_RATE=%q: want events per second, at least 8 (one per caller)", v)
 		}
 		s.rate = n
 	}
@@ -85,8 +88,8 @@ func TestChaos(t *testing.T) {
 	for _, sc := range scenarios() {
 		t.Run(sc.name, func(t *testing.T) {
 			begin := time.Now()
-			f := figures{Scenario: sc.name, What: sc.what,
-				Load: fmt.Sprintf("%d events/s from %d callers for %s", s.rate, s.workers, s.load)}
+			f := figures{Scenario: sc.name, What: sc.what, callers: sc.callers,
+				Load: fmt.Sprintf("%d events/s from %d callers for %s", s.rate, sc.callers, s.load)}
 			sc.run(t, s, &f)
 			f.Duration = time.Since(begin).Round(100 * time.Millisecond).String()
 			all = append(all, f)
@@ -132,7 +135,7 @@ func devKill(t *testing.T, s *suite, f *figures) {
 	res := newLoadResult()
 	warmUp(t, a, key, f.Scenario, res)
 	begin := time.Now()
-	wait := startLoad(a, key, s.spec(f.Scenario, false), res)
+	wait := startLoad(a, key, s.spec(f, false), res)
 	for _, at := range []float64{0.25, 0.6} {
 		sleepUntil(begin, s.load, at)
 		dev.kill(t)
@@ -184,7 +187,7 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 	res := newLoadResult()
 	warmUp(t, a, key, f.Scenario, res)
 	begin := time.Now()
-	wait := startLoad(a, key, s.spec(f.Scenario, false), res)
+	wait := startLoad(a, key, s.spec(f, false), res)
 	sleepUntil(begin, s.load, 0.25)
 	routers[0].kill(t)
 	sleepUntil(begin, s.load, 0.6)
@@ -199,10 +202,11 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 // all`, each time restarted on the same store dir and port. The callers
 // send every event with Idempotency-Key = its payload id and retry it until
 // a 2xx: each key must run exactly once. The first outage (at a quarter of
-// the load) lasts until every caller has had a call fail since the kill, so
-// the calls in flight at the kill were answered (or timed out) while the
-// server was down and what the switchboard process buffered meanwhile is
-// flushed on the reconnect, beside the callers' retries. The second (at
+// the load) lasts at least minOutage and until every caller has had a call
+// fail since the kill, so the calls in flight at the kill were answered (or
+// timed out) while the server was down and what the switchboard process
+// buffered meanwhile is flushed on the reconnect, beside the callers'
+// retries. The second (at
 // 60%) is a bounce: restarted as soon as the process is gone, so calls in
 // flight lose their acks and their retries meet events that may be stored.
 func natsKill(t *testing.T, s *suite, f *figures) {
@@ -226,13 +230,15 @@ func natsKill(t *testing.T, s *suite, f *figures) {
 	res := newLoadResult()
 	warmUp(t, a, key, f.Scenario, res)
 	begin := time.Now()
-	wait := startLoad(a, key, s.spec(f.Scenario, true), res)
+	wait := startLoad(a, key, s.spec(f, true), res)
 	for i, at := range []float64{0.25, 0.6} {
 		sleepUntil(begin, s.load, at)
 		ns.kill(t)
 		killed := time.Now()
-		if i == 0 && !pollUntil(20*time.Second, func() (bool, string) { return res.workersFailedSince(killed) == s.workers, "" }) {
-			t.Logf("not every caller had a failed call within 20s of the kill (%d of %d)", res.workersFailedSince(killed), s.workers)
+		if i == 0 && !pollUntil(20*time.Second, func() (bool, string) {
+			return time.Since(killed) >= minOutage && res.workersFailedSince(killed) == f.callers, ""
+		}) {
+			t.Logf("not every caller had a failed call within 20s of the kill (%d of %d)", res.workersFailedSince(killed), f.callers)
 		}
 		ns.start(t)
 		t.Logf("nats-server down for %s", time.Since(killed).Round(time.Millisecond))
@@ -244,10 +250,16 @@ func natsKill(t *testing.T, s *suite, f *figures) {
 	finish(t, f, a, key, "nats://"+natsAddr, res, l, true)
 }
 
+// minOutage is the shortest first outage of natsKill: long enough for the
+// switchboard process's reconnect attempts to fail and its publishes to
+// pile up in its client's reconnect buffer, even when every caller is
+// answered 503 at once.
+const minOutage = 3 * time.Second
+
 // ---- shared steps ------------------------------------------------------------
 
-func (s *suite) spec(scenario string, idempotent bool) loadSpec {
-	return loadSpec{scenario: scenario, rate: s.rate, workers: s.workers, duration: s.load,
+func (s *suite) spec(f *figures, idempotent bool) loadSpec {
+	return loadSpec{scenario: f.Scenario, rate: s.rate, workers: f.callers, duration: s.load,
 		idempotent: idempotent, retryFor: 30 * time.Second}
 }
 
@@ -302,6 +314,18 @@ func finish(t *testing.T, f *figures, a api, key, natsURL string, res *loadResul
 	f.Drained, f.DrainNote = drain(a, key, js, res, l, drainTimeout)
 	t.Logf("drained=%v after %s %s", f.Drained, time.Since(start).Round(100*time.Millisecond), f.DrainNote)
 	compute(f, res, collect(t, a, key, js, l), idempotent)
+	// What the history says about a lost event: a 404 is an event never
+	// stored (or never decided), a decision without a run one not routed.
+	for i, ev := range f.lostEvents {
+		if i == maxEvidence {
+			break
+		}
+		st, raw, err := a.call("GET", "/v1/projects/"+project+"/events/"+ev, key, nil)
+		if len(raw) > 300 {
+			raw = append(raw[:300], "…"...)
+		}
+		f.evidence("lostDecisions", "GET /events/%s: %d %s %v", ev, st, raw, err)
+	}
 }
 
 // ---- output --------------------------------------------------------------------

@@ -94,10 +94,13 @@ func consumersIdle(ctx context.Context, js jetstream.JetStream) (bool, string) {
 	return true, ""
 }
 
-// drain waits, up to timeout, until the system is quiet: every accepted
-// event has a finished run in the history, no run in the history is still
-// going, the consumers are idle and the listener got nothing for a while.
-// It reports whether that happened and, if not, what was still going.
+// drain waits, up to timeout, until the system is quiet: the consumers are
+// idle, no run in the history is still going, every accepted event has a
+// finished run in the history, and the listener got nothing for a while.
+// Accepted events without a run stop the wait once the listener has been
+// quiet for missingQuiet: with idle consumers nothing can run them any
+// more, and the checks count them lost. It reports whether the system went
+// quiet and, if not, what was still going.
 func drain(a api, key string, js jetstream.JetStream, res *loadResult, l *listener, timeout time.Duration) (bool, string) {
 	var why string
 	ok := pollUntil(timeout, func() (bool, string) {
@@ -127,11 +130,11 @@ func drain(a api, key string, js jetstream.JetStream, res *loadResult, l *listen
 				missing++
 			}
 		}
-		if missing > 0 {
+		switch {
+		case missing > 0 && !l.quietFor(missingQuiet):
 			why = fmt.Sprintf("%d accepted events have no run in the history yet", missing)
 			return false, why
-		}
-		if !l.quietFor(2 * time.Second) {
+		case !l.quietFor(2 * time.Second):
 			why = "the listener is still receiving"
 			return false, why
 		}
@@ -140,6 +143,9 @@ func drain(a api, key string, js jetstream.JetStream, res *loadResult, l *listen
 	})
 	return ok, why
 }
+
+// missingQuiet: see drain. Above the history's lag applying RUN_EVENTS.
+const missingQuiet = 10 * time.Second
 
 // readDone reads every run snapshot in RUN_EVENTS and returns, per run,
 // when its first succeeded snapshot was stored (the stream's timestamp).
@@ -223,6 +229,7 @@ type figures struct {
 	EventsSent int            `json:"eventsSent"`
 	Attempts   int            `json:"attempts"`
 	Accepted   int            `json:"accepted"`
+	Replayed   int            `json:"replayed"` // payload ids whose 2xx was an Idempotent-Replayed answer
 	Failed     map[string]int `json:"failedAttempts,omitempty"`
 	Runs       int            `json:"runs"`
 	Deliveries int            `json:"deliveries"`
@@ -245,6 +252,9 @@ type figures struct {
 	DrainNote         string `json:"drainNote,omitempty"`
 	// Evidence holds up to maxEvidence examples per check.
 	Evidence map[string][]string `json:"evidence,omitempty"`
+
+	lostEvents []string // event ids of lost events, for their decision records
+	callers    int      // the scenario's concurrent callers
 }
 
 const maxEvidence = 10
@@ -284,6 +294,7 @@ func (f *figures) failures() []string {
 func compute(f *figures, res *loadResult, obs observed, idempotent bool) {
 	tried, accepted, attempts, failed := res.snapshot()
 	f.EventsSent, f.Attempts, f.Accepted, f.Failed = len(tried), attempts, len(accepted), failed
+	f.Replayed = res.replays()
 	f.Runs, f.Deliveries = len(obs.history), len(obs.deliveries)
 
 	keyOfEvent := map[string]string{}
@@ -341,13 +352,14 @@ func compute(f *figures, res *loadResult, obs observed, idempotent bool) {
 		}
 		if !ok {
 			f.Lost++
+			f.lostEvents = append(f.lostEvents, accepted[k]...)
 			var states []string
 			for _, ev := range accepted[k] {
 				for _, r := range runsOfEvent[ev] {
 					states = append(states, fmt.Sprintf("%s %s, %d deliveries", r, hist[r].Status, len(byRun[r])))
 				}
 			}
-			f.evidence("lost", "%s (event %v): runs %v", k, accepted[k], states)
+			f.evidence("lost", "%s (event %v, replayed answer %v): runs %v", k, accepted[k], res.wasReplayed(k), states)
 		}
 	}
 	// Duplicate: one payload id, several run ids; one event, several runs.

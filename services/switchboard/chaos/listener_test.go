@@ -164,6 +164,12 @@ func newAPI(addr string) api {
 // call sends body (a string as is, anything else as JSON) with token as
 // bearer and hdr as extra header pairs.
 func (a api) call(method, path, token string, body any, hdr ...string) (int, []byte, error) {
+	st, raw, _, err := a.callH(method, path, token, body, hdr...)
+	return st, raw, err
+}
+
+// callH is call, also returning the answer's header.
+func (a api) callH(method, path, token string, body any, hdr ...string) (int, []byte, http.Header, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -172,13 +178,13 @@ func (a api) call(method, path, token string, body any, hdr ...string) (int, []b
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, a.base+path, rd)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -191,11 +197,11 @@ func (a api) call(method, path, token string, body any, hdr ...string) (int, []b
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw, err
+	return resp.StatusCode, raw, resp.Header, err
 }
 
 // must calls and fails the test unless the answer is want; out, if set,
@@ -246,7 +252,7 @@ func warmUp(t *testing.T, a api, key, scenario string, res *loadResult) {
 		if st != http.StatusAccepted || len(acc.RunIDs) != 1 {
 			return false, fmt.Sprintf("%d %s", st, raw)
 		}
-		res.record(-1, id, st, acc.ID, nil)
+		res.record(-1, id, st, acc.ID, false, nil)
 		return true, ""
 	})
 }

@@ -33,17 +33,20 @@ type loadResult struct {
 	tried    map[string]bool
 	accepted map[string][]string // payload id -> distinct event ids answered 2xx
 	attempts int
+	replayed map[string]bool   // payload ids answered 2xx with Idempotent-Replayed: true
 	failures map[string]int    // why an attempt was not 2xx -> count
 	failedAt map[int]time.Time // worker -> when its last attempt failed
 }
 
 func newLoadResult() *loadResult {
-	return &loadResult{tried: map[string]bool{}, accepted: map[string][]string{}, failures: map[string]int{}, failedAt: map[int]time.Time{}}
+	return &loadResult{tried: map[string]bool{}, accepted: map[string][]string{}, replayed: map[string]bool{},
+		failures: map[string]int{}, failedAt: map[int]time.Time{}}
 }
 
 // record notes worker's attempt for key: its status (0 when the call
-// failed), the event id a 2xx answered with, or the error.
-func (r *loadResult) record(worker int, key string, status int, eventID string, err error) {
+// failed), the event id a 2xx answered with and whether it was a replay of
+// an earlier answer, or the error.
+func (r *loadResult) record(worker int, key string, status int, eventID string, replayed bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tried[key] = true
@@ -59,6 +62,9 @@ func (r *loadResult) record(worker int, key string, status int, eventID string, 
 	case eventID == "":
 		r.failures["2xx without an event id"]++
 	default:
+		if replayed {
+			r.replayed[key] = true
+		}
 		for _, id := range r.accepted[key] {
 			if id == eventID {
 				return
@@ -79,6 +85,20 @@ func (r *loadResult) workersFailedSince(t time.Time) int {
 		}
 	}
 	return n
+}
+
+// wasReplayed reports whether key's 2xx was a replayed answer.
+func (r *loadResult) wasReplayed(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.replayed[key]
+}
+
+// replays counts the payload ids answered with a replay.
+func (r *loadResult) replays() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.replayed)
 }
 
 // snapshot returns copies of the result's maps and counters.
@@ -150,7 +170,7 @@ func sendEvent(a api, worker int, key, id string, idem bool, res *loadResult) (s
 	if idem {
 		hdr = []string{"Idempotency-Key", id}
 	}
-	st, raw, err := a.call("POST", "/v1/projects/"+project+"/events", key,
+	st, raw, h, err := a.callH("POST", "/v1/projects/"+project+"/events", key,
 		map[string]any{"name": eventName, "user": user, "payload": map[string]any{"id": id}}, hdr...)
 	var acc struct {
 		ID string `json:"id"`
@@ -158,7 +178,7 @@ func sendEvent(a api, worker int, key, id string, idem bool, res *loadResult) (s
 	if err == nil && st/100 == 2 {
 		_ = json.Unmarshal(raw, &acc)
 	}
-	res.record(worker, id, st, acc.ID, err)
+	res.record(worker, id, st, acc.ID, h.Get("Idempotent-Replayed") == "true", err)
 	return st, err == nil && st/100 == 2 && acc.ID != ""
 }
 
