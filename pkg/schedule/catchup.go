@@ -46,8 +46,9 @@ func (s *Schedule) Missed(lastFired, now time.Time, loc *time.Location) []time.T
 // timer-driven caller (a gocron task) uses it to name the tick it is
 // firing: timers fire at or a little after the nominal time, and the name
 // must be the nominal time on every replica.
+// within is capped at MaxInterval, which bounds the search.
 func (s *Schedule) Latest(at time.Time, within time.Duration, loc *time.Location) (time.Time, bool) {
-	return s.latest(at.Add(-within), at, loc)
+	return s.latest(at.Add(-min(max(within, 0), MaxInterval)), at, loc)
 }
 
 // latest is the last tick in (from, to]. It probes windows ending at to

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // TestCompileProblems: each bad input is refused with a problem naming its
@@ -135,6 +137,8 @@ func TestParseSpec(t *testing.T) {
 		{"daily at", "every: {unit: days, interval: 2, at: \"9:00 am\"}", "every 2 day(s) at 09:00:00"},
 		{"weekly", "every:\n  unit: weeks\n  weekday: monday\n  at: \"12:00\"\n", "every 1 week(s) on monday at 12:00:00"},
 		{"cron and policies", "cron: \"0 0 9 * * *\"\ntimezone: Europe/Berlin\noverlap: skip\ncatchup: once\ncatchupWindow: 1h\nspread: 30s\njitter: 2s\n", "cron 0 0 9 * * *"},
+		{"unquoted times of day", "every: {unit: days, at: 09:00}", "every 1 day(s) at 09:00:00"},
+		{"unquoted am", "every:\n  unit: weeks\n  weekday: Fri\n  at: 5:30 pm\n", "every 1 week(s) on friday at 17:30:00"},
 		{"json", `{"every": {"unit": "days", "at": "09:00"}, "timezoneFrom": "user.metadata.timezone", "fallbackZone": "Europe/Berlin"}`, "every 1 day(s) at 09:00:00"},
 	}
 	for _, c := range cases {
@@ -183,5 +187,28 @@ func TestSpecJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &s); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
+	}
+}
+
+// TestSpecThroughWorkflowDecode: workflow documents are decoded YAML →
+// map → JSON → struct (pkg/workflow/documents.go); the spec survives it,
+// unquoted times and bare numbers included.
+func TestSpecThroughWorkflowDecode(t *testing.T) {
+	doc := "every: {unit: days, at: 09:00}\ntimezoneFrom: user.metadata.timezone\ncatchupWindow: 90\nspread: 30s\n"
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	s := mustCompile(t, spec)
+	if s.String() != "every 1 day(s) at 09:00:00" || s.CatchupWindow() != 90*time.Second || s.Spread() != 30*time.Second || !s.PerUser() {
+		t.Errorf("%s: %s window %s spread %s", b, s, s.CatchupWindow(), s.Spread())
 	}
 }
