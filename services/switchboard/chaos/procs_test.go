@@ -102,7 +102,8 @@ func (p *proc) start(t *testing.T) {
 	p.starts++
 	fmt.Fprintf(f, "\n==== chaos: start #%d of %s at %s\n", p.starts, p.name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
+	// No admin listener: several processes would all bind its default port.
+	cmd.Env = append(append(os.Environ(), "SWITCHBOARD_ADMIN_ADDR=off"), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

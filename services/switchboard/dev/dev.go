@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/history"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/secrets"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -69,6 +70,13 @@ type Options struct {
 	Logger       *slog.Logger
 	// PprofAddr, when set, serves Go's runtime profiles there.
 	PprofAddr string
+	// AdminAddr, when set, serves /metrics (and, with AdminPprof, the
+	// runtime profiles) there; empty serves no admin listener.
+	AdminAddr  string
+	AdminPprof bool
+	// HTTPLimits bound how long clients may take over requests (zero
+	// values: httpx's defaults).
+	HTTPLimits httpx.ServerOptions
 }
 
 // System is a running dev system.
@@ -143,6 +151,9 @@ func Start(ctx context.Context, opts Options) (_ *System, err error) {
 		// Nothing balances traffic to a dev process: stop at once.
 		DrainDelay: 0,
 		PprofAddr:  opts.PprofAddr,
+		AdminAddr:  opts.AdminAddr,
+		AdminPprof: opts.AdminPprof,
+		HTTPLimits: opts.HTTPLimits,
 		Setup:      s.setup,
 		Logger:     opts.Logger,
 	}); err != nil {

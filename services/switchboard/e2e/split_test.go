@@ -246,7 +246,8 @@ func startProcess(t *testing.T, name, bin string, args []string, addr string, en
 	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	// No admin listener: several processes would all bind its default port.
+	cmd.Env = append(append(os.Environ(), "SWITCHBOARD_ADMIN_ADDR=off"), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)

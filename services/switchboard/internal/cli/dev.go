@@ -33,6 +33,7 @@ func newDevCmd() *cobra.Command {
 				APIKey: os.Getenv("SWITCHBOARD_DEV_API_KEY"), AdminToken: cfg.AdminToken, SecretKey: cfg.SecretKey,
 				AllowPrivate: cfg.AllowPrivate, MaxBody: cfg.MaxBody, Concurrency: cfg.Concurrency,
 				Limits: cfg.Limits, PprofAddr: cfg.PprofAddr, Logger: logger,
+				AdminAddr: cfg.AdminAddr, AdminPprof: cfg.AdminPprof, HTTPLimits: cfg.HTTPLimits,
 			})
 			if err != nil {
 				return err

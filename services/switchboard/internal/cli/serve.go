@@ -18,7 +18,7 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the chosen roles against an external NATS, on one HTTP server (the deployment shape)",
 		Long: `Run the chosen roles in one process against the NATS server or cluster at
 SWITCHBOARD_NATS_URL, all on one HTTP server at SWITCHBOARD_HTTP_ADDR with one
-/healthz, /readyz and /metrics. Roles, in start order: ` + strings.Join(app.RoleNames(), ", ") + `.
+/healthz and /readyz (/metrics is on the admin listener, SWITCHBOARD_ADMIN_ADDR). Roles, in start order: ` + strings.Join(app.RoleNames(), ", ") + `.
 The history role keeps its read model in SWITCHBOARD_DATA_DIR. Every other
 setting comes from the SWITCHBOARD_* environment (see the README).
 
@@ -50,6 +50,7 @@ and drains NATS, all within SWITCHBOARD_SHUTDOWN_TIMEOUT.`,
 				AdminToken: cfg.AdminToken, Secrets: box, MaxBody: cfg.MaxBody,
 				AllowPrivate: cfg.AllowPrivate, Concurrency: cfg.Concurrency, Limits: cfg.Limits,
 				DrainDelay: cfg.DrainDelay, PprofAddr: cfg.PprofAddr, Logger: logger,
+				AdminAddr: cfg.AdminAddr, AdminPprof: cfg.AdminPprof, HTTPLimits: cfg.HTTPLimits,
 			})
 			if err != nil {
 				return err
