@@ -10,7 +10,7 @@ import (
 
 // vector is one authentic delivery for a preset. source says where the
 // expected signature comes from: "published" (the provider's documentation,
-// its SDK's tests, or shared/reference/webhooks.md, reproduced verbatim) or
+// its SDK's tests or the Standard Webhooks spec, reproduced verbatim) or
 // "formula" (computed in this file from the provider's documented formula
 // with the standard library, independently of the package's template engine).
 type vector struct {
@@ -21,8 +21,9 @@ type vector struct {
 	now    int64
 }
 
-// Standard Webhooks / Svix test vector (Svix server tests, quoted in the
-// Standard Webhooks spec; see docs/webhooks.md).
+// Standard Webhooks / Svix test vector: from the Svix server's tests; the v1a
+// signature is the example header of the Standard Webhooks spec. The v1a key
+// is base64 of the Ed25519 seed followed by the public key.
 const (
 	swID     = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 	swTS     = "1614265330"
