@@ -4,8 +4,8 @@ import "testing"
 
 func TestCoverage(t *testing.T) {
 	tests := []struct {
-		preset             string
-		body, url, method  bool
+		preset            string
+		body, url, method bool
 		signed, notSigned string
 	}{
 		{"github", true, false, false, "", "X-GitHub-Event"},
