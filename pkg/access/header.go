@@ -17,10 +17,18 @@ const MaxIDLen = wire.MaxIDLen
 // bounded. An empty value is allowed (it means "not given").
 func ID(field, v string) error {
 	if len(v) > MaxIDLen {
-		return apierr.BadRequest("invalid_id", "%s is longer than %d bytes", field, MaxIDLen).WithField(field)
+		return apierr.BadRequest("invalid_id", "the %s id is longer than %d bytes", field, MaxIDLen).WithField(field)
 	}
 	if !utf8.ValidString(v) {
-		return apierr.BadRequest("invalid_id", "%s is not valid UTF-8", field).WithField(field)
+		return apierr.BadRequest("invalid_id", "the %s id is not valid UTF-8", field).WithField(field)
 	}
 	return nil
+}
+
+// RequireID is ID for an id that must be given (a path segment).
+func RequireID(field, v string) error {
+	if v == "" {
+		return apierr.BadRequest("invalid_id", "the %s id must not be empty", field).WithField(field)
+	}
+	return ID(field, v)
 }

@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v5"
 
@@ -32,8 +31,9 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
 
-// MaxIDLen is the longest user, credential or provider account id accepted.
-const MaxIDLen = 200
+// MaxIDLen is the longest user, credential or provider account id accepted:
+// the one id limit (access.MaxIDLen).
+const MaxIDLen = access.MaxIDLen
 
 // visibleWait bounds how long a handler waits for its own write to show up
 // in the directory's reads.
@@ -171,22 +171,10 @@ func pathID(c *echo.Context, name, field string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := checkID(field, v); err != nil {
+	if err := access.RequireID(field, v); err != nil {
 		return "", err
 	}
 	return v, nil
-}
-
-func checkID(field, v string) error {
-	switch {
-	case v == "":
-		return apierr.BadRequest("invalid_id", "the %s id must not be empty", field).WithField(field)
-	case len(v) > MaxIDLen:
-		return apierr.BadRequest("invalid_id", "the %s id is longer than %d bytes", field, MaxIDLen).WithField(field)
-	case !utf8.ValidString(v):
-		return apierr.BadRequest("invalid_id", "the %s id is not valid UTF-8", field).WithField(field)
-	}
-	return nil
 }
 
 // pathWorkflow returns the workflow id from the path and the workflow it
