@@ -92,6 +92,9 @@ func vectors() []vector {
 		{"hubspot-v1", "published", sec("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"), req("POST", "https://h.example/hs",
 			`[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM","changeFlag":"NEW","appId":54321}]`,
 			"X-HubSpot-Signature", "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de", "X-HubSpot-Signature-Version", "v1"), t0},
+		// HubSpot's v2 documentation example.
+		{"hubspot-v2", "published", sec("yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"), req("POST", "https://www.example.com/webhook_uri", `{"example_field":"example_value"}`,
+			"X-HubSpot-Signature", "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900", "X-HubSpot-Signature-Version", "v2"), t0},
 		{"hubspot-v2", "formula", sec("hs-secret"), req("POST", "https://h.example/hs", body,
 			"X-HubSpot-Signature", sha256Hex("hs-secret"+"POST"+"https://h.example/hs"+body)), t0},
 		{"hubspot-v3", "formula", sec("hs-secret"), req("POST", hubURL, body,
