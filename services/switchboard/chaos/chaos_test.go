@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,7 +121,7 @@ func devKill(t *testing.T, s *suite, f *figures) {
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	dev := newProc(t, "switchboard-dev", s.bins.switchboard,
 		[]string{"dev", "--data-dir", dataDir, "--http-addr", httpAddr, "--nats-addr", natsAddr, "--examples="},
-		nil, logDir, httpReady(httpAddr))
+		[]string{adminAddrEnv(t)}, logDir, httpReady(httpAddr))
 	dev.start(t)
 	dev.waitReady(t, 60*time.Second)
 	raw, err := os.ReadFile(filepath.Join(dataDir, "dev-api-key"))
@@ -162,7 +163,7 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 
 	frontAddr := freeAddr(t)
 	front := newProc(t, "front", s.bins.switchboard, []string{"serve", "--role", "ingress,history,connection-lifecycle"},
-		append(common, "SWITCHBOARD_HTTP_ADDR="+frontAddr, "SWITCHBOARD_DATA_DIR="+t.TempDir()), logDir, httpReady(frontAddr))
+		append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+frontAddr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t)), logDir, httpReady(frontAddr))
 	front.start(t)
 	front.waitReady(t, 60*time.Second)
 	a := newAPI(frontAddr)
@@ -176,7 +177,7 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 	for _, name := range []string{"router-a", "router-b"} {
 		addr := freeAddr(t)
 		p := newProc(t, name, s.bins.switchboard, []string{"serve", "--role", "router"},
-			append(common, "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir()), logDir, httpReady(addr))
+			append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t)), logDir, httpReady(addr))
 		p.start(t)
 		routers = append(routers, p)
 	}
@@ -219,7 +220,7 @@ func natsKill(t *testing.T, s *suite, f *figures) {
 
 	addr := freeAddr(t)
 	sb := newProc(t, "switchboard", s.bins.switchboard, []string{"serve", "--role", "all"},
-		append(common, "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir()), logDir, httpReady(addr))
+		append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t)), logDir, httpReady(addr))
 	sb.start(t)
 	sb.waitReady(t, 60*time.Second)
 	a := newAPI(addr)
@@ -294,6 +295,10 @@ func serveEnv(t *testing.T, natsURL string) (admin string, env []string) {
 		"SWITCHBOARD_SHUTDOWN_TIMEOUT=10s",
 	}
 }
+
+// adminAddrEnv gives a process its own admin listener (/metrics): the
+// default, 127.0.0.1:9090, is one port for every process on the machine.
+func adminAddrEnv(t *testing.T) string { return "SWITCHBOARD_ADMIN_ADDR=" + freeAddr(t) }
 
 // createProject creates project dev with the operator token and returns a
 // new API key for it.
