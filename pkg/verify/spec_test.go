@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -133,5 +134,57 @@ func TestSignerRoundTrip(t *testing.T) {
 	}
 	if signable < 35 {
 		t.Errorf("only %d presets have a signer", signable)
+	}
+}
+
+// A generic spec exercises what no preset uses: sha512, base64url, a custom
+// template over a header and a body field, and a millisecond timestamp.
+func TestGenericSpec(t *testing.T) {
+	spec, err := ParseSpec([]byte(`
+scheme: hmac
+algorithm: sha512
+encoding: base64url
+header: X-Sig
+prefix: "v9="
+content: "{method}|{header:X-Id}|{field:data.id}|{timestamp}|{body}"
+timestamp: {header: X-Ts, unit: ms, tolerance: 30s, futureTolerance: 1s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(t0, 0)
+	body := `{"data":{"id":"d-9"}}`
+	mk := func(at time.Time) Request {
+		ts := itoa(at.UnixMilli())
+		m := mac(h512, "gen", "POST|id-1|d-9|"+ts+"|"+body)
+		return req("POST", "u", body, "X-Id", "id-1", "X-Ts", ts, "X-Sig", "v9="+base64.URLEncoding.EncodeToString(m))
+	}
+	v := mustNew(t, spec, Options{Now: func() time.Time { return now }})
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want Code
+	}{
+		{"now", now, ""},
+		{"29 s old", now.Add(-29 * time.Second), ""},
+		{"31 s old", now.Add(-31 * time.Second), ErrTimestampOutOfRange},
+		{"2 s ahead", now.Add(2 * time.Second), ErrTimestampOutOfRange},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CodeOf(v.Verify(mk(tc.at), sec("gen"))); got != tc.want {
+				t.Fatalf("code %q, want %q", got, tc.want)
+			}
+		})
+	}
+	s, err := NewSigner(spec, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := req("POST", "u", body, "X-Id", "id-1")
+	if err := s.Sign(&r, Secret{Value: "gen"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if want := mk(now).Header.Get("X-Sig"); r.Header.Get("X-Sig") != want {
+		t.Fatalf("signer %q, formula %q", r.Header.Get("X-Sig"), want)
 	}
 }

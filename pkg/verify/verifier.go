@@ -282,9 +282,7 @@ func (v *SpecVerifier) extract(r Request, body *bodyView) (sigs []string, ts str
 	case s.Header != "":
 		raw = headerValues(r, s.Header)
 	case s.Field != "":
-		for _, f := range body.strings(s.Field) {
-			raw = append(raw, f)
-		}
+		raw = append(raw, body.strings(s.Field)...)
 	}
 	if t := s.Timestamp; t != nil && !(s.Format == "kv" && s.TimestampKey != "") {
 		if t.Header != "" {
