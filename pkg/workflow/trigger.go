@@ -27,6 +27,7 @@ type triggerSpec struct {
 var triggerSpecs = map[string]triggerSpec{
 	TriggerAppEvent: {fields: []string{"event"}, compile: compileAppEventTrigger},
 	TriggerRequest:  {fields: []string{"methods", "timeout", "validation"}, compile: compileRequestTrigger, responds: true},
+	TriggerSchedule: {fields: scheduleFields, compile: compileScheduleTrigger},
 }
 
 // TriggerTypes lists the supported trigger types, sorted.
@@ -56,6 +57,7 @@ func (t *Trigger) setFields() []string {
 	if t.Validation != nil {
 		out = append(out, "validation")
 	}
+	out = append(out, t.setScheduleFields()...)
 	return out
 }
 

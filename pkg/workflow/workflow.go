@@ -13,6 +13,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/switchboard-hq/switchboard/pkg/schedule"
 	"github.com/switchboard-hq/switchboard/pkg/template"
 )
 
@@ -27,6 +28,7 @@ const (
 const (
 	TriggerAppEvent = "app_event"
 	TriggerRequest  = "request"
+	TriggerSchedule = "schedule"
 )
 
 // Step types.
@@ -101,7 +103,17 @@ type Trigger struct {
 	Methods    []string           `json:"methods,omitempty"`
 	Timeout    Duration           `json:"timeout,omitempty"`
 	Validation *RequestValidation `json:"validation,omitempty"`
+	// schedule: every | cron, timezone | timezoneFrom + fallbackZone,
+	// overlap, catchup, catchupWindow, spread, jitter (pkg/schedule owns
+	// the fields, so the scheduler and the router read the same spec).
+	schedule.Spec
+
+	sched *schedule.Schedule
 }
+
+// Schedule is the compiled schedule of a schedule trigger (nil for other
+// types and before Compile).
+func (t *Trigger) Schedule() *schedule.Schedule { return t.sched }
 
 // RequestValidation is the declarative check a request trigger runs before
 // any run starts.
