@@ -161,6 +161,31 @@ func Connect(url, name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// WaitConnected returns once nc is connected, or ctx's error. Without a
+// reconnect buffer (noReconnectBuffer) a process that starts before its
+// NATS server would fail its first requests at once; it waits here instead,
+// so a compose stack or a pod may start in any order.
+func WaitConnected(ctx context.Context, nc *nats.Conn, log func(msg string, args ...any)) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	started, said := time.Now(), time.Now()
+	for !nc.IsConnected() {
+		if nc.IsClosed() {
+			return fmt.Errorf("broker: connection closed before it connected: %w", nats.ErrConnectionClosed)
+		}
+		if log != nil && time.Since(said) >= 5*time.Second {
+			said = time.Now()
+			log("waiting for NATS", "servers", nc.Servers(), "waited", time.Since(started).Round(time.Second).String())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: NATS not reachable: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
 // Drain drains nc and waits until it is closed or ctx ends.
 func Drain(ctx context.Context, nc *nats.Conn) {
 	if nc == nil || nc.IsClosed() {

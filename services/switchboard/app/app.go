@@ -256,6 +256,9 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	if a.NC, err = o.Connect(o.Name); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	if err := broker.WaitConnected(ctx, a.NC, o.Logger.Info); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
 	if a.JS, err = broker.JetStream(a.NC); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
 
+	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/service"
@@ -419,5 +421,44 @@ func TestStartRefuses(t *testing.T) {
 				t.Fatalf("Start: %v, want an error with %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// A process started before its NATS server waits for it (compose and
+// Kubernetes start containers in any order): without a reconnect buffer its
+// first requests would otherwise fail at once and the start with them.
+func TestStartWaitsForNATS(t *testing.T) {
+	natsAddr := freeAddr(t)
+	opts := options(t)
+	connecting := make(chan struct{})
+	opts.Connect = func(name string) (*nats.Conn, error) {
+		defer close(connecting)
+		return broker.Connect("nats://"+natsAddr, name)
+	}
+	type result struct {
+		a   *App
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		a, err := Start(ctx, opts)
+		done <- result{a, err}
+	}()
+	// The server comes up only after the process tried to connect.
+	<-connecting
+	brokertest.StartWith(t, broker.EmbeddedOptions{ListenAddr: natsAddr})
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Start with a NATS server that came up late: %v", r.err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.a.Stop(ctx)
+	})
+	if got := status(t, "GET", r.a.HTTPAddr(), "/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz %d after a late NATS", got)
 	}
 }
