@@ -25,7 +25,9 @@ type Limits struct {
 	// longer (a finished run never runs again, a provider's retry days
 	// later) is checked against state, not against this window.
 	DuplicateWindow time.Duration
-	IdempotencyTTL  time.Duration
+	// IdempotencyTTL is how long ingress remembers an Idempotency-Key (a
+	// long-lived dedupe claim in sb_dedupe with this TTL).
+	IdempotencyTTL time.Duration
 	// RunStateTTL is how long a finished run's final state stays in
 	// RUN_STATE, where it supersedes the run's last checkpoint; the
 	// run-history read model answers for finished runs after that (see
@@ -136,8 +138,6 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 	buckets := []jetstream.KeyValueConfig{
 		{Bucket: subjects.BucketCatalog, History: 5, Storage: jetstream.FileStorage, Replicas: l.Replicas,
 			Description: "projects, workflows, app events, users, credentials"},
-		{Bucket: subjects.BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
-			TTL: l.IdempotencyTTL, Description: "Idempotency-Key records"},
 		// History 1: the stream keeps one message per key, so the
 		// directory's batched index scans read only live entries.
 		{Bucket: subjects.BucketDirectory, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,

@@ -12,51 +12,18 @@
 package idempotency
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/switchboard-hq/switchboard/pkg/subjects"
 )
 
 // MaxKeyLen bounds the header's length.
 const MaxKeyLen = 255
 
-// DefaultTTL is how long a key is remembered when the bucket says nothing.
+// DefaultTTL is how long a key is remembered unless configured
+// (SWITCHBOARD_IDEMPOTENCY_TTL, broker.Limits.IdempotencyTTL).
 const DefaultTTL = 24 * time.Hour
-
-// Store knows the configured key TTL.
-type Store struct {
-	ttl time.Duration
-}
-
-// Open reads how long a key is remembered: the TTL configured for the
-// sb_idempotency bucket by broker.Provision (Limits.IdempotencyTTL,
-// SWITCHBOARD_IDEMPOTENCY_TTL). The bucket holds no keys any more; its
-// configuration is read so the setting keeps working where it is set,
-// until the TTL is handed to ingress directly.
-func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := js.KeyValue(ctx, subjects.BucketIdempotency)
-	if err != nil {
-		return nil, fmt.Errorf("idempotency: bucket: %w", err)
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("idempotency: bucket status: %w", err)
-	}
-	ttl := st.TTL()
-	if ttl <= 0 {
-		ttl = DefaultTTL
-	}
-	return &Store{ttl: ttl}, nil
-}
-
-// TTL is how long a key is remembered after its last write.
-func (s *Store) TTL() time.Duration { return s.ttl }
 
 // Fingerprint hashes the parts of a request that must match for a repeat
 // to count as the same request. Each part is length-prefixed, so parts

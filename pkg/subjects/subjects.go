@@ -24,8 +24,7 @@ const (
 
 // KV buckets.
 const (
-	BucketCatalog     = "sb_catalog"
-	BucketIdempotency = "sb_idempotency"
+	BucketCatalog = "sb_catalog"
 	// BucketDirectory holds connected users, credentials and their index
 	// keys (pkg/directory); BucketSecrets their sealed secrets.
 	BucketDirectory = "sb_directory"

@@ -67,7 +67,7 @@ func (s *Service) idempotencyKey(c *echo.Context, source, user string, parts ...
 		Source: source,
 		// Length-prefixed, so no (user, key) pair reads as another.
 		Key:         strconv.Itoa(len(user)) + ":" + user + key,
-		TTL:         s.idem.TTL(),
+		TTL:         s.opts.IdempotencyTTL,
 		Fingerprint: idempotency.Fingerprint(parts...),
 	}}, nil
 }

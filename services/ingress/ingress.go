@@ -38,6 +38,9 @@ type Options struct {
 	MaxBody int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgement.
 	PublishTimeout time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key is remembered
+	// (default idempotency.DefaultTTL).
+	IdempotencyTTL time.Duration
 }
 
 // Service serves the ingress routes.
@@ -45,7 +48,6 @@ type Service struct {
 	opts    Options
 	log     *slog.Logger
 	replies *replyMux
-	idem    *idempotency.Store
 }
 
 // New validates opts.
@@ -65,17 +67,14 @@ func New(opts Options) (*Service, error) {
 	if opts.PublishTimeout <= 0 {
 		opts.PublishTimeout = 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	idem, err := idempotency.Open(ctx, opts.JS)
-	if err != nil {
-		return nil, err
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = idempotency.DefaultTTL
 	}
 	replies, err := newReplyMux(opts.NC)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{opts: opts, log: opts.Logger.With("service", "ingress"), replies: replies, idem: idem}, nil
+	return &Service{opts: opts, log: opts.Logger.With("service", "ingress"), replies: replies}, nil
 }
 
 // Name is the role's name, "ingress".
