@@ -9,8 +9,8 @@ EVENTS=${1:-1000000}
 BIN=$(cd "$(dirname "$0")/.." && pwd)/bin/switchboard
 D=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$D"' EXIT
-HTTP=127.0.0.1:18090
-"$BIN" dev --data-dir "$D/d" --http-addr $HTTP --nats-addr 127.0.0.1:14290 --examples "$(dirname "$BIN")/../examples" > "$D/dev.log" 2>&1 &
+HTTP=127.0.0.1:18090 ADMIN=127.0.0.1:19090
+SWITCHBOARD_ADMIN_ADDR=$ADMIN "$BIN" dev --data-dir "$D/d" --http-addr $HTTP --nats-addr 127.0.0.1:14290 --examples "$(dirname "$BIN")/../examples" > "$D/dev.log" 2>&1 &
 for _ in $(seq 1 100); do curl -sf http://$HTTP/readyz >/dev/null && break; sleep 0.2; done
 KEY=$(cat "$D/d/dev-api-key"); TOKEN=$("$BIN" token --data-dir "$D/d" --user u1 | tail -1)
 curl -sf -X PUT http://$HTTP/v1/projects/dev/users/u1 -H "Authorization: Bearer $KEY" -d '{}' >/dev/null
@@ -26,7 +26,7 @@ local n = 0
 request = function() n = n + 1; if n > $((EVENTS / 2)) then wrk.thread:stop() end; return wrk.format() end
 EOL
 PID=$(pgrep -f "$BIN dev --data-dir $D" | head -1)
-runs() { curl -s http://$HTTP/metrics | awk '/^switchboard_runs_finished_total/ {s += $2} END {printf "%d", s}'; }
+runs() { curl -s http://$ADMIN/metrics | awk '/^switchboard_runs_finished_total/ {s += $2} END {printf "%d", s}'; }
 start=$(date +%s)
 wrk -t2 -c50 -d3600s -s "$D/ev.lua" http://$HTTP/v1/projects/dev/events > "$D/wrk.txt" 2>&1 &
 WRK=$!
