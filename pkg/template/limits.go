@@ -388,11 +388,11 @@ func isNumber(n ast.Node) bool {
 // reported as expr reports it (the patched calls take any arguments and
 // would defer it to run time), and patched, for the program that runs.
 // Before both, constants that can only exceed a limit are rejected.
-func compileBounded(src string) (*vm.Program, error) {
+func compileBounded(src string, names []string) (*vm.Program, error) {
 	if err := checkConstants(src); err != nil {
 		return nil, err
 	}
-	env := expr.Env(compileEnv())
+	env := expr.Env(compileEnv(names))
 	if _, err := expr.Compile(src, env); err != nil {
 		return nil, err
 	}

@@ -27,9 +27,9 @@ import (
 // placeholders for type checking: every field access below them is dynamic.
 var envNames = []string{"trigger", "user", "credential", "steps", "run"}
 
-func compileEnv() map[string]any {
-	env := make(map[string]any, len(envNames)+1)
-	for _, n := range envNames {
+func compileEnv(names []string) map[string]any {
+	env := make(map[string]any, len(names)+1)
+	for _, n := range names {
 		env[n] = map[string]any{}
 	}
 	env[budgetVar] = (*budget)(nil)
@@ -43,7 +43,13 @@ type Expr struct {
 }
 
 // CompileExpr compiles a bare expression (as used by `if:`).
-func CompileExpr(src string) (*Expr, error) {
+func CompileExpr(src string) (*Expr, error) { return CompileExprEnv(src, envNames...) }
+
+// CompileExprEnv compiles a bare expression over other variables than a
+// workflow's (an integration manifest's expressions see the delivery:
+// body, headers, query, item). Every name is a map whose fields are
+// dynamic; any other identifier is a compile error, as in CompileExpr.
+func CompileExprEnv(src string, names ...string) (*Expr, error) {
 	src = strings.TrimSpace(src)
 	if strings.HasPrefix(src, "{{") && strings.HasSuffix(src, "}}") {
 		src = strings.TrimSpace(src[2 : len(src)-2])
@@ -51,7 +57,7 @@ func CompileExpr(src string) (*Expr, error) {
 	if src == "" {
 		return nil, fmt.Errorf("empty expression")
 	}
-	prog, err := compileBounded(src)
+	prog, err := compileBounded(src, names)
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", src, err)
 	}
