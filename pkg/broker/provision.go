@@ -94,9 +94,11 @@ func StreamConfigs(l Limits) []jetstream.StreamConfig {
 			// retention is limits, not work-queue: a work-queue file stream
 			// that empties after every ack deletes and recreates its message
 			// block each time, which measured 8-14 % of the process CPU.
-			Name: subjects.StreamRuns, Subjects: []string{subjects.RunsAll},
+			// Delayed runs (a schedule's spread) are schedule messages on
+			// sb.runat.*, fired by the server onto sb.run.* (AllowMsgSchedules).
+			Name: subjects.StreamRuns, Subjects: []string{subjects.RunsAll, subjects.RunsAtAll},
 			Retention: jetstream.LimitsPolicy, MaxAge: l.RunsMaxAge, Duplicates: l.DuplicateWindow,
-			Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			Storage: jetstream.FileStorage, Replicas: l.Replicas, AllowMsgSchedules: true,
 		},
 		{
 			// The history log the read model is built from: run snapshots
@@ -150,6 +152,8 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 		// has to outlive a concurrent Create, not serve watchers.
 		{Bucket: subjects.BucketDedupe, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
 			LimitMarkerTTL: time.Minute, Description: "producer dedupe claims (pkg/trigger)"},
+		{Bucket: subjects.BucketSchedules, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			Description: "last fired tick per (project, workflow, zone) (services/scheduler)"},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {

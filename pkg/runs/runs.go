@@ -122,6 +122,14 @@ type Candidate struct {
 	RunID      string `json:"runId,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	Message    string `json:"message,omitempty"`
+	// Zone is the time zone a schedule run follows and ZoneReason why
+	// (pkg/schedule ResolveZone: zone_fixed, zone_from_metadata, or the
+	// fallback's zone_missing / zone_not_string / zone_invalid).
+	Zone       string `json:"zone,omitempty"`
+	ZoneReason string `json:"zoneReason,omitempty"`
+	// At is when a delayed run starts (a schedule's spread and jitter);
+	// zero means at once.
+	At time.Time `json:"at,omitzero"`
 }
 
 // Decision is the record of what the router did with one trigger event.

@@ -32,6 +32,9 @@ const (
 	// BucketDedupe holds long-lived producer dedupe claims (pkg/trigger),
 	// each with its own TTL.
 	BucketDedupe = "sb_dedupe"
+	// BucketSchedules holds the scheduler's state: the last fired nominal
+	// time per (project, workflow, zone), shared by every replica.
+	BucketSchedules = "sb_schedules"
 )
 
 // Object store buckets.
@@ -48,6 +51,11 @@ const (
 	RunEventsAll = "sb.history.>"
 	RunStateAll  = "sb.state.>"
 	DeadAll      = "sb.dead.>"
+	// RunsAtAll holds delayed runs in the RUNS stream: one JetStream
+	// schedule message (@at) per run, which the server fires onto the run's
+	// subject. A prefix apart from sb.run so no executor consumes the
+	// schedule itself.
+	RunsAtAll = "sb.runat.>"
 )
 
 // Kind tokens used in trigger subjects.
@@ -77,6 +85,10 @@ func TriggerProject(subject string) (string, bool) {
 
 // Run is the subject a run of workflow w is published on in the RUNS stream.
 func Run(project, workflow string) string { return "sb.run." + project + "." + workflow }
+
+// RunAt is the subject of the schedule message that publishes run runID
+// later (spread schedule runs); runID is a run id, a plain token.
+func RunAt(project, runID string) string { return "sb.runat." + project + "." + runID }
 
 // RunsOfProject is the wildcard of every run subject of project p.
 func RunsOfProject(project string) string { return "sb.run." + project + ".>" }
