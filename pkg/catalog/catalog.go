@@ -335,9 +335,14 @@ func (c *Catalog) AppEvent(p, name string) (*workflow.AppEvent, bool) {
 	return found(view(c, p, func(ps *projectState) *workflow.AppEvent { return ps.events[name] }))
 }
 
-// Integration returns integration id of project p.
+// Integration returns integration id of project p: the project's own
+// document, or else the built-in manifest of that id (pkg/manifest), which
+// every project has without applying anything.
 func (c *Catalog) Integration(p, id string) (*workflow.Integration, bool) {
-	return found(view(c, p, func(ps *projectState) *workflow.Integration { return ps.integrations[id] }))
+	if in, ok := found(view(c, p, func(ps *projectState) *workflow.Integration { return ps.integrations[id] })); ok {
+		return in, true
+	}
+	return workflow.BuiltinIntegration(p, id)
 }
 
 // sortedValues returns m's values ordered by key(v).

@@ -85,9 +85,9 @@ type Manifest struct {
 // Auth says how an http step with `auth: credential` applies a credential's
 // secret.
 type Auth struct {
-	// Type is bearer (secret.accessToken), api_key (secret.apiKey in Header,
-	// default X-API-Key), basic (secret.username/password), oauth2 (as
-	// bearer) or none.
+	// Type is bearer (secret.accessToken, also an OAuth2 access token),
+	// api_key (secret.apiKey in Header, default X-API-Key), basic
+	// (secret.username/password) or none.
 	Type   string `json:"type,omitempty" yaml:"type,omitempty"`
 	Header string `json:"header,omitempty" yaml:"header,omitempty"`
 }
@@ -199,9 +199,9 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,62}$`)
 func (m *Manifest) Compile() Problems {
 	var p Problems
 	switch m.Auth.Type {
-	case "", "none", "bearer", "api_key", "basic", "oauth2":
+	case "", "none", "bearer", "api_key", "basic":
 	default:
-		p.add("auth.type", "unsupported auth type %q (supported: bearer, api_key, basic, oauth2, none)", m.Auth.Type)
+		p.add("auth.type", "unsupported auth type %q (supported: bearer, api_key, basic, none)", m.Auth.Type)
 	}
 	if m.Webhook != nil {
 		m.Webhook.compile(&p)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/switchboard-hq/switchboard/pkg/manifest"
 	"github.com/switchboard-hq/switchboard/pkg/template"
 )
 
@@ -65,6 +66,16 @@ func (w *Workflow) Compile() error {
 		p.add("integration", "must match [a-z0-9][a-z0-9_-]*")
 	}
 	w.Trigger.compile(&p)
+	if w.Trigger.Type == TriggerIntegration && w.Trigger.Integration != "" {
+		// The trigger's integration is the workflow's: its runs use that
+		// integration's credentials.
+		switch {
+		case w.Integration == "":
+			w.Integration = w.Trigger.Integration
+		case w.Integration != w.Trigger.Integration:
+			p.add("trigger.integration", "is %q but the workflow's integration is %q", w.Trigger.Integration, w.Integration)
+		}
+	}
 	if len(w.Steps) == 0 {
 		p.add("steps", "at least one step is required")
 	}
@@ -356,19 +367,26 @@ func schemaProblems(ve *jsonschema.ValidationError) Problems {
 	return out
 }
 
-// Compile validates an integration document.
+// Compile validates an integration document and compiles its manifest,
+// over the built-in manifest of the same id when there is one.
 func (in *Integration) Compile() error {
 	var p Problems
+	if in.Kind != "" && in.Kind != KindIntegration {
+		p.add("kind", "must be %s", KindIntegration)
+	}
 	if !ValidID(in.Project) {
 		p.add("project", "must match [a-z0-9][a-z0-9_-]*")
 	}
 	if !ValidID(in.ID) {
 		p.add("id", "must match [a-z0-9][a-z0-9_-]*")
 	}
-	switch in.Auth.Type {
-	case "bearer", "api_key", "basic", "none", "":
-	default:
-		p.add("auth.type", "unsupported auth type %q (supported: bearer, api_key, basic, none)", in.Auth.Type)
+	eff := &in.Manifest
+	if base, ok := manifest.Builtin(in.ID); ok {
+		eff = in.Manifest.Extend(base)
 	}
+	for _, mp := range eff.Compile() {
+		p = append(p, Problem{Field: mp.Field, Message: mp.Message})
+	}
+	in.eff = eff
 	return p.err()
 }

@@ -25,9 +25,10 @@ type triggerSpec struct {
 
 // triggerSpecs is the one list of trigger types (read-only after init).
 var triggerSpecs = map[string]triggerSpec{
-	TriggerAppEvent: {fields: []string{"event"}, compile: compileAppEventTrigger},
-	TriggerRequest:  {fields: []string{"methods", "timeout", "validation"}, compile: compileRequestTrigger, responds: true},
-	TriggerSchedule: {fields: scheduleFields, compile: compileScheduleTrigger},
+	TriggerAppEvent:    {fields: []string{"event"}, compile: compileAppEventTrigger},
+	TriggerRequest:     {fields: []string{"methods", "timeout", "validation"}, compile: compileRequestTrigger, responds: true},
+	TriggerSchedule:    {fields: scheduleFields, compile: compileScheduleTrigger},
+	TriggerIntegration: {fields: integrationFields, compile: compileIntegrationTrigger},
 }
 
 // TriggerTypes lists the supported trigger types, sorted.
@@ -58,6 +59,7 @@ func (t *Trigger) setFields() []string {
 		out = append(out, "validation")
 	}
 	out = append(out, t.setScheduleFields()...)
+	out = append(out, t.setIntegrationFields()...)
 	return out
 }
 

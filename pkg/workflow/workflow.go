@@ -13,6 +13,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/switchboard-hq/switchboard/pkg/manifest"
 	"github.com/switchboard-hq/switchboard/pkg/schedule"
 	"github.com/switchboard-hq/switchboard/pkg/template"
 )
@@ -103,6 +104,12 @@ type Trigger struct {
 	Methods    []string           `json:"methods,omitempty"`
 	Timeout    Duration           `json:"timeout,omitempty"`
 	Validation *RequestValidation `json:"validation,omitempty"`
+	// integration: event (the provider event), integration, filter, params
+	// (integration_trigger.go).
+	Integration string         `json:"integration,omitempty"`
+	Filter      string         `json:"filter,omitempty"`
+	Params      map[string]any `json:"params,omitempty"`
+	filter      *template.Expr
 	// schedule: every | cron, timezone | timezoneFrom + fallbackZone,
 	// overlap, catchup, catchupWindow, spread, jitter (pkg/schedule owns
 	// the fields, so the scheduler and the router read the same spec).
@@ -257,21 +264,33 @@ type AppEvent struct {
 	schema *jsonschema.Schema
 }
 
-// Integration is a minimal integration document: its id and how its
-// credentials authenticate outbound calls. Webhook manifests come later.
+// Integration is an integration document: a manifest (pkg/manifest) —
+// auth, webhook, trigger events, settings — for one project. One with the id
+// of a built-in manifest extends it: what the document leaves out comes from
+// the built-in (Effective).
 type Integration struct {
-	Kind    string          `json:"kind"`
-	Project string          `json:"project"`
-	ID      string          `json:"id"`
-	Name    string          `json:"name,omitempty"`
-	Auth    IntegrationAuth `json:"auth"`
+	Kind    string `json:"kind"`
+	Project string `json:"project"`
+	manifest.Manifest
+
+	eff *manifest.Manifest
 }
 
-// IntegrationAuth says how an http step with `auth: credential` applies a
-// credential's secret.
-type IntegrationAuth struct {
-	// Type is bearer (secret.accessToken), api_key (secret.apiKey in Header,
-	// default X-API-Key) or basic (secret.username/password).
-	Type   string `json:"type"`
-	Header string `json:"header,omitempty"`
+// Effective is the manifest the integration stands for: the document
+// over the built-in of the same id, if there is one. Set by Compile.
+func (in *Integration) Effective() *manifest.Manifest {
+	if in.eff == nil {
+		return &in.Manifest
+	}
+	return in.eff
+}
+
+// BuiltinIntegration is the embedded manifest id as an integration of
+// project p, for a project that has not applied its own.
+func BuiltinIntegration(p, id string) (*Integration, bool) {
+	m, ok := manifest.Builtin(id)
+	if !ok {
+		return nil, false
+	}
+	return &Integration{Kind: KindIntegration, Project: p, Manifest: *m, eff: m}, true
 }
