@@ -1,0 +1,73 @@
+package directory_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
+	"github.com/switchboard-hq/switchboard/pkg/secrets"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+)
+
+// App-level webhook secrets are sealed in sb_secrets, replaced as a whole,
+// read back with their expiry, removed by an empty list, refused by a
+// process without the key, and validated.
+func TestWebhookSecrets(t *testing.T) {
+	srv := brokertest.Start(t)
+	ctx := ctxT(t)
+	ks, _ := secrets.NewKey()
+	key, _ := secrets.ParseKey(ks)
+	box, err := secrets.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := brokertest.DirectoryWith(t, directory.Options{JS: srv.JS, Secrets: box})
+	exp := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)
+	in := []directory.WebhookSecret{{Value: "whsec_new"}, {Value: "whsec_old", ExpiresAt: exp}}
+	if _, err := d.SetWebhookSecrets(ctx, "acme", "stripe", in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.WebhookSecrets(ctx, "acme", "stripe")
+	if err != nil || len(got) != 2 || got[0].Value != "whsec_new" || !got[1].ExpiresAt.Equal(exp) {
+		t.Fatalf("WebhookSecrets = %+v, %v", got, err)
+	}
+	kv, _ := srv.JS.KeyValue(ctx, subjects.BucketSecrets)
+	for _, k := range listKeys(t, srv.JS, subjects.BucketSecrets, "") {
+		e, _ := kv.Get(ctx, k)
+		if bytes.Contains(e.Value(), []byte("whsec_")) {
+			t.Fatalf("key %s holds a webhook secret in the clear", k)
+		}
+	}
+	if other, _ := d.WebhookSecrets(ctx, "other", "stripe"); len(other) != 0 {
+		t.Fatalf("another project sees %+v", other)
+	}
+	plain := brokertest.Directory(t, srv.JS)
+	if _, err := plain.WebhookSecrets(ctx, "acme", "stripe"); !errors.Is(err, directory.ErrSecretUnavailable) {
+		t.Fatalf("without the key: %v", err)
+	}
+	if _, err := d.SetWebhookSecrets(ctx, "acme", "stripe", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.WebhookSecrets(ctx, "acme", "stripe"); err != nil || len(got) != 0 {
+		t.Fatalf("after removal: %+v, %v", got, err)
+	}
+	bad := []struct {
+		name string
+		in   []directory.WebhookSecret
+	}{
+		{"empty value", []directory.WebhookSecret{{Value: ""}}},
+		{"too many", make([]directory.WebhookSecret, directory.MaxWebhookSecrets+1)},
+		{"too long", []directory.WebhookSecret{{Value: string(make([]byte, directory.MaxWebhookSecretBytes+1))}}},
+	}
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			var ve *directory.ValidationError
+			if _, err := d.SetWebhookSecrets(ctx, "acme", "stripe", b.in); !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want a ValidationError", err)
+			}
+		})
+	}
+}
