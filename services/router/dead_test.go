@@ -39,10 +39,14 @@ func TestUnroutableTrigger(t *testing.T) {
 		{name: "kind unspecified", id: "e-nokind",
 			msg:    protoMsg(appSubject, &sbv1.TriggerEvent{Id: "e-nokind", Project: project, Name: "Contact Created", User: "u1"}),
 			reason: "kind is required"},
-		{name: "a kind without a decider", id: "e-schedule",
+		{name: "a kind without a decider", id: "e-lifecycle",
+			msg: protoMsg(subjects.Trigger(project, subjects.KindLifecycle, "u1"), &sbv1.TriggerEvent{
+				Id: "e-lifecycle", Project: project, Kind: sbv1.Kind_LIFECYCLE, Name: "credential.invalid", User: "u1"}),
+			reason: "not implemented"},
+		{name: "schedule without its tick", id: "e-schedule",
 			msg: protoMsg(subjects.Trigger(project, subjects.KindSchedule, "w"), &sbv1.TriggerEvent{
 				Id: "e-schedule", Project: project, Kind: sbv1.Kind_SCHEDULE, Name: "tick", User: "u1"}),
-			reason: "not implemented"},
+			reason: "without its tick"},
 		{name: "app event without user", id: "e-nouser",
 			msg:    protoMsg(appSubject, &sbv1.TriggerEvent{Id: "e-nouser", Project: project, Kind: sbv1.Kind_APP_EVENT, Name: "Contact Created"}),
 			reason: "without user"},

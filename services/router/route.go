@@ -182,6 +182,14 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 			rm.Header.Set(HeaderCredential, c.Credential)
 		}
 		rm.Data = data
+		if delayed(c.At) {
+			// A schedule's spread: the server keeps the run as a one-shot
+			// schedule message and publishes it onto the run subject at
+			// c.At, persisted across restarts; no handler waits for it.
+			rm.Subject = subjects.RunAt(ev.Project, c.RunID)
+			rm.Header.Set(jetstream.ScheduleHeader, "@at "+c.At.UTC().Format(scheduleAtLayout))
+			rm.Header.Set(jetstream.ScheduleTargetHeader, subjects.Run(ev.Project, c.Workflow))
+		}
 		if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
 			return nil, nil, nil, err
 		}
@@ -222,6 +230,15 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(cands))
 	return ev, inline, &pubs, nil
 }
+
+// scheduleAtLayout is RFC 3339 with milliseconds: a spread offset is in
+// whole milliseconds, and the server's @at parser reads the fraction.
+const scheduleAtLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// delayed reports whether a run starting at at is published as a schedule
+// message: a start already (nearly) due is published at once, since the
+// server's schedule timer has a granularity of about 250 ms anyway.
+func delayed(at time.Time) bool { return !at.IsZero() && time.Until(at) > 250*time.Millisecond }
 
 // startedRequest returns the run of a redelivered request trigger that an
 // earlier delivery already decided and started (for a step's retry, or

@@ -16,6 +16,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
@@ -169,7 +171,8 @@ func New(opts Options) (*Service, error) {
 		opts.DuplicateWindow = broker.DefaultLimits().DuplicateWindow
 	}
 
-	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops})
+	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops,
+		Enrollment: opts.Directory, Runs: &runStates{js: opts.JS}})
 	if err != nil {
 		return nil, err
 	}
@@ -366,4 +369,41 @@ func (d directoryView) User(ctx context.Context, p, u string) (*directory.User, 
 
 func (d directoryView) Credentials(ctx context.Context, p, u string) ([]*directory.Credential, error) {
 	return d.dir.Credentials(ctx, p, u)
+}
+
+// runStates answers the schedule overlap check from RUN_STATE: a run is in
+// flight while its last state there is a checkpoint, not a final state. A
+// run without any (queued, or finished without checkpointing) is not
+// running; the check needs no history lookup.
+type runStates struct {
+	js jetstream.JetStream
+	mu sync.Mutex
+	st jetstream.Stream
+}
+
+func (r *runStates) Running(ctx context.Context, project, runID string) (bool, error) {
+	r.mu.Lock()
+	st := r.st
+	r.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = r.js.Stream(ctx, subjects.StreamRunState); err != nil {
+			return false, fmt.Errorf("stream %s: %w", subjects.StreamRunState, err)
+		}
+		r.mu.Lock()
+		r.st = st
+		r.mu.Unlock()
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, subjects.RunState(project, runID))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	var run runs.Run
+	if err := json.Unmarshal(raw.Data, &run); err != nil {
+		return false, fmt.Errorf("decode state of %s: %w", runID, err)
+	}
+	return !run.Status.Terminal(), nil
 }

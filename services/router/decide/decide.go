@@ -66,6 +66,11 @@ type Options struct {
 	Directory Directory
 	// MaxHops stops emit chains (default DefaultMaxHops).
 	MaxHops uint32
+	// Enrollment is the directory's fan-out index; without it SCHEDULE
+	// triggers have no decider.
+	Enrollment Enrollment
+	// Runs answers the schedule overlap check; without it every tick runs.
+	Runs RunStates
 }
 
 // Deciders holds the decider of every kind the router routes.
@@ -83,13 +88,17 @@ func New(opts Options) (*Deciders, error) {
 		opts.MaxHops = DefaultMaxHops
 	}
 	m := &matcher{cfg: opts.Config, dir: opts.Directory}
-	return &Deciders{
+	d := &Deciders{
 		maxHops: opts.MaxHops,
 		byKind: map[sbv1.Kind]Decider{
 			sbv1.Kind_APP_EVENT: appEvent{m},
 			sbv1.Kind_REQUEST:   request{m},
 		},
-	}, nil
+	}
+	if opts.Enrollment != nil {
+		d.byKind[sbv1.Kind_SCHEDULE] = scheduleTick{m: m, idx: opts.Enrollment, runs: opts.Runs}
+	}
+	return d, nil
 }
 
 // Check finds the kind's decider and lets it check ev.

@@ -1,0 +1,242 @@
+package decide
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-hq/switchboard/pkg/directory"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/schedule"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
+)
+
+// Enrollment is the directory's index of who could run a workflow, by
+// integration, time zone and shard (pkg/directory).
+type Enrollment interface {
+	Enrollment(ctx context.Context, p, integration, zone string, shard int, after string, limit int) (directory.Page, error)
+	Zones(ctx context.Context, p, integration string) ([]string, error)
+}
+
+// RunStates tells whether a run is in flight (it has a checkpoint that is
+// not final), for the overlap policy.
+type RunStates interface {
+	Running(ctx context.Context, project, runID string) (bool, error)
+}
+
+// Reasons of schedule candidates.
+const (
+	// ReasonOverlap: the user's run of an earlier tick is still running
+	// and the overlap policy is skip.
+	ReasonOverlap = "overlap_running"
+	// ReasonOtherZone: a one-user tick named a zone the user is not in.
+	ReasonOtherZone = "other_zone"
+)
+
+// enrollmentPage is how many index entries one read returns.
+const enrollmentPage = 500
+
+// overlapLookback is how many earlier ticks' runs the overlap check looks
+// at: a run may outlast several intervals, and the tick right before may
+// itself have been skipped while an older run still ran.
+const overlapLookback = 3
+
+// scheduleTick decides SCHEDULE triggers: one tick shard of one workflow in
+// one zone becomes one run per enrolled (user, credential) of the zone in
+// the directory shards the tick shard covers (s % shards == shard).
+type scheduleTick struct {
+	m    *matcher
+	idx  Enrollment
+	runs RunStates
+}
+
+func (scheduleTick) Check(ev *sbv1.TriggerEvent) error {
+	t := ev.GetSchedule()
+	switch {
+	case t == nil:
+		return fmt.Errorf("%w: schedule trigger without its tick", ErrUnroutable)
+	case t.GetWorkflow() == "" && ev.Workflow == "":
+		return fmt.Errorf("%w: schedule tick without workflow", ErrUnroutable)
+	case t.GetNominalTime() == nil:
+		return fmt.Errorf("%w: schedule tick without nominal time", ErrUnroutable)
+	case t.GetShards() > directory.Shards || (t.GetShards() > 0 && t.GetShard() >= t.GetShards()):
+		return fmt.Errorf("%w: schedule tick shard %d of %d", ErrUnroutable, t.GetShard(), t.GetShards())
+	}
+	return nil
+}
+
+// tickCtx is what every candidate of one tick shares.
+type tickCtx struct {
+	ev      *sbv1.TriggerEvent
+	w       *workflow.Workflow
+	sched   *schedule.Schedule
+	zone    string         // the tick's zone ("" : users without a valid zone)
+	loc     *time.Location // where the tick's times are computed
+	nominal time.Time
+	base    string // what run ids derive from: the tick id
+	prev    []string
+}
+
+func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs.Candidate, error) {
+	tick := ev.GetSchedule()
+	wid := ev.Workflow
+	if wid == "" {
+		wid = tick.GetWorkflow()
+	}
+	w, ok := k.m.cfg.Workflow(ev.Project, wid)
+	if !ok || w.Trigger.Type != workflow.TriggerSchedule || w.Trigger.Schedule() == nil {
+		c := notFound(ev, workflow.TriggerSchedule)
+		c.Workflow = wid
+		return []runs.Candidate{c}, nil
+	}
+	t := &tickCtx{ev: ev, w: w, sched: w.Trigger.Schedule(), zone: tick.GetZone(), nominal: tick.GetNominalTime().AsTime(), base: ev.Name}
+	if t.base == "" {
+		t.base = ev.Id
+	}
+	if l, _ := t.sched.Zone(); l != nil {
+		t.loc = l
+	} else if t.zone == "" {
+		t.loc, _, _ = t.sched.ResolveZone(nil)
+	} else if l, err := schedule.LoadZone(t.zone); err == nil {
+		t.loc = l
+	} else {
+		t.loc, _, _ = t.sched.ResolveZone(nil)
+	}
+	if t.sched.Overlap() != schedule.OverlapAllow && k.runs != nil {
+		// The earlier ticks of this zone whose runs may still be going.
+		at := t.nominal
+		for range overlapLookback {
+			p, ok := t.sched.Latest(at.Add(-time.Second), schedule.MaxInterval, t.loc)
+			if !ok {
+				break
+			}
+			t.prev = append(t.prev, schedule.TickID(ev.Project, w.ID, t.zone, p))
+			at = p
+		}
+	}
+	if ev.User != "" {
+		return k.oneUser(ctx, t)
+	}
+	zones := []string{t.zone}
+	if !t.sched.PerUser() {
+		// A fixed-zone tick runs everyone, whatever zone the index files
+		// them under.
+		var err error
+		if zones, err = k.idx.Zones(ctx, ev.Project, w.Integration); err != nil {
+			return nil, fmt.Errorf("decide: zones of %s: %w", w.Integration, err)
+		}
+	}
+	shards := int(tick.GetShards())
+	if shards == 0 {
+		shards = 1
+	}
+	var out []runs.Candidate
+	for _, z := range zones {
+		for s := int(tick.GetShard()); s < directory.Shards; s += shards {
+			after := ""
+			for {
+				page, err := k.idx.Enrollment(ctx, ev.Project, w.Integration, z, s, after, enrollmentPage)
+				if err != nil {
+					return nil, fmt.Errorf("decide: enrollment of %s/%s zone %q shard %d: %w", ev.Project, w.Integration, z, s, err)
+				}
+				for _, e := range page.Entries {
+					c, err := k.candidate(ctx, t, e, z)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, c)
+				}
+				if page.Next == "" {
+					break
+				}
+				after = page.Next
+			}
+		}
+	}
+	return out, nil
+}
+
+// oneUser decides a tick limited to one user (a manual run): the user's
+// entries come from their record instead of the index.
+func (k scheduleTick) oneUser(ctx context.Context, t *tickCtx) ([]runs.Candidate, error) {
+	cands, err := k.m.forUser(ctx, t.ev, []*workflow.Workflow{t.w})
+	if err != nil {
+		return nil, err
+	}
+	for i := range cands {
+		c := &cands[i]
+		if c.Outcome != runs.OutcomeRan {
+			continue
+		}
+		e := directory.Entry{User: c.User, Credential: c.Credential, Status: directory.CredentialValid}
+		nc, err := k.candidate(ctx, t, e, "")
+		if err != nil {
+			return nil, err
+		}
+		*c = nc
+	}
+	return cands, nil
+}
+
+// candidate is the outcome of one index entry: enablement, the user's zone
+// (and, for users without a valid one, why the fallback applies), the
+// overlap policy, and the spread start time.
+func (k scheduleTick) candidate(ctx context.Context, t *tickCtx, e directory.Entry, indexZone string) (runs.Candidate, error) {
+	c := runs.Candidate{Workflow: t.w.ID, User: e.User}
+	if e.Credential != "" && e.Credential != "=" {
+		c.Credential = e.Credential
+	}
+	switch {
+	case t.ev.User == "" && e.Status != directory.CredentialValid:
+		c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonCredentialInvalid, "the credential's status is "+e.Status
+		return c, nil
+	case t.ev.User == "" && !e.Enabled(t.w):
+		c.Outcome, c.Reason, c.Message = runs.OutcomeSkipped, runs.ReasonNotEnabled, "the workflow is not enabled for this user"
+		return c, nil
+	}
+	switch {
+	case !t.sched.PerUser():
+		_, c.Zone, c.ZoneReason = t.sched.ResolveZone(nil)
+	case indexZone != "" && t.ev.User == "":
+		// The index files a user under their metadata zone only when it is
+		// a valid one: no record read is needed.
+		c.Zone, c.ZoneReason = indexZone, schedule.ZoneFromMetadata
+	default:
+		u, ok, err := k.m.dir.User(ctx, t.ev.Project, e.User)
+		if err != nil {
+			return c, fmt.Errorf("decide: user %s: %w", e.User, err)
+		}
+		var md map[string]any
+		if ok {
+			md = u.Metadata
+		}
+		_, c.Zone, c.ZoneReason = t.sched.ResolveZone(md)
+	}
+	runID := runs.ID(t.base, t.w.ID, e.User, c.Credential)
+	if len(t.prev) > 0 {
+		for _, prev := range t.prev {
+			id := runs.ID(prev, t.w.ID, e.User, c.Credential)
+			if id == runID {
+				continue
+			}
+			running, err := k.runs.Running(ctx, t.ev.Project, id)
+			if err != nil {
+				return c, fmt.Errorf("decide: overlap check of %s: %w", id, err)
+			}
+			if running {
+				c.Outcome, c.Reason = runs.OutcomeSkipped, ReasonOverlap
+				c.Message = fmt.Sprintf("run %s of an earlier tick is still running (overlap: %s)", id, t.sched.Overlap())
+				if t.sched.Overlap() == schedule.OverlapBufferOne {
+					c.Message += "; buffer_one is not implemented yet and skips like skip"
+				}
+				return c, nil
+			}
+		}
+	}
+	c.Outcome, c.RunID = runs.OutcomeRan, runID
+	if off := t.sched.Offset(t.nominal, e.User+"\x00"+c.Credential); off > 0 {
+		c.At = t.nominal.Add(off).UTC()
+	}
+	return c, nil
+}
