@@ -1,0 +1,370 @@
+// Package scheduler is the scheduler role: it turns schedule triggers into
+// SCHEDULE trigger events on TRIGGERS, one tick per (workflow, time zone in
+// use) and shard, never one per user. The router fans each tick out to that
+// zone's enrolled users (services/router/decide).
+//
+// Any number of replicas run the same jobs with no leader: a tick's events
+// have ids derived from its tick id (pkg/schedule TickID, the shard), so
+// JetStream's duplicate window keeps one; the last fired nominal time per
+// (workflow, zone) is kept in the sb_schedules bucket, which catches up what
+// was missed while no replica ran and stops a replica whose clock went back
+// from firing a tick again.
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/schedule"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+)
+
+// Name is the role's name.
+const Name = "scheduler"
+
+// Defaults.
+const (
+	// DefaultShards is how many events one tick is split into; each covers
+	// the directory shards s with s % shards == shard, so that many routers
+	// share a large fan-out while a small one stays a few messages.
+	DefaultShards = 8
+	// DefaultZoneRefresh is how often the zones in use are read again, so a
+	// user moving to a new zone gets a job within it.
+	DefaultZoneRefresh = 5 * time.Second
+	// DefaultReconcile is how often jobs are compared with the catalog (an
+	// in-memory read; zones are read at ZoneRefresh).
+	DefaultReconcile = time.Second
+	// recentTicks is how many fired ticks the state keeps for the API.
+	recentTicks = 10
+)
+
+// Catalog is the part of the catalog the scheduler reads.
+type Catalog interface {
+	Projects() []string
+	Workflows(p string) []*workflow.Workflow
+	Workflow(p, id string) (*workflow.Workflow, bool)
+	Revision() uint64
+}
+
+// Zones lists the time zones in use by the enrollment of an integration
+// (pkg/directory Zones); "" stands for users without a valid zone.
+type Zones interface {
+	Zones(ctx context.Context, p, integration string) ([]string, error)
+}
+
+// Decisions reads a merged decision record (the history read model), for
+// the run counts of the schedule API; optional.
+type Decisions func(project, eventID string) (*runs.Decision, error)
+
+// Options configure the scheduler.
+type Options struct {
+	JS        jetstream.JetStream
+	Catalog   Catalog
+	Directory Zones
+	Triggers  *trigger.Publisher
+	// Access authenticates the schedule API; nil serves no routes.
+	Access    *access.Checker
+	Decisions Decisions
+	Logger    *slog.Logger
+	// Shards splits each tick (default DefaultShards, at most
+	// directory.Shards).
+	Shards      int
+	ZoneRefresh time.Duration
+	Reconcile   time.Duration
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Service is the scheduler role.
+type Service struct {
+	opts Options
+	log  *slog.Logger
+	kv   jetstream.KeyValue
+	cron gocron.Scheduler
+
+	mu    sync.Mutex
+	jobs  map[jobKey]*job
+	zones map[zoneKey]zoneCache
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// jobKey is one gocron job: a workflow's ticks in one zone.
+type jobKey struct{ project, workflow, zone string }
+
+type zoneKey struct{ project, integration string }
+
+type zoneCache struct {
+	zones []string
+	at    time.Time
+}
+
+// job is one (workflow, zone) schedule.
+type job struct {
+	key   jobKey
+	fp    string // the workflow's schedule as JSON: a change replaces the job
+	w     *workflow.Workflow
+	sched *schedule.Schedule
+	loc   *time.Location
+	id    uuid.UUID // gocron's job id
+}
+
+// New returns the scheduler role.
+func New(opts Options) (*Service, error) {
+	if opts.JS == nil || opts.Catalog == nil || opts.Directory == nil || opts.Triggers == nil {
+		return nil, errors.New("scheduler: JS, Catalog, Directory and Triggers are required")
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = DefaultShards
+	}
+	opts.Shards = min(opts.Shards, 64)
+	if opts.ZoneRefresh <= 0 {
+		opts.ZoneRefresh = DefaultZoneRefresh
+	}
+	if opts.Reconcile <= 0 {
+		opts.Reconcile = DefaultReconcile
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{opts: opts, log: opts.Logger.With("role", Name), jobs: map[jobKey]*job{}, zones: map[zoneKey]zoneCache{}}, nil
+}
+
+// Name is the role's name.
+func (s *Service) Name() string { return Name }
+
+// Start opens the state bucket, starts gocron and creates the jobs the
+// catalog asks for (catching up missed ticks first), then follows changes.
+func (s *Service) Start(ctx context.Context) error {
+	kv, err := s.opts.JS.KeyValue(ctx, subjects.BucketSchedules)
+	if err != nil {
+		return fmt.Errorf("scheduler: bucket %s: %w", subjects.BucketSchedules, err)
+	}
+	s.kv = kv
+	// UTC: gocron skips a next run whose wall clock equals the previous
+	// one's, which in local time would drop an hourly schedule's second
+	// 01:30 on a fall-back night (docs/schedules.md, "gocron fit").
+	cron, err := gocron.NewScheduler(gocron.WithLocation(time.UTC))
+	if err != nil {
+		return fmt.Errorf("scheduler: gocron: %w", err)
+	}
+	s.cron = cron
+	cron.Start()
+	if err := s.reconcile(ctx, true); err != nil {
+		s.log.Warn("first reconcile incomplete; retrying in the loop", "err", err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.done = cancel, make(chan struct{})
+	go s.loop(lctx)
+	return nil
+}
+
+// Stop stops following the catalog and shuts gocron down, waiting for
+// running ticks.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stop != nil {
+		s.stop()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+		}
+	}
+	if s.cron != nil {
+		return s.cron.ShutdownWithContext(ctx)
+	}
+	return nil
+}
+
+// loop reconciles the jobs with the catalog every Reconcile, and with the
+// zones in use every ZoneRefresh.
+func (s *Service) loop(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.Reconcile)
+	defer t.Stop()
+	lastZones := time.Now()
+	lastRev := s.opts.Catalog.Revision()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		refresh := time.Since(lastZones) >= s.opts.ZoneRefresh
+		if rev := s.opts.Catalog.Revision(); !refresh && rev == lastRev {
+			continue
+		} else {
+			lastRev = rev
+		}
+		if refresh {
+			lastZones = time.Now()
+		}
+		if err := s.reconcile(ctx, refresh); err != nil && ctx.Err() == nil {
+			s.log.Warn("reconcile", "err", err)
+		}
+	}
+}
+
+// reconcile makes the jobs match the catalog: one per schedule workflow and
+// zone in use; a changed schedule replaces its jobs, a deleted workflow or
+// an unused zone removes them.
+func (s *Service) reconcile(ctx context.Context, refreshZones bool) error {
+	want := map[jobKey]*job{}
+	var errs []error
+	for _, p := range s.opts.Catalog.Projects() {
+		for _, w := range s.opts.Catalog.Workflows(p) {
+			sched := w.Trigger.Schedule()
+			if w.Trigger.Type != workflow.TriggerSchedule || sched == nil {
+				continue
+			}
+			fp, _ := json.Marshal(w.Trigger.Spec)
+			zones, err := s.zonesFor(ctx, w, sched, refreshZones)
+			if err != nil {
+				errs = append(errs, err)
+				// Keep this workflow's jobs as they are until zones can be read.
+				s.mu.Lock()
+				for k, j := range s.jobs {
+					if k.project == p && k.workflow == w.ID {
+						want[k] = j
+					}
+				}
+				s.mu.Unlock()
+				continue
+			}
+			for _, z := range zones {
+				loc, err := zoneLocation(sched, z)
+				if err != nil {
+					continue // a marker of a zone this build's tzdata lacks
+				}
+				k := jobKey{p, w.ID, z}
+				want[k] = &job{key: k, fp: string(fp), w: w, sched: sched, loc: loc}
+			}
+		}
+	}
+	s.mu.Lock()
+	var add []*job
+	for k, j := range s.jobs {
+		if n, ok := want[k]; !ok || n.fp != j.fp {
+			if err := s.cron.RemoveJob(j.id); err != nil && !errors.Is(err, gocron.ErrJobNotFound) {
+				errs = append(errs, err)
+			}
+			delete(s.jobs, k)
+			s.log.Info("schedule job removed", "project", k.project, "workflow", k.workflow, "zone", k.zone)
+		}
+	}
+	for k, j := range want {
+		if cur, ok := s.jobs[k]; ok {
+			cur.w = j.w // same schedule, newer document (steps)
+			continue
+		}
+		add = append(add, j)
+	}
+	s.mu.Unlock()
+	for _, j := range add {
+		if err := s.addJob(ctx, j); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// zonesFor is the zones a workflow ticks in: its fixed zone, or the zones
+// in use by its integration's enrollment (cached for ZoneRefresh).
+func (s *Service) zonesFor(ctx context.Context, w *workflow.Workflow, sched *schedule.Schedule, refresh bool) ([]string, error) {
+	if !sched.PerUser() {
+		_, name := sched.Zone()
+		return []string{name}, nil
+	}
+	k := zoneKey{w.Project, w.Integration}
+	s.mu.Lock()
+	c, ok := s.zones[k]
+	s.mu.Unlock()
+	if ok && (!refresh || time.Since(c.at) < s.opts.ZoneRefresh/2) {
+		return c.zones, nil
+	}
+	zones, err := s.opts.Directory.Zones(ctx, w.Project, w.Integration)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: zones of %s/%s: %w", w.Project, w.Integration, err)
+	}
+	s.mu.Lock()
+	s.zones[k] = zoneCache{zones: zones, at: time.Now()}
+	s.mu.Unlock()
+	return zones, nil
+}
+
+// zoneLocation is where a zone's ticks are computed: the fixed zone, the
+// user zone, or for "" (users without a valid zone) the fallback zone.
+func zoneLocation(sched *schedule.Schedule, zone string) (*time.Location, error) {
+	if loc, _ := sched.Zone(); loc != nil {
+		return loc, nil
+	}
+	if zone == "" {
+		loc, _, _ := sched.ResolveZone(nil)
+		return loc, nil
+	}
+	return schedule.LoadZone(zone)
+}
+
+// addJob catches the job up (missed ticks per the catch-up policy, from the
+// stored state) and then adds its gocron job.
+func (s *Service) addJob(ctx context.Context, j *job) error {
+	if err := s.catchUp(ctx, j); err != nil {
+		return err
+	}
+	gj, err := s.cron.NewJob(
+		gocron.CronJob(j.sched.String(), true),
+		gocron.NewTask(func(ctx context.Context) { s.tick(ctx, j) }),
+		gocron.WithCronImplementation(cronAdapter{j.sched, j.loc}),
+		gocron.WithName(j.key.project+"/"+j.key.workflow+"@"+j.key.zone),
+	)
+	if err != nil {
+		return fmt.Errorf("scheduler: job %s/%s@%s: %w", j.key.project, j.key.workflow, j.key.zone, err)
+	}
+	j.id = gj.ID()
+	s.mu.Lock()
+	s.jobs[j.key] = j
+	s.mu.Unlock()
+	s.log.Info("schedule job added", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
+		"schedule", j.sched.String(), "next", j.sched.Next(s.opts.Now(), j.loc).UTC())
+	return nil
+}
+
+// cronAdapter drives gocron with pkg/schedule's ticks (DST rule, epoch
+// alignment). Compile checked the spec, so IsValid has nothing to say; Next
+// returns UTC (see Start).
+type cronAdapter struct {
+	s   *schedule.Schedule
+	loc *time.Location
+}
+
+func (a cronAdapter) IsValid(string, *time.Location, time.Time) error { return nil }
+func (a cronAdapter) Next(last time.Time) time.Time                   { return a.s.Next(last, a.loc).UTC() }
+
+// tick is a gocron task: it names the tick by its nominal time (the timer
+// may fire a little late) and fires it.
+func (s *Service) tick(ctx context.Context, j *job) {
+	nominal, ok := j.sched.Latest(s.opts.Now(), schedule.MaxInterval, j.loc)
+	if !ok {
+		return
+	}
+	if _, err := s.fire(ctx, j, nominal, false); err != nil {
+		s.log.Error("tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
+			"nominal", nominal.UTC(), "err", err)
+	}
+}
