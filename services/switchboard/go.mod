@@ -13,6 +13,8 @@ require (
 	github.com/switchboard-hq/switchboard/services/history v0.0.0
 	github.com/switchboard-hq/switchboard/services/ingress v0.0.0
 	github.com/switchboard-hq/switchboard/services/router v0.0.0
+	github.com/switchboard-hq/switchboard/services/scheduler v0.0.0
+	go.etcd.io/bbolt v1.5.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -21,9 +23,12 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/expr-lang/expr v1.17.8 // indirect
+	github.com/go-co-op/gocron/v2 v2.21.2 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/google/uuid v1.6.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
@@ -38,9 +43,9 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -56,4 +61,5 @@ replace (
 	github.com/switchboard-hq/switchboard/services/history => ../history
 	github.com/switchboard-hq/switchboard/services/ingress => ../ingress
 	github.com/switchboard-hq/switchboard/services/router => ../router
+	github.com/switchboard-hq/switchboard/services/scheduler => ../scheduler
 )

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-hq/switchboard/services/history"
 	"github.com/switchboard-hq/switchboard/services/ingress"
 	"github.com/switchboard-hq/switchboard/services/router"
+	"github.com/switchboard-hq/switchboard/services/scheduler"
 )
 
 // Role names, as `switchboard serve --role` takes them.
@@ -21,6 +22,7 @@ const (
 	RoleRouter    = "router"
 	RoleLifecycle = "connection-lifecycle"
 	RoleIngress   = "ingress"
+	RoleScheduler = "scheduler"
 )
 
 // AllRoles is the --role value that runs every role.
@@ -43,6 +45,7 @@ func roleList() []roleSpec {
 	return []roleSpec{
 		{RoleHistory, buildHistory},
 		{RoleRouter, buildRouter},
+		{RoleScheduler, buildScheduler},
 		{RoleLifecycle, buildLifecycle},
 		{RoleIngress, buildIngress},
 	}
@@ -124,5 +127,11 @@ func buildIngress(d *Deps, o *Options) (service.Role, error) {
 	return ingress.New(ingress.Options{
 		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Access: d.Access, Metrics: d.Metrics, Logger: d.Logger,
 		MaxBody: o.MaxBody, Triggers: d.Triggers, IdempotencyTTL: o.Limits.IdempotencyTTL,
+	})
+}
+
+func buildScheduler(d *Deps, o *Options) (service.Role, error) {
+	return scheduler.New(scheduler.Options{
+		JS: d.JS, Catalog: d.Catalog, Directory: d.Directory, Triggers: d.Triggers, Access: d.Access, Logger: d.Logger,
 	})
 }
