@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchboard-hq/switchboard/services/scheduler"
+)
+
+// newSchedulesCmd shows and runs schedule triggers through the scheduler's
+// API: the next ticks of every zone a workflow ticks in, and a tick now.
+func newSchedulesCmd() *cobra.Command {
+	schedules := &cobra.Command{Use: "schedules", Short: "Schedule triggers: next ticks per zone, run a tick now"}
+
+	var nf clientFlags
+	var n int
+	var asJSON bool
+	next := &cobra.Command{
+		Use:   "next WORKFLOW",
+		Short: "Show each zone's next ticks and the last fired ones with their run counts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var buf bytes.Buffer
+			path := projectPath(nf.project, "/workflows/"+url.PathEscape(args[0])+"/schedule?next="+fmt.Sprint(n))
+			if err := nf.call("GET", path, "", nil, &buf); err != nil {
+				return err
+			}
+			if asJSON {
+				_, err := cmd.OutOrStdout().Write(buf.Bytes())
+				return err
+			}
+			var v scheduler.ScheduleView
+			if err := json.Unmarshal(buf.Bytes(), &v); err != nil {
+				return fmt.Errorf("decode the schedule: %w", err)
+			}
+			printSchedule(cmd, &v)
+			return nil
+		},
+	}
+	nf.register(next)
+	next.Flags().IntVar(&n, "n", 3, "how many next ticks per zone (1..100)")
+	next.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+
+	var tf clientFlags
+	var user string
+	trig := &cobra.Command{
+		Use:   "trigger WORKFLOW",
+		Short: "Run a tick now, for every enrolled user or one (--user)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, _ := json.Marshal(scheduler.TriggerRequest{User: user})
+			return tf.call("POST", projectPath(tf.project, "/workflows/"+url.PathEscape(args[0])+"/schedule/trigger"), "application/json", body, cmd.OutOrStdout())
+		},
+	}
+	tf.register(trig)
+	trig.Flags().StringVar(&user, "user", "", "only this connected user")
+	schedules.AddCommand(next, trig)
+	return schedules
+}
+
+func printSchedule(cmd *cobra.Command, v *scheduler.ScheduleView) {
+	out := cmd.OutOrStdout()
+	kind := "fixed zone"
+	if v.PerUser {
+		kind = "each user's zone"
+	}
+	fmt.Fprintf(out, "workflow %s: %s (%s)\n", v.Workflow, v.Schedule, kind)
+	if len(v.Zones) == 0 {
+		fmt.Fprintln(out, "no zone in use: no enrolled user yet")
+		return
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ZONE\tNEXT (local)\tNEXT (UTC)\tLAST FIRED\tRUNS")
+	for _, z := range v.Zones {
+		name := z.Zone
+		if name == "" {
+			name = "(no zone: " + z.Location + ")"
+		}
+		loc, err := time.LoadLocation(z.Location)
+		if err != nil {
+			loc = time.UTC
+		}
+		last, runs := "-", "-"
+		if z.Last != nil {
+			last = z.Last.UTC().Format(time.RFC3339)
+		}
+		if len(z.Recent) > 0 && z.Recent[0].Runs != nil {
+			runs = fmt.Sprint(*z.Recent[0].Runs)
+		}
+		for i, t := range z.Next {
+			if i > 0 {
+				name, last, runs = "", "", ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, t.In(loc).Format("2006-01-02 15:04:05 MST"), t.UTC().Format(time.RFC3339), last, runs)
+		}
+	}
+	tw.Flush()
+}
