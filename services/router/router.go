@@ -172,7 +172,7 @@ func New(opts Options) (*Service, error) {
 	}
 
 	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops,
-		Enrollment: opts.Directory, Runs: &runStates{js: opts.JS}})
+		Enrollment: opts.Directory, Runs: &runStates{js: opts.JS}, Integrations: opts.Catalog, Accounts: opts.Directory})
 	if err != nil {
 		return nil, err
 	}

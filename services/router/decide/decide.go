@@ -71,6 +71,10 @@ type Options struct {
 	Enrollment Enrollment
 	// Runs answers the schedule overlap check; without it every tick runs.
 	Runs RunStates
+	// Integrations and Accounts route INTEGRATION triggers (webhooks);
+	// without both they are not routed.
+	Integrations Integrations
+	Accounts     Accounts
 }
 
 // Deciders holds the decider of every kind the router routes.
@@ -97,6 +101,9 @@ func New(opts Options) (*Deciders, error) {
 	}
 	if opts.Enrollment != nil {
 		d.byKind[sbv1.Kind_SCHEDULE] = scheduleTick{m: m, idx: opts.Enrollment, runs: opts.Runs}
+	}
+	if opts.Integrations != nil && opts.Accounts != nil {
+		d.byKind[sbv1.Kind_INTEGRATION] = integrationKind{m: m, cfg: opts.Integrations, accs: opts.Accounts}
 	}
 	return d, nil
 }
