@@ -587,6 +587,14 @@ func (x *execution) buildEnv() map[string]any {
 	if r := ev.GetRequest(); r != nil {
 		trig["request"] = reqbody.Env(r, reqbody.Limits{})
 	}
+	if t := ev.GetSchedule(); t != nil {
+		// The tick's nominal time, not when it fired: a caught-up or spread
+		// run still sees the time it stands for.
+		trig["schedule"] = map[string]any{
+			"workflow": t.GetWorkflow(), "zone": t.GetZone(),
+			"nominalTime": t.GetNominalTime().AsTime().UTC().Format(time.RFC3339),
+		}
+	}
 	user := map[string]any{"id": x.run.User}
 	if x.user != nil {
 		user["metadata"] = x.user.Metadata
