@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,4 +191,71 @@ func catchup(z scheduler.ZoneSchedule) *scheduler.FiredView {
 		}
 	}
 	return nil
+}
+
+// TestScheduleBadInput: an invalid cron, an unknown zone, an interval under
+// one second are apply-time 400s naming the field; nothing is applied.
+func TestScheduleBadInput(t *testing.T) {
+	sys, _ := startDev(t, dev.Options{})
+	a, key := newAPI(sys.HTTPAddr), sys.APIKey
+	for _, tc := range []struct{ trigger, field string }{
+		{`{type: schedule, cron: "0 0 25 * * *"}`, "trigger.cron"},
+		{`{type: schedule, cron: "0 0 9 * * MON#2"}`, "trigger.cron"},
+		{`{type: schedule, every: 5s, timezone: Europe/Atlantis}`, "trigger.timezone"},
+		{`{type: schedule, every: 5s, timezoneFrom: user.metadata.timezone, fallbackZone: Nowhere}`, "trigger.fallbackZone"},
+		{`{type: schedule, every: 500ms}`, "trigger.every"},
+		{`{type: schedule, every: 5s, catchup: sometimes}`, "trigger.catchup"},
+	} {
+		t.Run(tc.field+" "+tc.trigger, func(t *testing.T) {
+			doc := "kind: Workflow\nid: bad\ntrigger: " + tc.trigger + "\nsteps: [{id: a, type: http, url: 'https://example.com'}]\n"
+			r := a.call(t, "POST", "/v1/projects/dev/apply", key, doc)
+			if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), `"field":"`+tc.field+`"`) {
+				t.Fatalf("apply: %s, want 400 naming %s", r, tc.field)
+			}
+		})
+	}
+	if r := a.call(t, "GET", "/v1/projects/dev/workflows/bad", key, nil); r.Status != http.StatusNotFound {
+		t.Errorf("an invalid workflow was applied: %s", r)
+	}
+}
+
+// TestScheduleTriggerNow: POST …/schedule/trigger runs a tick now for one
+// user (once, whatever their zone) or for all; a daily schedule that will
+// not tick during the test shows that the runs come from the call.
+func TestScheduleTriggerNow(t *testing.T) {
+	l := newListener(t)
+	sys, _ := startDev(t, dev.Options{})
+	a, key := newAPI(sys.HTTPAddr), sys.APIKey
+	for u, z := range scheduleUsers {
+		a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/"+u, key, map[string]any{"metadata": map[string]any{"timezone": z.metadata}})
+	}
+	doc := strings.Replace(scheduleDocs(l.URL), "every: 1s", `cron: "0 0 3 1 1 *"`, 1)
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, doc)
+
+	a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/workflows/every-second/schedule/trigger", key, map[string]any{"user": "nyc-1"})
+	eventually(t, 20*time.Second, "nyc-1's run", func() (bool, string) {
+		n := len(l.matching("user", "nyc-1"))
+		return n == 1, fmt.Sprint(n, " runs")
+	})
+	var res scheduler.TriggerResult
+	a.must(t, http.StatusAccepted, "POST", "/v1/projects/dev/workflows/every-second/schedule/trigger", key, nil).decode(t, &res)
+	eventually(t, 20*time.Second, "a run per user", func() (bool, string) {
+		for u := range scheduleUsers {
+			want := 1
+			if u == "nyc-1" {
+				want = 2
+			}
+			if n := len(l.matching("user", u)); n != want {
+				return false, fmt.Sprintf("%s: %d runs, want %d", u, n, want)
+			}
+		}
+		return true, ""
+	})
+	if len(res.Events) != 3 {
+		t.Errorf("events by zone %v, want the 3 zones in use", res.Events)
+	}
+	r := a.call(t, "POST", "/v1/projects/dev/workflows/every-second/schedule/trigger", key, map[string]any{"user": "x", "extra": 1})
+	if r.Status != http.StatusBadRequest {
+		t.Errorf("unknown body field: %s", r)
+	}
 }
