@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+
 	"github.com/switchboard-hq/switchboard/services/scheduler"
 )
 
@@ -39,6 +41,15 @@ func newSchedulesCmd() *cobra.Command {
 			if err := json.Unmarshal(buf.Bytes(), &v); err != nil {
 				return fmt.Errorf("decode the schedule: %w", err)
 			}
+			// Run counts come from the history role's decision records.
+			for i := range v.Zones {
+				for j := range v.Zones[i].Recent[:min(1, len(v.Zones[i].Recent))] {
+					f := &v.Zones[i].Recent[j]
+					if f.Runs == nil {
+						f.Runs = nf.tickRuns(f.Events)
+					}
+				}
+			}
 			printSchedule(cmd, &v)
 			return nil
 		},
@@ -64,6 +75,24 @@ func newSchedulesCmd() *cobra.Command {
 	return schedules
 }
 
+// tickRuns sums the runs the decisions of a tick's events started; nil
+// while one is not decided (or not readable).
+func (f *clientFlags) tickRuns(events []string) *int {
+	total := 0
+	for _, id := range events {
+		var buf bytes.Buffer
+		if err := f.call("GET", projectPath(f.project, "/events/"+url.PathEscape(id)), "", nil, &buf); err != nil {
+			return nil
+		}
+		var d runs.Decision
+		if err := json.Unmarshal(buf.Bytes(), &d); err != nil {
+			return nil
+		}
+		total += d.Summary.Ran
+	}
+	return &total
+}
+
 func printSchedule(cmd *cobra.Command, v *scheduler.ScheduleView) {
 	out := cmd.OutOrStdout()
 	kind := "fixed zone"
@@ -86,18 +115,18 @@ func printSchedule(cmd *cobra.Command, v *scheduler.ScheduleView) {
 		if err != nil {
 			loc = time.UTC
 		}
-		last, runs := "-", "-"
+		last, ran := "-", "-"
 		if z.Last != nil {
 			last = z.Last.UTC().Format(time.RFC3339)
 		}
 		if len(z.Recent) > 0 && z.Recent[0].Runs != nil {
-			runs = fmt.Sprint(*z.Recent[0].Runs)
+			ran = fmt.Sprint(*z.Recent[0].Runs)
 		}
 		for i, t := range z.Next {
 			if i > 0 {
-				name, last, runs = "", "", ""
+				name, last, ran = "", "", ""
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, t.In(loc).Format("2006-01-02 15:04:05 MST"), t.UTC().Format(time.RFC3339), last, runs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, t.In(loc).Format("2006-01-02 15:04:05 MST"), t.UTC().Format(time.RFC3339), last, ran)
 		}
 	}
 	tw.Flush()
