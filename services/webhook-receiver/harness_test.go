@@ -2,10 +2,10 @@ package receiver_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"

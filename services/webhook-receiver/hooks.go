@@ -287,4 +287,3 @@ func methodsOf(w *manifest.Webhook) []string {
 	}
 	return out
 }
-

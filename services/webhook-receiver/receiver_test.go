@@ -191,8 +191,12 @@ func TestBadInput(t *testing.T) {
 			return r
 		}, 404, "unknown_integration", 0},
 		{"unknown token", func() *http.Request { return e.hook("POST", "stripe/AAAAAAAAAAAAAAAAAAAAAA", "application/json", "{}") }, 404, "webhook_not_found", 0},
-		{"disabled credential's token", func() *http.Request { return e.hook("POST", "stripe/"+offCredential.WebhookToken, "application/json", "{}") }, 404, "webhook_not_found", 0},
-		{"token of another integration", func() *http.Request { return e.hook("POST", "github/"+offCredential.WebhookToken, "application/json", "{}") }, 404, "webhook_not_found", 0},
+		{"disabled credential's token", func() *http.Request {
+			return e.hook("POST", "stripe/"+offCredential.WebhookToken, "application/json", "{}")
+		}, 404, "webhook_not_found", 0},
+		{"token of another integration", func() *http.Request {
+			return e.hook("POST", "github/"+offCredential.WebhookToken, "application/json", "{}")
+		}, 404, "webhook_not_found", 0},
 		{"handshake on a source without one", func() *http.Request {
 			return e.hook("POST", "stripe", "application/json", `{"type":"url_verification","challenge":"c123"}`)
 		}, 401, "missing_signature", 0},
