@@ -14,6 +14,7 @@ require (
 	github.com/switchboard-hq/switchboard/services/ingress v0.0.0
 	github.com/switchboard-hq/switchboard/services/router v0.0.0
 	github.com/switchboard-hq/switchboard/services/scheduler v0.0.0
+	github.com/switchboard-hq/switchboard/services/webhook-receiver v0.0.0
 	go.etcd.io/bbolt v1.5.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -62,4 +63,5 @@ replace (
 	github.com/switchboard-hq/switchboard/services/ingress => ../ingress
 	github.com/switchboard-hq/switchboard/services/router => ../router
 	github.com/switchboard-hq/switchboard/services/scheduler => ../scheduler
+	github.com/switchboard-hq/switchboard/services/webhook-receiver => ../webhook-receiver
 )

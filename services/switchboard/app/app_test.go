@@ -52,7 +52,7 @@ func TestParseRoles(t *testing.T) {
 			}
 		})
 	}
-	if want := []string{RoleHistory, RoleRouter, RoleScheduler, RoleLifecycle, RoleIngress}; !slices.Equal(RoleNames(), want) {
+	if want := []string{RoleHistory, RoleRouter, RoleScheduler, RoleLifecycle, RoleIngress, RoleWebhookReceiver}; !slices.Equal(RoleNames(), want) {
 		t.Fatalf("start order %v, want %v", RoleNames(), want)
 	}
 }
@@ -285,11 +285,11 @@ func TestShutdownOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"start history", "start router", "start scheduler", "start connection-lifecycle", "start ingress",
-		"register history", "register router", "register scheduler", "register connection-lifecycle", "register ingress",
+		"start history", "start router", "start scheduler", "start connection-lifecycle", "start ingress", "start webhook-receiver",
+		"register history", "register router", "register scheduler", "register connection-lifecycle", "register ingress", "register webhook-receiver",
 		"serving",
 		"not ready: /readyz Service Unavailable",
-		"stop ingress (HTTP closed)", "stop connection-lifecycle (HTTP closed)", "stop scheduler (HTTP closed)", "stop router (HTTP closed)", "stop history (HTTP closed)",
+		"stop webhook-receiver (HTTP closed)", "stop ingress (HTTP closed)", "stop connection-lifecycle (HTTP closed)", "stop scheduler (HTTP closed)", "stop router (HTTP closed)", "stop history (HTTP closed)",
 	}
 	if got := rec.all(); !slices.Equal(got, want) {
 		t.Fatalf("order:\n got %q\nwant %q", got, want)
@@ -359,7 +359,7 @@ func TestDrainDelay(t *testing.T) {
 			stops = append(stops, name)
 		}
 	}
-	if want := []string{RoleIngress, RoleLifecycle, RoleScheduler, RoleRouter, RoleHistory}; !slices.Equal(stops, want) {
+	if want := []string{RoleWebhookReceiver, RoleIngress, RoleLifecycle, RoleScheduler, RoleRouter, RoleHistory}; !slices.Equal(stops, want) {
 		t.Fatalf("stopped %v, want %v", stops, want)
 	}
 	if status(t, http.MethodGet, addr, "/healthz") != 0 {

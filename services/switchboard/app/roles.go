@@ -48,6 +48,7 @@ func roleList() []roleSpec {
 		{RoleScheduler, buildScheduler},
 		{RoleLifecycle, buildLifecycle},
 		{RoleIngress, buildIngress},
+		{RoleWebhookReceiver, buildWebhookReceiver},
 	}
 }
 
