@@ -161,9 +161,7 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 	ns.waitReady(t, 20*time.Second)
 	admin, common := serveEnv(t, "nats://"+natsAddr)
 
-	frontAddr := freeAddr(t)
-	front := newProc(t, "front", s.bins.switchboard, []string{"serve", "--role", "ingress,history,connection-lifecycle"},
-		append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+frontAddr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t)), logDir, httpReady(frontAddr))
+	front, frontAddr := newServe(t, s, "front", "ingress,history,connection-lifecycle", common, logDir)
 	front.start(t)
 	front.waitReady(t, 60*time.Second)
 	a := newAPI(frontAddr)
@@ -175,9 +173,7 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 	// catalog already has the workflow.
 	var routers []*proc
 	for _, name := range []string{"router-a", "router-b"} {
-		addr := freeAddr(t)
-		p := newProc(t, name, s.bins.switchboard, []string{"serve", "--role", "router"},
-			append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t)), logDir, httpReady(addr))
+		p, _ := newServe(t, s, name, "router", common, logDir)
 		p.start(t)
 		routers = append(routers, p)
 	}
@@ -218,9 +214,7 @@ func natsKill(t *testing.T, s *suite, f *figures) {
 	ns.waitReady(t, 20*time.Second)
 	admin, common := serveEnv(t, "nats://"+natsAddr)
 
-	addr := freeAddr(t)
-	sb := newProc(t, "switchboard", s.bins.switchboard, []string{"serve", "--role", "all"},
-		append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t)), logDir, httpReady(addr))
+	sb, addr := newServe(t, s, "switchboard", "all", common, logDir)
 	sb.start(t)
 	sb.waitReady(t, 60*time.Second)
 	a := newAPI(addr)
@@ -299,6 +293,15 @@ func serveEnv(t *testing.T, natsURL string) (admin string, env []string) {
 // adminAddrEnv gives a process its own admin listener (/metrics): the
 // default, 127.0.0.1:9090, is one port for every process on the machine.
 func adminAddrEnv(t *testing.T) string { return "SWITCHBOARD_ADMIN_ADDR=" + freeAddr(t) }
+
+// newServe is a `switchboard serve --role roles` process with the common
+// environment and its own HTTP port, data dir and admin port, which a
+// restart keeps; addr is its HTTP address.
+func newServe(t *testing.T, s *suite, name, roles string, common []string, logDir string) (p *proc, addr string) {
+	addr = freeAddr(t)
+	env := append(slices.Clip(common), "SWITCHBOARD_HTTP_ADDR="+addr, "SWITCHBOARD_DATA_DIR="+t.TempDir(), adminAddrEnv(t))
+	return newProc(t, name, s.bins.switchboard, []string{"serve", "--role", roles}, env, logDir, httpReady(addr)), addr
+}
 
 // createProject creates project dev with the operator token and returns a
 // new API key for it.
