@@ -133,7 +133,7 @@ func (s *Service) handle(c *echo.Context, src source) error {
 		log.Warn("webhook refused: secrets unreadable", "err", err)
 		return apierr.New(http.StatusServiceUnavailable, "secrets_unavailable", "the webhook's secrets cannot be read; retry later").Wrap(err)
 	}
-	req := verify.FromHTTP(r, body, s.opts.PublicBaseURL)
+	req := verify.FromHTTP(r, body, s.publicBase(r))
 
 	if resp, handled, err := v.Handshake(req, secrets); handled {
 		if err != nil {
@@ -264,6 +264,23 @@ func (s *Service) answerHandshake(c *echo.Context, src source, resp *verify.Resp
 		ct = "text/plain; charset=utf-8"
 	}
 	return c.Blob(status, ct, resp.Body)
+}
+
+// publicBase is the base of the URL the provider called, for schemes that
+// sign it. The configured public URL when there is one (behind a proxy the
+// request's own Host is the proxy's view); else this server's own scheme
+// and Host, as a provider calling it directly sent them. A Host an attacker
+// changes only makes the signed URL differ: it cannot make a signature
+// match without the secret.
+func (s *Service) publicBase(r *http.Request) string {
+	if s.opts.PublicBaseURL != "" {
+		return s.opts.PublicBaseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 // verifyError maps a verification refusal to its answer: 401 for the

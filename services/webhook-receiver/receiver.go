@@ -59,8 +59,9 @@ type Options struct {
 	Triggers *trigger.Publisher
 	// PublicBaseURL is the URL providers call (e.g. https://hooks.example.com):
 	// schemes that sign the URL (Twilio, Square, HubSpot v2/v3) are verified
-	// against it plus the request path, never against Host or X-Forwarded-*.
-	// Empty uses the request's own URL (tests, no proxy).
+	// against it plus the request path, never against X-Forwarded-*.
+	// Empty uses this server's scheme and the request's Host: right when
+	// providers call the server directly (dev), wrong behind a proxy.
 	PublicBaseURL string
 	// MaxBody caps a delivery's body (default httpx.DefaultMaxBody).
 	MaxBody int64
