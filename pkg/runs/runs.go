@@ -130,6 +130,10 @@ type Candidate struct {
 	// At is when a delayed run starts (a schedule's spread and jitter);
 	// zero means at once.
 	At time.Time `json:"at,omitzero"`
+	// After is the run this one waits for (a schedule's overlap
+	// buffer_one): the executor starts it once that run is no longer in
+	// flight.
+	After string `json:"after,omitempty"`
 }
 
 // Decision is the record of what the router did with one trigger event.

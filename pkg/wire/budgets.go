@@ -33,9 +33,9 @@ const (
 	jsonEscape = 6
 	// candidateFixed covers a candidate's keys, quotes and separators and
 	// its plain-ASCII fields (outcome ≤ 16, run id ≤ 64, reason ≤ 64 bytes;
-	// a schedule run's zone ≤ 64, zone reason ≤ 64, start time ≤ 48 with
-	// their keys).
-	candidateFixed = 128 + 16 + 64 + 64 + 64 + 64 + 48 + 48
+	// a schedule run's zone ≤ 64, zone reason ≤ 64, start time ≤ 48 and the
+	// run it waits for ≤ 64, with their keys).
+	candidateFixed = 128 + 16 + 64 + 64 + 64 + 64 + 48 + 64 + 64
 	// CandidateMaxJSON is the largest JSON encoding of one decision
 	// candidate: three ids and a message, each escaped at worst.
 	CandidateMaxJSON = candidateFixed + jsonEscape*(3*MaxIDLen+MaxCandidateMessage)
