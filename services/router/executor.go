@@ -72,7 +72,43 @@ func (s *Service) execute(ctx context.Context, m jetstream.Msg) error {
 	if err := checkRunSubject(m.Subject(), ev.Project, ref.workflow); err != nil {
 		return consume.Permanent(err)
 	}
+	if wait, err := s.buffered(ctx, m, ev.Project, h.Get(HeaderAfterRun)); err != nil || wait > 0 {
+		if err != nil {
+			return err
+		}
+		return consume.Retry(errBuffered, wait)
+	}
 	return s.run(ctx, m, ref, ev)
+}
+
+// errBuffered hands back a buffered schedule run whose predecessor is
+// still in flight.
+var errBuffered = errors.New("waiting for the previous run of the schedule (overlap buffer_one)")
+
+// maxBufferedDeliveries bounds how often a buffered run is handed back
+// while its predecessor runs (1 s doubling to 30 s: about 3 minutes); then
+// it runs anyway, so it keeps the deliveries its own step retries need.
+const maxBufferedDeliveries = 10
+
+// buffered says how long to hand back a run that waits for run after
+// (HeaderAfterRun), or 0 to run it now. The wait is a delayed redelivery,
+// so no executor slot is held meanwhile.
+func (s *Service) buffered(ctx context.Context, m jetstream.Msg, project, after string) (time.Duration, error) {
+	if after == "" || !runs.ValidID(after) {
+		return 0, nil
+	}
+	md, err := m.Metadata()
+	if err != nil || md.NumDelivered > maxBufferedDeliveries {
+		if err == nil {
+			s.log.Warn("buffered run starts while its predecessor may still run", "after", after, "deliveries", md.NumDelivered)
+		}
+		return 0, nil
+	}
+	running, err := s.states.Running(ctx, project, after)
+	if err != nil || !running {
+		return 0, err
+	}
+	return min(time.Second<<(md.NumDelivered-1), 30*time.Second), nil
 }
 
 // checkRunSubject refuses a run message whose subject disagrees with what

@@ -29,6 +29,9 @@ const (
 	HeaderWorkflow   = "Sb-Workflow"
 	HeaderUser       = "Sb-User"
 	HeaderCredential = "Sb-Credential"
+	// HeaderAfterRun names the run a buffered schedule run waits for
+	// (overlap buffer_one).
+	HeaderAfterRun = "Sb-After-Run"
 	HeaderDeadReason = consume.HeaderDeadReason
 )
 
@@ -182,6 +185,9 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 			rm.Header.Set(HeaderCredential, c.Credential)
 		}
 		rm.Data = data
+		if c.After != "" {
+			rm.Header.Set(HeaderAfterRun, c.After)
+		}
 		if delayed(c.At) {
 			// A schedule's spread: the server keeps the run as a one-shot
 			// schedule message and publishes it onto the run subject at

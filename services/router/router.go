@@ -112,6 +112,7 @@ type Service struct {
 	deciders *decide.Deciders
 	budgets  wire.Budgets
 	state    jetstream.Stream // RUN_STATE, for resuming runs
+	states   *runStates       // whether a run is in flight (schedule overlap)
 
 	// since is when (unix nanos) the router started or its connection last
 	// came back; reconnects is the connection's reconnect count then.
@@ -171,8 +172,9 @@ func New(opts Options) (*Service, error) {
 		opts.DuplicateWindow = broker.DefaultLimits().DuplicateWindow
 	}
 
+	states := &runStates{js: opts.JS}
 	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops,
-		Enrollment: opts.Directory, Runs: &runStates{js: opts.JS}, Integrations: opts.Catalog, Accounts: opts.Directory})
+		Enrollment: opts.Directory, Runs: states, Integrations: opts.Catalog, Accounts: opts.Directory})
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +182,7 @@ func New(opts Options) (*Service, error) {
 	if opts.DecisionPage <= 0 {
 		opts.DecisionPage = budgets.DecisionPage
 	}
-	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: budgets}, nil
+	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: budgets, states: states}, nil
 }
 
 // Name is the role's name, "router": the router and the executor.

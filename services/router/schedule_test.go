@@ -264,3 +264,65 @@ func (h *harness) putState(r runs.Run) {
 		h.t.Fatal(err)
 	}
 }
+
+// Overlap buffer_one: a user whose previous tick's run is in flight gets
+// this tick's run held back until that run is done (one waits); when the
+// run in flight is older, a tick waits already or was dropped, so this one
+// is skipped.
+func TestScheduleOverlapBufferOne(t *testing.T) {
+	h := newHarness(t, router.Options{})
+	h.apply(`kind: Workflow
+id: buffered
+trigger: {type: schedule, every: 10s, overlap: buffer_one}
+steps:
+  - {id: call, type: http, method: POST, url: "` + h.lst.URL + `/buffered", json: {user: "{{ user.id }}"}}
+`)
+	h.user("u", nil)
+	nominal := time.Date(2026, 3, 2, 8, 0, 30, 0, time.UTC)
+	tickRun := func(n time.Time) string {
+		return runs.ID(schedule.TickID(project, "buffered", "UTC", n), "buffered", "u", "")
+	}
+	long := runs.Run{ID: tickRun(nominal.Add(-10 * time.Second)), Project: project, Workflow: "buffered", User: "u", Status: runs.StatusRunning}
+	h.putState(long)
+
+	ev := tickEvent("buffered", "UTC", nominal, 0, 1)
+	h.routed(h.publish(ev))
+	c := candidates(h.decision(ev.Id))[0]
+	if c.Outcome != runs.OutcomeRan || c.After != long.ID {
+		t.Fatalf("candidate %+v, want a run after %s", c, long.ID)
+	}
+	if msgs := h.runMessages("buffered"); len(msgs) != 1 || msgs[0].Header.Get(router.HeaderAfterRun) != long.ID {
+		t.Fatalf("run messages %v", msgs)
+	}
+
+	t.Run("the next tick while one waits is skipped", func(t *testing.T) {
+		h := h.on(t)
+		ev := tickEvent("buffered", "UTC", nominal.Add(10*time.Second), 0, 1)
+		h.routed(h.publish(ev))
+		if c := candidates(h.decision(ev.Id))[0]; c.Outcome != runs.OutcomeSkipped || c.Reason != decide.ReasonOverlap {
+			t.Fatalf("candidate %+v, want skipped %s", c, decide.ReasonOverlap)
+		}
+	})
+
+	// Held back while the long run is in flight (the first hand-backs are
+	// 1 s, 2 s …); it runs once the long run's final state is stored.
+	eventually(t, "the buffered run handed back", func() (bool, string) {
+		ci, err := h.srv.JS.Consumer(h.ctx(), subjects.StreamRuns, router.ExecutorDurable(project))
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := ci.Info(h.ctx())
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.NumRedelivered > 0, fmt.Sprintf("%+v", info)
+	})
+	if n := len(h.lst.at("/buffered")); n != 0 {
+		t.Fatalf("the buffered run ran while its predecessor was in flight (%d calls)", n)
+	}
+	long.Status = runs.StatusSucceeded
+	h.putState(long)
+	if r := h.finished(c.RunID); r.Status != runs.StatusSucceeded {
+		t.Fatalf("buffered run %+v", r)
+	}
+}

@@ -214,25 +214,29 @@ func (k scheduleTick) candidate(ctx context.Context, t *tickCtx, e directory.Ent
 		_, c.Zone, c.ZoneReason = t.sched.ResolveZone(md)
 	}
 	runID := runs.ID(t.base, t.w.ID, e.User, c.Credential)
-	if len(t.prev) > 0 {
-		for _, prev := range t.prev {
-			id := runs.ID(prev, t.w.ID, e.User, c.Credential)
-			if id == runID {
-				continue
-			}
-			running, err := k.runs.Running(ctx, t.ev.Project, id)
-			if err != nil {
-				return c, fmt.Errorf("decide: overlap check of %s: %w", id, err)
-			}
-			if running {
-				c.Outcome, c.Reason = runs.OutcomeSkipped, ReasonOverlap
-				c.Message = fmt.Sprintf("run %s of an earlier tick is still running (overlap: %s)", id, t.sched.Overlap())
-				if t.sched.Overlap() == schedule.OverlapBufferOne {
-					c.Message += "; buffer_one is not implemented yet and skips like skip"
-				}
-				return c, nil
-			}
+	for i, prev := range t.prev {
+		id := runs.ID(prev, t.w.ID, e.User, c.Credential)
+		if id == runID {
+			continue
 		}
+		running, err := k.runs.Running(ctx, t.ev.Project, id)
+		if err != nil {
+			return c, fmt.Errorf("decide: overlap check of %s: %w", id, err)
+		}
+		if !running {
+			continue
+		}
+		if t.sched.Overlap() == schedule.OverlapBufferOne && i == 0 {
+			// The previous tick's run is the one in flight, so no tick
+			// waits yet: this one waits for it (the executor holds it back).
+			// When the run in flight is older, the ticks in between
+			// either wait already or were dropped: at most one waits.
+			c.After = id
+			break
+		}
+		c.Outcome, c.Reason = runs.OutcomeSkipped, ReasonOverlap
+		c.Message = fmt.Sprintf("run %s of an earlier tick is still running (overlap: %s)", id, t.sched.Overlap())
+		return c, nil
 	}
 	c.Outcome, c.RunID = runs.OutcomeRan, runID
 	if off := t.sched.Offset(t.nominal, e.User+"\x00"+c.Credential); off > 0 {
