@@ -66,7 +66,7 @@ func (w *Workflow) Compile() error {
 		p.add("integration", "must match [a-z0-9][a-z0-9_-]*")
 	}
 	w.Trigger.compile(&p)
-	if w.Trigger.Type == TriggerIntegration && w.Trigger.Integration != "" {
+	if takesIntegration(w.Trigger.Type) && w.Trigger.Integration != "" {
 		// The trigger's integration is the workflow's: its runs use that
 		// integration's credentials.
 		switch {

@@ -25,10 +25,12 @@ type triggerSpec struct {
 
 // triggerSpecs is the one list of trigger types (read-only after init).
 var triggerSpecs = map[string]triggerSpec{
-	TriggerAppEvent:    {fields: []string{"event"}, compile: compileAppEventTrigger},
-	TriggerRequest:     {fields: []string{"methods", "timeout", "validation"}, compile: compileRequestTrigger, responds: true},
-	TriggerSchedule:    {fields: scheduleFields, compile: compileScheduleTrigger},
-	TriggerIntegration: {fields: integrationFields, compile: compileIntegrationTrigger},
+	TriggerAppEvent:           {fields: []string{"event"}, compile: compileAppEventTrigger},
+	TriggerRequest:            {fields: []string{"methods", "timeout", "validation"}, compile: compileRequestTrigger, responds: true},
+	TriggerSchedule:           {fields: scheduleFields, compile: compileScheduleTrigger},
+	TriggerIntegration:        {fields: integrationFields, compile: compileIntegrationTrigger},
+	TriggerIntegrationEnabled: {fields: integrationEnabledFields, compile: compileIntegrationEnabledTrigger},
+	TriggerLifecycle:          {fields: lifecycleFields, compile: compileLifecycleTrigger},
 }
 
 // TriggerTypes lists the supported trigger types, sorted.

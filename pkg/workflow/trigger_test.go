@@ -17,7 +17,7 @@ func TestTriggerSpecs(t *testing.T) {
 		{"app event", `{type: app_event, event: E}`, "", ""},
 		{"request", `{type: request, methods: [get], timeout: 5s}`, "", ""},
 		{"missing type", `{event: E}`, "trigger.type", "is required"},
-		{"unknown type", `{type: webhook}`, "trigger.type", "supported: app_event, integration, request"},
+		{"unknown type", `{type: webhook}`, "trigger.type", "supported: app_event, integration, integration_enabled, lifecycle, request"},
 		{"app event without event", `{type: app_event}`, "trigger.event", "is required"},
 		{"request field on app event", `{type: app_event, event: E, methods: [POST]}`, "trigger.methods", "not a field of app_event triggers"},
 		{"app event field on request", `{type: request, event: E}`, "trigger.event", "not a field of request triggers"},
