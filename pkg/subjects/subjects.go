@@ -136,6 +136,27 @@ func DeadRun(project, workflow string) string { return "sb.dead." + project + ".
 // DeadTrigger is the subject of a trigger message the router could not decode.
 func DeadTrigger(project string) string { return "sb.dead." + Token(project) + ".trigger" }
 
+// DeadOfProject is the wildcard of every dead letter of project p, runs and
+// triggers: what the dead-letter API lists for one project.
+func DeadOfProject(project string) string { return "sb.dead." + Token(project) + ".>" }
+
+// DeadParts splits a dead-letter subject into its project and kind ("run"
+// or "trigger") and, for a run, its workflow; ok is false for anything else.
+func DeadParts(subject string) (project, kind, workflow string, ok bool) {
+	rest, found := strings.CutPrefix(subject, "sb.dead.")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	switch {
+	case len(parts) == 2 && parts[1] == "trigger" && parts[0] != "":
+		return parts[0], "trigger", "", true
+	case len(parts) == 3 && parts[1] == "run" && parts[0] != "" && parts[2] != "":
+		return parts[0], "run", parts[2], true
+	}
+	return "", "", "", false
+}
+
 // Function is the subject a function step sends its request to.
 func Function(project, name string) string { return "sb.fn." + project + "." + name }
 

@@ -142,3 +142,27 @@ func TestRunParts(t *testing.T) {
 		})
 	}
 }
+
+func TestDeadParts(t *testing.T) {
+	if got := subjects.DeadOfProject("acme"); got != "sb.dead.acme.>" {
+		t.Errorf("DeadOfProject = %q", got)
+	}
+	for _, tc := range []struct {
+		subject, project, kind, workflow string
+		ok                               bool
+	}{
+		{subjects.DeadRun("acme", "wf1"), "acme", "run", "wf1", true},
+		{subjects.DeadTrigger("acme"), "acme", "trigger", "", true},
+		{"sb.dead.acme.run", "", "", "", false},
+		{"sb.dead.acme.run.wf.extra", "", "", "", false},
+		{"sb.dead.acme.other", "", "", "", false},
+		{"sb.run.acme.wf1", "", "", "", false},
+	} {
+		t.Run(tc.subject, func(t *testing.T) {
+			p, k, w, ok := subjects.DeadParts(tc.subject)
+			if p != tc.project || k != tc.kind || w != tc.workflow || ok != tc.ok {
+				t.Errorf("DeadParts = %q %q %q %v", p, k, w, ok)
+			}
+		})
+	}
+}

@@ -28,6 +28,7 @@ import (
 	readmodel "github.com/switchboard-hq/switchboard/pkg/history"
 	"github.com/switchboard-hq/switchboard/pkg/service"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	"github.com/switchboard-hq/switchboard/services/history/console"
 )
 
 // Name is the role's name.
@@ -146,6 +147,13 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET("/v1/projects/:p/runs/:run", s.getRun)
 	e.POST("/v1/projects/:p/runs/:run/replay", s.replayRun)
 	e.GET("/v1/projects/:p/events/:event", s.getEvent)
+	e.POST("/v1/projects/:p/runs/replay", s.bulkReplay)
+	e.GET("/v1/projects/:p/dead", s.listDead)
+	e.POST("/v1/projects/:p/dead/:seq/replay", s.replayDead)
+	// The console is static; it calls the routes above from the browser.
+	page := echo.WrapHandler(console.Handler())
+	e.GET(console.Path, page)
+	e.GET(console.Path+"/*", page)
 }
 
 // Stop stops following the stream and closes the file cleanly, so the next

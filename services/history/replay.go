@@ -28,10 +28,7 @@ type ReplayAccepted struct {
 }
 
 // replayRun starts a new run of the same workflow, user and credential from
-// the original trigger event, found through the read model: the run names
-// its event, whose decision record holds the trigger. The new event names
-// the workflow, so an app event replay does not fan out to the event's other
-// workflows again.
+// the original trigger event (see replay).
 func (s *Service) replayRun(c *echo.Context) error {
 	pr, err := s.projectCaller(c)
 	if err != nil {
@@ -40,23 +37,46 @@ func (s *Service) replayRun(c *echo.Context) error {
 	if err := access.ServerSide(pr); err != nil {
 		return err
 	}
-	old, err := s.store.GetRun(pr.Project, c.Param("run"))
-	if errors.Is(err, readmodel.ErrNotFound) {
+	return s.answerReplay(c, pr.Project, c.Param("run"))
+}
+
+// answerReplay replays run runID of project and answers 202 with the new
+// run, or the replay's error. A run the read model does not hold while it
+// is rebuilt is 503, not 404: it may well exist.
+func (s *Service) answerReplay(c *echo.Context, project, runID string) error {
+	acc, err := s.replay(c.Request().Context(), project, runID)
+	if ae, ok := apierr.As(err); ok && ae.Code == "run_not_found" {
 		if err := s.rebuilding(c); err != nil {
 			return err
 		}
-		return apierr.NotFound("run_not_found", "run %q does not exist", c.Param("run"))
 	}
 	if err != nil {
-		return apierr.Internal(err)
+		return err
 	}
-	dec, err := s.store.GetDecision(pr.Project, old.EventID)
+	c.Response().Header().Set("Location", "/v1/projects/"+project+"/runs/"+acc.RunID)
+	return c.JSON(http.StatusAccepted, acc)
+}
+
+// replay starts a new run of the same workflow, user and credential as run
+// runID from the original trigger event, found through the read model: the
+// run names its event, whose decision record holds the trigger. The new
+// event names the workflow, so an app event replay does not fan out to the
+// event's other workflows again. Errors are *apierr.Error.
+func (s *Service) replay(ctx context.Context, project, runID string) (ReplayAccepted, error) {
+	old, err := s.store.GetRun(project, runID)
+	if errors.Is(err, readmodel.ErrNotFound) {
+		return ReplayAccepted{}, apierr.NotFound("run_not_found", "run %q does not exist", runID)
+	}
 	if err != nil {
-		return apierr.New(http.StatusConflict, "trigger_not_found", "the trigger event %s of run %s is no longer in the history", old.EventID, old.ID).Wrap(err)
+		return ReplayAccepted{}, apierr.Internal(err)
+	}
+	dec, err := s.store.GetDecision(project, old.EventID)
+	if err != nil {
+		return ReplayAccepted{}, apierr.New(http.StatusConflict, "trigger_not_found", "the trigger event %s of run %s is no longer in the history", old.EventID, old.ID).Wrap(err)
 	}
 	ev, err := envelope.DecodeJSON(dec.Trigger)
 	if err != nil {
-		return apierr.Internal(err)
+		return ReplayAccepted{}, apierr.Internal(err)
 	}
 	ev.Id = envelope.NewID()
 	ev.ReplayOf = old.ID
@@ -68,7 +88,7 @@ func (s *Service) replayRun(c *echo.Context) error {
 	ev.ReceivedAt = timestamppb.New(time.Now())
 	// The router decides the replay, as every trigger: publish it with an
 	// inbox and wait for the decision (the run it starts, or why none).
-	ctx, cancel := context.WithTimeout(c.Request().Context(), s.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
 	ev.Reply = s.opts.NC.NewInbox()
 	if r := ev.GetRequest(); r != nil {
@@ -77,32 +97,31 @@ func (s *Service) replayRun(c *echo.Context) error {
 	}
 	sub, err := s.opts.NC.SubscribeSync(ev.Reply)
 	if err != nil {
-		return apierr.Unavailable(err)
+		return ReplayAccepted{}, apierr.Unavailable(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if _, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision())); err != nil {
 		if wire.Permanent(err) {
-			return apierr.Internal(err)
+			return ReplayAccepted{}, apierr.Internal(err)
 		}
-		return apierr.Unavailable(fmt.Errorf("publish trigger: %w", err))
+		return ReplayAccepted{}, apierr.Unavailable(fmt.Errorf("publish trigger: %w", err))
 	}
 	rep := &runs.Reply{}
 	for !rep.Decided {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return apierr.New(http.StatusGatewayTimeout, "routing_timeout", "the replay %s was stored but not decided within %s; it will still be decided", ev.Id, s.opts.PublishTimeout)
+			return ReplayAccepted{}, apierr.New(http.StatusGatewayTimeout, "routing_timeout", "the replay %s was stored but not decided within %s; it will still be decided", ev.Id, s.opts.PublishTimeout)
 		}
 		if rep, err = runs.DecodeReply(m); err != nil {
-			return apierr.Internal(err)
+			return ReplayAccepted{}, apierr.Internal(err)
 		}
 	}
-	runID := rep.RunID
-	if runID == "" && len(rep.RunIDs) > 0 {
-		runID = rep.RunIDs[0]
+	newID := rep.RunID
+	if newID == "" && len(rep.RunIDs) > 0 {
+		newID = rep.RunIDs[0]
 	}
-	if rep.Error != "" || runID == "" {
-		return apierr.New(http.StatusConflict, "replay_not_possible", "the run cannot start now: %s", rep.Message)
+	if rep.Error != "" || newID == "" {
+		return ReplayAccepted{}, apierr.New(http.StatusConflict, "replay_not_possible", "the run cannot start now: %s", rep.Message)
 	}
-	c.Response().Header().Set("Location", "/v1/projects/"+pr.Project+"/runs/"+runID)
-	return c.JSON(http.StatusAccepted, ReplayAccepted{RunID: runID, EventID: ev.Id, ReplayOf: old.ID, Status: "accepted"})
+	return ReplayAccepted{RunID: newID, EventID: ev.Id, ReplayOf: old.ID, Status: "accepted"}, nil
 }
