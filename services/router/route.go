@@ -31,7 +31,7 @@ const (
 	HeaderCredential = "Sb-Credential"
 	// HeaderAfterRun names the run a buffered schedule run waits for
 	// (overlap buffer_one).
-	HeaderAfterRun = "Sb-After-Run"
+	HeaderAfterRun   = "Sb-After-Run"
 	HeaderDeadReason = consume.HeaderDeadReason
 )
 
