@@ -24,6 +24,7 @@ func (s *Service) Register(e *echo.Echo) {
 	}
 	e.GET("/v1/projects/:p/workflows/:w/schedule", s.getSchedule)
 	e.POST("/v1/projects/:p/workflows/:w/schedule/trigger", s.triggerSchedule)
+	e.POST("/v1/projects/:p/workflows/:w/schedule/backfill", s.backfillSchedule)
 }
 
 // ZoneSchedule is one zone of GET …/schedule.
@@ -224,5 +225,123 @@ func (s *Service) TriggerNow(ctx context.Context, w *workflow.Workflow, sched *s
 		}
 		res.Events[z] = ids
 	}
+	return res, nil
+}
+
+// BackfillRequest is the body of POST …/schedule/backfill: the ticks in
+// (from, to] of every zone in use (or for one user), at most limit of them
+// per call (default and maximum MaxBackfillTicks).
+type BackfillRequest struct {
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+	User  string    `json:"user,omitempty"`
+	Limit int       `json:"limit,omitempty"`
+}
+
+// BackfillResult answers a backfill call. Next is where the following call
+// starts (its from) when Done is false.
+type BackfillResult struct {
+	Ticks  int       `json:"ticks"`
+	Events int       `json:"events"`
+	Next   time.Time `json:"next,omitzero"`
+	Done   bool      `json:"done"`
+}
+
+// MaxBackfillTicks bounds one backfill call, so a call's work (and its
+// answer's wait) stays small; a client pages with Next.
+const MaxBackfillTicks = 200
+
+func (s *Service) backfillSchedule(c *echo.Context) error {
+	w, sched, err := s.scheduleWorkflow(c)
+	if err != nil {
+		return err
+	}
+	var req BackfillRequest
+	dec := json.NewDecoder(http.MaxBytesReader(nil, c.Request().Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return apierr.BadRequest("invalid_body", "the body must be {\"from\", \"to\", \"user\"?, \"limit\"?} with RFC 3339 times: %v", err)
+	}
+	switch {
+	case req.From.IsZero():
+		return apierr.BadRequest("invalid_field", "from is required").WithField("from")
+	case !req.To.After(req.From):
+		return apierr.BadRequest("invalid_field", "to must be after from").WithField("to")
+	case req.To.After(s.opts.Now()):
+		return apierr.BadRequest("invalid_field", "to must not be in the future: the scheduler fires those ticks").WithField("to")
+	case req.Limit < 0 || req.Limit > MaxBackfillTicks:
+		return apierr.BadRequest("invalid_field", "limit must be from 1 to %d", MaxBackfillTicks).WithField("limit")
+	}
+	if err := access.ID("user", req.User); err != nil {
+		return err
+	}
+	res, err := s.Backfill(c.Request().Context(), w, sched, req)
+	if err != nil {
+		return apierr.Unavailable(err)
+	}
+	return c.JSON(http.StatusAccepted, res)
+}
+
+// Backfill fires the ticks of (from, to] in every zone in use, oldest
+// first, at most limit of them. Each keeps its nominal time and its tick
+// id, so a tick that ran already yields the same run ids and does not run
+// again (its events are older than the dedupe window, so the executor looks
+// each run up): a backfill fills gaps, and repeating it is harmless. The
+// state is left alone.
+func (s *Service) Backfill(ctx context.Context, w *workflow.Workflow, sched *schedule.Schedule, req BackfillRequest) (*BackfillResult, error) {
+	limit := req.Limit
+	if limit == 0 {
+		limit = MaxBackfillTicks
+	}
+	zones, err := s.zonesFor(ctx, w, sched, true)
+	if err != nil {
+		return nil, err
+	}
+	if req.User != "" {
+		zones = []string{""}
+		if !sched.PerUser() {
+			_, zones[0] = sched.Zone()
+		}
+	}
+	// The ticks of every zone in nominal order, so a page ends at one
+	// instant for all zones and Next resumes there.
+	type zt struct {
+		zone string
+		t    time.Time
+	}
+	var all []zt
+	for _, z := range zones {
+		loc, err := zoneLocation(sched, z)
+		if err != nil {
+			continue
+		}
+		n := 0
+		for t := range sched.Between(req.From, req.To, loc) {
+			if n++; n > limit+1 {
+				break
+			}
+			all = append(all, zt{z, t})
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].t.Before(all[j].t) })
+	res := &BackfillResult{Done: true}
+	seen := map[int64]bool{}
+	for i, x := range all {
+		if !seen[x.t.Unix()] && len(seen) == limit {
+			res.Done, res.Next = false, all[i-1].t.UTC()
+			break
+		}
+		seen[x.t.Unix()] = true
+		shards := s.opts.Shards
+		if req.User != "" {
+			shards = 1
+		}
+		ids, err := s.publishTick(ctx, w, x.zone, x.t, schedule.TickID(w.Project, w.ID, x.zone, x.t), req.User, shards)
+		if err != nil {
+			return res, err
+		}
+		res.Events += len(ids)
+	}
+	res.Ticks = len(seen)
 	return res, nil
 }

@@ -159,6 +159,10 @@ func (e *env) ticks() []tick {
 			e.t.Errorf("Nats-Msg-Id %q, event id %q", got, ev.Id)
 		}
 		st := ev.GetSchedule()
+		if !ev.GetReceivedAt().AsTime().Equal(st.NominalTime.AsTime()) {
+			// The executor then treats a tick published again late as old.
+			e.t.Errorf("tick %s received at %s, want its nominal time", ev.Id, ev.GetReceivedAt().AsTime())
+		}
 		out = append(out, tick{id: ev.Id, zone: st.Zone, nominal: st.NominalTime.AsTime(), shard: st.Shard})
 	}
 }

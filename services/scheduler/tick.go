@@ -184,6 +184,12 @@ func (s *Service) publishTick(ctx context.Context, w *workflow.Workflow, zone st
 				Shard: uint32(shard), Shards: uint32(shards),
 			}},
 			OccurredAt: timestamppb.New(nominal),
+			// Received at the nominal time: a tick published again later (a
+			// replica that fired it but crashed before storing the state,
+			// catch-up, backfill) is older than the dedupe window to the
+			// executor, which then looks each run up before running it,
+			// instead of taking the fast path of a fresh trigger.
+			ReceivedAt: timestamppb.New(nominal),
 		}
 		if _, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision())); err != nil {
 			return ids, fmt.Errorf("scheduler: publish tick %s shard %d: %w", tickID, shard, err)
