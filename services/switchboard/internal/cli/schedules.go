@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -71,8 +72,79 @@ func newSchedulesCmd() *cobra.Command {
 	}
 	tf.register(trig)
 	trig.Flags().StringVar(&user, "user", "", "only this connected user")
-	schedules.AddCommand(next, trig)
+	schedules.AddCommand(next, trig, newBackfillCmd())
 	return schedules
+}
+
+// newBackfillCmd fires a past range of ticks, a page of them per call,
+// with a progress bar over the range's time.
+func newBackfillCmd() *cobra.Command {
+	var bf clientFlags
+	var from, to, user string
+	var page int
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "backfill WORKFLOW --from T --to T",
+		Short: "Fire the ticks of a past range (RFC 3339 times); ticks that ran already do not run again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			start, err := time.Parse(time.RFC3339, from)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			end, err := time.Parse(time.RFC3339, to)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			if !end.After(start) {
+				return fmt.Errorf("--to must be after --from")
+			}
+			span := end.Sub(start)
+			var bar *progressbar.ProgressBar
+			if !quiet {
+				bar = progressbar.NewOptions64(1000,
+					progressbar.OptionSetDescription("backfilling"),
+					progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionFullWidth(),
+					progressbar.OptionOnCompletion(func() { fmt.Fprintln(cmd.ErrOrStderr()) }),
+				)
+			}
+			path := projectPath(bf.project, "/workflows/"+url.PathEscape(args[0])+"/schedule/backfill")
+			var ticks, events int
+			for cur := start; ; {
+				body, _ := json.Marshal(scheduler.BackfillRequest{From: cur, To: end, User: user, Limit: page})
+				var buf bytes.Buffer
+				if err := bf.call("POST", path, "application/json", body, &buf); err != nil {
+					return err
+				}
+				var res scheduler.BackfillResult
+				if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
+					return fmt.Errorf("decode the answer: %w", err)
+				}
+				ticks, events = ticks+res.Ticks, events+res.Events
+				if res.Done || !res.Next.After(cur) {
+					break
+				}
+				cur = res.Next
+				if bar != nil {
+					_ = bar.Set64(int64(cur.Sub(start) * 1000 / span))
+				}
+			}
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%d ticks, %d events\n", ticks, events)
+			return err
+		},
+	}
+	bf.register(cmd)
+	cmd.Flags().StringVar(&from, "from", "", "start of the range (exclusive), RFC 3339")
+	cmd.Flags().StringVar(&to, "to", "", "end of the range (inclusive), RFC 3339, not in the future")
+	cmd.Flags().StringVar(&user, "user", "", "only this connected user")
+	cmd.Flags().IntVar(&page, "page", 50, "ticks per call (1..200)")
+	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
+	return cmd
 }
 
 // tickRuns sums the runs the decisions of a tick's events started; nil
