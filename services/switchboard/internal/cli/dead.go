@@ -1,61 +1,111 @@
 package cli
 
 import (
-	"context"
-	"errors"
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/url"
+	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/services/history"
 )
 
-// newDeadCmd lists the DEAD stream: runs that exhausted their retries and
-// trigger messages the router could not read, each with its reason.
+// newDeadCmd lists a project's dead letters through the history role's API
+// (runs that exhausted their retries and trigger messages the router could
+// not read, each with its reason) and replays a dead run.
 func newDeadCmd() *cobra.Command {
-	dead := &cobra.Command{Use: "dead", Short: "Dead letters (the DEAD stream)"}
-	var natsURL string
+	dead := &cobra.Command{Use: "dead", Short: "Dead letters (the DEAD stream) of a project"}
+
+	var lf clientFlags
+	var workflow string
 	var limit int
+	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List dead letters with their reasons, oldest first",
+		Short: "List a project's dead letters with their reasons, oldest first",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			nc, err := nats.Connect(natsURL, nats.Name("switchboard-cli"))
-			if err != nil {
-				return fmt.Errorf("connect %s: %w", natsURL, err)
+			if limit < 1 {
+				return fmt.Errorf("--limit must be at least 1")
 			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
+			all, err := lf.deadLetters(workflow, limit)
 			if err != nil {
 				return err
 			}
-			cons, err := js.OrderedConsumer(ctx, subjects.StreamDead, jetstream.OrderedConsumerConfig{})
-			if err != nil {
-				return fmt.Errorf("read %s: %w", subjects.StreamDead, err)
-			}
 			out := cmd.OutOrStdout()
-			for n := 0; n < limit; n++ {
-				m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-				if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-					break
-				}
-				if err != nil {
-					return err
-				}
-				md, _ := m.Metadata()
-				fmt.Fprintf(out, "#%d %s %s\n  run: %s  reason: %s\n", md.Sequence.Stream, md.Timestamp.Format(time.RFC3339),
-					m.Subject(), m.Headers().Get("Sb-Run-Id"), m.Headers().Get("Sb-Dead-Reason"))
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(all)
 			}
+			printDead(out, all)
 			return nil
 		},
 	}
-	list.Flags().StringVar(&natsURL, "nats", envOr("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (SWITCHBOARD_NATS_URL)")
+	lf.register(list)
+	list.Flags().StringVar(&workflow, "workflow", "", "only this workflow's failed runs")
 	list.Flags().IntVar(&limit, "limit", 100, "at most this many entries")
-	dead.AddCommand(list)
+	list.Flags().BoolVar(&asJSON, "json", false, "print the dead letters as JSON")
+
+	var rf clientFlags
+	replay := &cobra.Command{
+		Use:   "replay SEQ",
+		Short: "Start a new run from a dead run's trigger (SEQ is the # that dead list shows)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := strconv.ParseUint(args[0], 10, 64); err != nil {
+				return fmt.Errorf("SEQ must be a dead letter's number, got %q", args[0])
+			}
+			return rf.call("POST", projectPath(rf.project, "/dead/"+args[0]+"/replay"), "", nil, cmd.OutOrStdout())
+		},
+	}
+	rf.register(replay)
+	dead.AddCommand(list, replay)
 	return dead
+}
+
+// deadLetters pages through GET …/dead until limit entries or the end.
+func (f *clientFlags) deadLetters(workflow string, limit int) ([]history.DeadLetter, error) {
+	all := []history.DeadLetter{}
+	cursor := ""
+	for len(all) < limit {
+		q := url.Values{"limit": {strconv.Itoa(min(limit-len(all), history.MaxDeadLimit))}}
+		if workflow != "" {
+			q.Set("workflow", workflow)
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var buf bytes.Buffer
+		if err := f.call("GET", projectPath(f.project, "/dead?"+q.Encode()), "", nil, &buf); err != nil {
+			return nil, err
+		}
+		var page history.DeadPage
+		if err := json.Unmarshal(buf.Bytes(), &page); err != nil {
+			return nil, fmt.Errorf("decode the dead letters: %w", err)
+		}
+		all = append(all, page.DeadLetters...)
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	return all, nil
+}
+
+func printDead(out io.Writer, all []history.DeadLetter) {
+	if len(all) == 0 {
+		fmt.Fprintln(out, "no dead letters")
+		return
+	}
+	for _, d := range all {
+		fmt.Fprintf(out, "#%d %s %s\n", d.Seq, d.Time.Format(time.RFC3339), d.Subject)
+		if d.RunID != "" {
+			fmt.Fprintf(out, "  run: %s  user: %s  reason: %s\n", d.RunID, d.User, d.Reason)
+		} else {
+			fmt.Fprintf(out, "  reason: %s\n", d.Reason)
+		}
+	}
 }
