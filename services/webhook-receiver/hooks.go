@@ -166,6 +166,12 @@ func (s *Service) handle(c *echo.Context, src source) error {
 		log.Warn("webhook events not stored", "err", err, "items", len(items))
 		return err
 	}
+	if ans.Duplicates > 0 {
+		// A duplicate starts nothing and has no decision record of its own
+		// (nothing reaches the router): this line is its record, naming the
+		// events it repeats.
+		log.Info("webhook deduplicated", "duplicates", ans.Duplicates, "events", ans.Events)
+	}
 	log.Debug("webhook accepted", "events", len(items), "duplicates", ans.Duplicates, "secret", res.SecretID)
 	if ans.Status == StatusAccepted {
 		if rs := src.webhook.Response; rs != nil {
