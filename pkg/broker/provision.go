@@ -154,6 +154,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 			LimitMarkerTTL: time.Minute, Description: "producer dedupe claims (pkg/trigger)"},
 		{Bucket: subjects.BucketSchedules, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
 			Description: "last fired tick per (project, workflow, zone) (services/scheduler)"},
+		// Per-key TTLs (OAuth connect states expire) need LimitMarkerTTL.
+		{Bucket: subjects.BucketLifecycle, History: 1, Storage: jetstream.FileStorage, Replicas: l.Replicas,
+			LimitMarkerTTL: time.Minute, Description: "derived lifecycle state, OAuth states, refresh locks and due times (services/connection-lifecycle)"},
 	}
 	for _, cfg := range buckets {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
