@@ -6,6 +6,7 @@
 //	                                           the tenant comes from the verified payload
 //	POST /v1/hooks/{p}/{integration}/{token}  per-credential: the credential's unguessable token
 //	PUT  /v1/projects/{p}/integrations/{integration}/webhook-secrets
+//	GET  /v1/projects/{p}/users/{u}/credentials/{c}/webhook-url
 //
 // A delivery is answered 2xx only once JetStream stored its events. On the
 // way: the integration (and, per credential, the token) is resolved before
@@ -120,4 +121,5 @@ func (s *Service) Register(e *echo.Echo) {
 	e.Any("/v1/hooks/:p/:integration", s.appHook)
 	e.Any("/v1/hooks/:p/:integration/:token", s.credentialHook)
 	e.PUT("/v1/projects/:p/integrations/:integration/webhook-secrets", s.putSecrets)
+	e.GET("/v1/projects/:p/users/:u/credentials/:c/webhook-url", s.getWebhookURL)
 }

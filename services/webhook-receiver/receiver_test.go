@@ -484,3 +484,48 @@ webhook:
 	}
 	_ = manifest.UnknownEvent
 }
+
+// TestWebhookURL: a credential's own URL is handed out (API key), and a
+// delivery to it runs as that credential.
+func TestWebhookURL(t *testing.T) {
+	e := newEnv(t)
+	e.apply(`kind: Integration
+id: custom-hook
+webhook:
+  verification: {preset: bearer}
+  eventType: body.type
+`)
+	cr := e.credential("u-c", "c1", "custom-hook", "", func(cr *directory.Credential) {
+		cr.Secret = map[string]any{receiver.CredentialSecretKey: "per-user-token"}
+	})
+	get := func(auth, path string) response {
+		r, _ := http.NewRequest(http.MethodGet, e.base+path, nil)
+		if auth != "" {
+			r.Header.Set("Authorization", "Bearer "+auth)
+		}
+		return e.do(r)
+	}
+	r := get(apiKey, "/v1/projects/"+project+"/users/u-c/credentials/c1/webhook-url")
+	if r.status != 200 || !strings.Contains(r.body, `"url":"`+e.base+`/v1/hooks/acme/custom-hook/`+cr.WebhookToken+`"}`) {
+		t.Fatalf("webhook-url: %d %s", r.status, r.body)
+	}
+	if r := get("", "/v1/projects/"+project+"/users/u-c/credentials/c1/webhook-url"); r.status != 401 {
+		t.Fatalf("without auth: %d", r.status)
+	}
+	if r := get(apiKey, "/v1/projects/"+project+"/users/u-c/credentials/nope/webhook-url"); r.status != 404 {
+		t.Fatalf("unknown credential: %d", r.status)
+	}
+	// A manual user-level custom webhook: the user's own bearer token on
+	// the user's own URL.
+	path := "custom-hook/" + cr.WebhookToken
+	if r := e.do(e.hook("POST", path, "application/json", `{"type":"ping"}`, "Authorization", "Bearer wrong")); r.status != 401 {
+		t.Fatalf("wrong token: %d %s", r.status, r.body)
+	}
+	if r := e.do(e.hook("POST", path, "application/json", `{"type":"ping"}`, "Authorization", "Bearer per-user-token")); r.status != 200 {
+		t.Fatalf("right token: %d %s", r.status, r.body)
+	}
+	evs := e.stored()
+	if len(evs) != 1 || evs[0].User != "u-c" || evs[0].Credential != "c1" || evs[0].Name != "ping" {
+		t.Fatalf("stored %+v", evs)
+	}
+}
