@@ -105,6 +105,12 @@ func New(opts Options) (*Deciders, error) {
 	if opts.Integrations != nil && opts.Accounts != nil {
 		d.byKind[sbv1.Kind_INTEGRATION] = integrationKind{m: m, cfg: opts.Integrations, accs: opts.Accounts}
 	}
+	if opts.Integrations != nil {
+		// Lifecycle triggers list the project's workflows as the
+		// integration decider does.
+		d.byKind[sbv1.Kind_INTEGRATION_ENABLED] = lifecycleKind{m: m, wfs: opts.Integrations, kind: sbv1.Kind_INTEGRATION_ENABLED}
+		d.byKind[sbv1.Kind_LIFECYCLE] = lifecycleKind{m: m, wfs: opts.Integrations, kind: sbv1.Kind_LIFECYCLE}
+	}
 	return d, nil
 }
 
