@@ -10,9 +10,13 @@ type Project struct {
 	APIKeys []APIKey `json:"apiKeys,omitempty"`
 	// UserTokenKeys are PEM RSA public keys that verify user tokens. Several
 	// may be active at once, for rotation.
-	UserTokenKeys []string  `json:"userTokenKeys,omitempty"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
+	UserTokenKeys []string `json:"userTokenKeys,omitempty"`
+	// AllowedOrigins are the origins (scheme://host[:port], or "*") of the
+	// pages that may call the project's browser-facing routes (the SDK
+	// surface), normalized as browsers send them (httpx.NormalizeOrigin).
+	AllowedOrigins []string  `json:"allowedOrigins,omitempty"`
+	CreatedAt      time.Time `json:"createdAt"`
+	UpdatedAt      time.Time `json:"updatedAt"`
 }
 
 // APIKey is the stored form of a project API key.

@@ -2,7 +2,9 @@ package ingress
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -21,22 +23,30 @@ type ProjectRequest struct {
 	Name string `json:"name"`
 	// UserTokenKeys replaces the project's PEM public keys when present.
 	UserTokenKeys *[]string `json:"userTokenKeys"`
+	// AllowedOrigins replaces the origins of the pages that may call the
+	// project's SDK routes from a browser when present ("*": any).
+	AllowedOrigins *[]string `json:"allowedOrigins"`
 }
 
 // ProjectView is a project as the API shows it (no key hashes).
 type ProjectView struct {
-	ID            string    `json:"id"`
-	Name          string    `json:"name,omitempty"`
-	APIKeys       []string  `json:"apiKeys"`
-	UserTokenKeys []string  `json:"userTokenKeys"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
+	ID             string    `json:"id"`
+	Name           string    `json:"name,omitempty"`
+	APIKeys        []string  `json:"apiKeys"`
+	UserTokenKeys  []string  `json:"userTokenKeys"`
+	AllowedOrigins []string  `json:"allowedOrigins"`
+	CreatedAt      time.Time `json:"createdAt"`
+	UpdatedAt      time.Time `json:"updatedAt"`
 }
 
 func viewProject(p *catalog.Project) ProjectView {
-	v := ProjectView{ID: p.ID, Name: p.Name, UserTokenKeys: p.UserTokenKeys, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, APIKeys: []string{}}
+	v := ProjectView{ID: p.ID, Name: p.Name, UserTokenKeys: p.UserTokenKeys, AllowedOrigins: p.AllowedOrigins,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, APIKeys: []string{}}
 	if v.UserTokenKeys == nil {
 		v.UserTokenKeys = []string{}
+	}
+	if v.AllowedOrigins == nil {
+		v.AllowedOrigins = []string{}
 	}
 	for _, k := range p.APIKeys {
 		v.APIKeys = append(v.APIKeys, k.Prefix+"…")
@@ -69,7 +79,23 @@ func (s *Service) putProject(c *echo.Context) error {
 			}
 		}
 	}
+	var origins []string
+	if req.AllowedOrigins != nil {
+		origins = []string{}
+		for i, o := range *req.AllowedOrigins {
+			n, err := httpx.NormalizeOrigin(o)
+			if err != nil {
+				return apierr.BadRequest("invalid_field", "allowedOrigins: %v", err).WithField(fmt.Sprintf("allowedOrigins[%d]", i))
+			}
+			if !slices.Contains(origins, n) {
+				origins = append(origins, n)
+			}
+		}
+	}
 	proj, rev, err := s.opts.Catalog.UpdateProject(c.Request().Context(), p, func(pr *catalog.Project) error {
+		if req.AllowedOrigins != nil {
+			pr.AllowedOrigins = origins
+		}
 		if req.Name != "" {
 			pr.Name = req.Name
 		}

@@ -81,7 +81,7 @@ func (s *Service) postEvent(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := access.ID(HeaderCredential, c.Request().Header.Get(HeaderCredential)); err != nil {
+	if err := access.ID(HeaderCredential, requestedCredential(c.Request())); err != nil {
 		return err
 	}
 	p := pr.Project
@@ -99,7 +99,7 @@ func (s *Service) postEvent(c *echo.Context) error {
 		Kind:       sbv1.Kind_APP_EVENT,
 		Name:       req.Name,
 		User:       user,
-		Credential: c.Request().Header.Get(HeaderCredential),
+		Credential: requestedCredential(c.Request()),
 		Payload:    req.Payload,
 		ReceivedAt: timestamppb.New(now),
 		Trace:      traceparent(c.Request()),

@@ -89,17 +89,13 @@ func (s *Service) Register(e *echo.Echo) {
 	e.PUT("/v1/projects/:p", s.putProject)
 	e.POST("/v1/projects/:p/api-keys", s.createAPIKey)
 
-	e.POST("/v1/projects/:p/events", s.postEvent)
-	e.POST("/projects/:p/sdk/events/trigger", s.postEvent)
-
 	e.POST("/v1/projects/:p/apply", s.apply)
 	e.GET("/v1/projects/:p/workflows", s.listWorkflows)
 	e.GET("/v1/projects/:p/workflows/:w", s.getWorkflow)
 	e.DELETE("/v1/projects/:p/workflows/:w", s.deleteWorkflow)
 
-	methods := []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
-	e.Match(methods, "/v1/projects/:p/workflows/:w/trigger", s.triggerRequest)
-	e.Match(methods, "/projects/:p/sdk/triggers/:w", s.triggerRequest)
+	// Events and request triggers are what a user's browser calls (sdk.go).
+	s.registerBrowser(e)
 }
 
 // Stop releases the reply subscription. HTTP intake is stopped by the

@@ -93,7 +93,7 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := access.ID(HeaderCredential, r.Header.Get(HeaderCredential)); err != nil {
+	if err := access.ID(HeaderCredential, requestedCredential(r)); err != nil {
 		return err
 	}
 	body, err := httpx.ReadBody(c, s.opts.MaxBody)
@@ -115,7 +115,7 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 		Kind:       sbv1.Kind_REQUEST,
 		Workflow:   wid,
 		User:       user,
-		Credential: r.Header.Get(HeaderCredential),
+		Credential: requestedCredential(r),
 		Detail:     &sbv1.TriggerEvent_Request{Request: req},
 		ReceivedAt: timestamppb.New(time.Now()),
 		Trace:      traceparent(r),
