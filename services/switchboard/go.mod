@@ -3,6 +3,7 @@ module github.com/switchboard-hq/switchboard/services/switchboard
 go 1.26.0
 
 require (
+	github.com/chromedp/chromedp v0.23.0
 	github.com/labstack/echo/v5 v5.4.4
 	github.com/nats-io/nats.go v1.55.0
 	github.com/schollz/progressbar/v3 v3.19.1
@@ -17,6 +18,11 @@ require (
 	github.com/switchboard-hq/switchboard/services/webhook-receiver v0.0.0
 	go.etcd.io/bbolt v1.5.0
 	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/chromedp/cdproto v0.159.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 )
 
 require (

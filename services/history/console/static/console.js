@@ -439,6 +439,8 @@
       $("#bulk-start").disabled = false;
       $("#bulk-stop").disabled = true;
       bulk = null;
+      // Show the new runs now rather than at the next live refresh.
+      if (!$("#runs-view").hidden) loadRuns(false);
     }
   }
 
