@@ -80,6 +80,8 @@ type Manifest struct {
 	Webhook  *Webhook `json:"webhook,omitempty" yaml:"webhook,omitempty"`
 	Triggers []Event  `json:"triggers,omitempty" yaml:"triggers,omitempty"`
 	Settings []Field  `json:"settings,omitempty" yaml:"settings,omitempty"`
+	// OAuth, when set, lets users connect with OAuth 2.0 (oauth.go).
+	OAuth *OAuth `json:"oauth,omitempty" yaml:"oauth,omitempty"`
 }
 
 // Auth says how an http step with `auth: credential` applies a credential's
@@ -230,6 +232,9 @@ func (m *Manifest) Compile() Problems {
 		}
 	}
 	compileFields("settings", m.Settings, MaxSettings, &p)
+	if m.OAuth != nil {
+		m.OAuth.compile(&p)
+	}
 	return p
 }
 

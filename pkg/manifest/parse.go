@@ -169,6 +169,9 @@ func (m *Manifest) Extend(base *Manifest) *Manifest {
 	}
 	out.Triggers = mergeBy(m.Triggers, base.Triggers, func(e Event) string { return e.Event })
 	out.Settings = mergeBy(m.Settings, base.Settings, func(f Field) string { return f.Key })
+	if out.OAuth == nil {
+		out.OAuth = base.OAuth
+	}
 	return &out
 }
 
