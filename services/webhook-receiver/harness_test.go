@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
@@ -51,7 +53,10 @@ type env struct {
 	now  func() time.Time
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with extra routes on the same server (benchmarks).
+func newEnvWith(t *testing.T, extra func(*echo.Echo, *nats.Conn)) *env {
 	t.Helper()
 	srv := brokertest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -91,6 +96,9 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	svc.Register(e)
+	if extra != nil {
+		extra(e, srv.NC)
+	}
 	go func() { _ = hs.Serve() }()
 	t.Cleanup(func() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
