@@ -87,3 +87,41 @@ func CheckTriggerParams(m *manifest.Manifest, t *Trigger, p *Problems) {
 		}
 	}
 }
+
+// CheckIntegrationTriggers checks, for an apply, that every integration
+// trigger names an integration that receives webhooks — one applied with
+// the same documents, else what lookup finds (the catalog, built-ins
+// included) — and sets only the params its manifest declares for the
+// event. It returns one DocError per workflow that does not.
+func CheckIntegrationTriggers(objs []Object, lookup func(id string) (*Integration, bool)) []DocError {
+	applied := map[string]*Integration{}
+	for _, o := range objs {
+		if in, ok := o.(*Integration); ok {
+			applied[in.ID] = in
+		}
+	}
+	var out []DocError
+	for i, o := range objs {
+		w, ok := o.(*Workflow)
+		if !ok || w.Trigger.Type != TriggerIntegration {
+			continue
+		}
+		in, ok := applied[w.Trigger.Integration]
+		if !ok {
+			in, ok = lookup(w.Trigger.Integration)
+		}
+		var p Problems
+		switch {
+		case !ok:
+			p.add("trigger.integration", "integration %q does not exist: apply a kind: Integration document (or use a built-in id)", w.Trigger.Integration)
+		case in.Effective().Webhook == nil:
+			p.add("trigger.integration", "integration %q receives no webhooks: its manifest has no webhook section", w.Trigger.Integration)
+		default:
+			CheckTriggerParams(in.Effective(), &w.Trigger, &p)
+		}
+		if len(p) > 0 {
+			out = append(out, DocError{Index: i, Kind: w.DocKind(), Name: w.ID, Problems: p})
+		}
+	}
+	return out
+}

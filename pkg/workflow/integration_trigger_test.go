@@ -1,6 +1,7 @@
 package workflow_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -58,5 +59,36 @@ func TestIntegrationDocumentExtendsBuiltin(t *testing.T) {
 	}
 	if _, ok := workflow.BuiltinIntegration("p", "stripe"); !ok {
 		t.Fatal("no built-in stripe")
+	}
+}
+
+func TestCheckIntegrationTriggers(t *testing.T) {
+	const wf = `{kind: Workflow, id: w, trigger: {type: integration, integration: %s, event: %s %s}, steps: [{id: s, type: http, url: 'https://example.com'}]}`
+	tests := []struct {
+		name, docs, want string
+	}{
+		{"built-in", fmt.Sprintf(wf, "stripe", "invoice.paid", ""), ""},
+		{"unknown integration", fmt.Sprintf(wf, "nope", "x", ""), "does not exist"},
+		{"integration without webhook", "{kind: Integration, id: plain, auth: {type: bearer}}\n---\n" + fmt.Sprintf(wf, "plain", "x", ""), "receives no webhooks"},
+		{"project manifest in the same apply, declared param", "{kind: Integration, id: crm, webhook: {verification: {preset: bearer}, eventType: body.type}, triggers: [{event: record_created, params: [{key: recordType, required: true}]}]}\n---\n" +
+			fmt.Sprintf(wf, "crm", "record_created", ", params: {recordType: Account}"), ""},
+		{"project manifest, missing required param", "{kind: Integration, id: crm, webhook: {verification: {preset: bearer}, eventType: body.type}, triggers: [{event: record_created, params: [{key: recordType, required: true}]}]}\n---\n" +
+			fmt.Sprintf(wf, "crm", "record_created", ""), "trigger.params.recordType"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, err := workflow.Parse([]byte(tt.docs), "p")
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := workflow.CheckIntegrationTriggers(objs, func(id string) (*workflow.Integration, bool) { return workflow.BuiltinIntegration("p", id) })
+			got := ""
+			for _, de := range errs {
+				got += de.Problems.Error()
+			}
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Fatalf("problems %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -217,6 +217,12 @@ func (s *Service) ParseApply(body []byte, p string) ([]workflow.Object, error) {
 			}}})
 		}
 	}
+	// An integration trigger must name an integration that receives
+	// webhooks (applied here, the project's, or a built-in) and only the
+	// params its manifest declares: otherwise it would never run.
+	pe.Docs = append(pe.Docs, workflow.CheckIntegrationTriggers(objs, func(id string) (*workflow.Integration, bool) {
+		return s.opts.Catalog.Integration(p, id)
+	})...)
 	if len(pe.Docs) > 0 {
 		return nil, invalidDocuments(pe)
 	}
