@@ -259,6 +259,19 @@ steps:
 			chromedp.SetValue(chromedp.CSS("#f-status"), "failed"),
 			chromedp.Click(chromedp.CSS("#f-apply")))
 		waitFor(t, ctx, "only the failed run", fmt.Sprintf(`%s.join() === %q`, rowsJS, deadRunID))
+		// The time filter: nothing was created after tomorrow, everything
+		// before it.
+		tomorrow := time.Now().Add(24 * time.Hour).Format("2006-01-02T15:04:05")
+		step(t, ctx, "filter by time",
+			chromedp.SetValue(chromedp.CSS("#f-since"), tomorrow),
+			chromedp.Click(chromedp.CSS("#f-apply")))
+		waitFor(t, ctx, "no run since tomorrow", rowsJS+`.length === 0 && document.querySelector("#runs-table tbody").textContent.includes("No runs match")`)
+		step(t, ctx, "until tomorrow",
+			chromedp.SetValue(chromedp.CSS("#f-since"), ""),
+			chromedp.SetValue(chromedp.CSS("#f-until"), tomorrow),
+			chromedp.Click(chromedp.CSS("#f-apply")))
+		waitFor(t, ctx, "the failed run until tomorrow", fmt.Sprintf(`%s.join() === %q`, rowsJS, deadRunID))
+		step(t, ctx, "clear the time filter", chromedp.SetValue(chromedp.CSS("#f-until"), ""))
 		step(t, ctx, "filter by workflow and user",
 			chromedp.SetValue(chromedp.CSS("#f-status"), ""),
 			chromedp.SendKeys(chromedp.CSS("#f-workflow"), workflowID),
