@@ -306,6 +306,36 @@ func (d *Directory) Enrollment(ctx context.Context, p, integration, zone string,
 			next = ""
 		}
 	}
+	return d.verifiedPage(ctx, p, integration, zone, hits, next)
+}
+
+// EnrollmentAll returns every entry of (p, integration, zone) across all
+// shards, verified as Enrollment's are, when there are at most limit (at
+// most MaxPage); ok is false when there are more, and the caller pages by
+// shard. One read instead of a walk of every shard's sub-shards: the common
+// case of a schedule tick for a small zone.
+func (d *Directory) EnrollmentAll(ctx context.Context, p, integration, zone string, limit int) (page Page, ok bool, err error) {
+	if integration != "" && !validIntegration(integration) {
+		return Page{}, false, invalid("integration", "invalid_field", "%q is not a valid integration id", integration)
+	}
+	limit = min(max(limit, 1), MaxPage)
+	filter := prefixEnrollment + "." + tok(p) + "." + tok(integration) + "." + tok(zone) + ".>"
+	hits, pending, err := d.dir.multiLast(ctx, []string{filter}, 0, limit)
+	switch {
+	case errors.Is(err, errTooMany):
+		return Page{}, false, nil
+	case err != nil:
+		return Page{}, false, err
+	case pending > 0:
+		return Page{}, false, nil
+	}
+	page, err = d.verifiedPage(ctx, p, integration, zone, hits, "")
+	return page, err == nil, err
+}
+
+// verifiedPage turns index hits into a page of entries, each verified
+// against its user's record (read around the cache); stale hits are removed.
+func (d *Directory) verifiedPage(ctx context.Context, p, integration, zone string, hits []scanned, next string) (Page, error) {
 	page := Page{Entries: make([]Entry, 0, len(hits)), Next: next}
 	if len(hits) == 0 {
 		return page, nil
