@@ -16,6 +16,9 @@ import (
 // integration, time zone and shard (pkg/directory).
 type Enrollment interface {
 	Enrollment(ctx context.Context, p, integration, zone string, shard int, after string, limit int) (directory.Page, error)
+	// EnrollmentAll is a zone's whole enrollment in one read when it has at
+	// most limit entries (ok false otherwise).
+	EnrollmentAll(ctx context.Context, p, integration, zone string, limit int) (directory.Page, bool, error)
 	Zones(ctx context.Context, p, integration string) ([]string, error)
 }
 
@@ -36,6 +39,12 @@ const (
 
 // enrollmentPage is how many index entries one read returns.
 const enrollmentPage = 500
+
+// smallZone is the most entries a zone may have to be read in one read
+// by every shard of a tick (each keeping its own users) instead of walked
+// shard by shard: walking the 64 shards' sub-shards costs hundreds of
+// reads even for an empty zone.
+const smallZone = directory.MaxPage
 
 // overlapLookback is how many earlier ticks' runs the overlap check looks
 // at: a run may outlast several intervals, and the tick right before may
@@ -133,6 +142,23 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 	}
 	var out []runs.Candidate
 	for _, z := range zones {
+		all, small, err := k.idx.EnrollmentAll(ctx, ev.Project, w.Integration, z, smallZone)
+		if err != nil {
+			return nil, fmt.Errorf("decide: enrollment of %s/%s zone %q: %w", ev.Project, w.Integration, z, err)
+		}
+		if small {
+			for _, e := range all.Entries {
+				if directory.ShardOf(e.User)%shards != int(tick.GetShard()) {
+					continue // another shard's event runs this user
+				}
+				c, err := k.candidate(ctx, t, e, z)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, c)
+			}
+			continue
+		}
 		for s := int(tick.GetShard()); s < directory.Shards; s += shards {
 			after := ""
 			for {
