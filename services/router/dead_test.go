@@ -39,9 +39,9 @@ func TestUnroutableTrigger(t *testing.T) {
 		{name: "kind unspecified", id: "e-nokind",
 			msg:    protoMsg(appSubject, &sbv1.TriggerEvent{Id: "e-nokind", Project: project, Name: "Contact Created", User: "u1"}),
 			reason: "kind is required"},
-		{name: "a kind without a decider", id: "e-lifecycle",
-			msg: protoMsg(subjects.Trigger(project, subjects.KindLifecycle, "u1"), &sbv1.TriggerEvent{
-				Id: "e-lifecycle", Project: project, Kind: sbv1.Kind_LIFECYCLE, Name: "credential.invalid", User: "u1"}),
+		{name: "a kind without a decider", id: "e-resource",
+			msg: protoMsg(subjects.Trigger(project, subjects.KindAPIResource, "crm"), &sbv1.TriggerEvent{
+				Id: "e-resource", Project: project, Kind: sbv1.Kind_API_RESOURCE, Name: "record.created", User: "u1"}),
 			reason: "not implemented"},
 		{name: "schedule without its tick", id: "e-schedule",
 			msg: protoMsg(subjects.Trigger(project, subjects.KindSchedule, "w"), &sbv1.TriggerEvent{
