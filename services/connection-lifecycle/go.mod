@@ -7,6 +7,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/switchboard-hq/switchboard/pkg v0.0.0
 	github.com/switchboard-hq/switchboard/proto v0.0.0
+	golang.org/x/oauth2 v0.38.0
 	google.golang.org/protobuf v1.36.12
 )
 

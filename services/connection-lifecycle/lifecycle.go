@@ -22,12 +22,14 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
 
@@ -53,6 +55,30 @@ type Options struct {
 	MaxImportBytes int64
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// JS and Triggers run the lifecycle events (derive.go): a durable
+	// consumer of the directory's changes publishing through Triggers,
+	// which needs its Dedupe bucket. Without both no events are derived.
+	JS       jetstream.JetStream
+	Triggers *trigger.Publisher
+	// DeriveAckWait is how long a change may go unsettled before another
+	// replica derives it (default DefaultDeriveAckWait).
+	DeriveAckWait time.Duration
+
+	// PublicURL is the base URL browsers and providers reach this
+	// service at (SWITCHBOARD_PUBLIC_URL): the OAuth redirect URI is
+	// PublicURL + CallbackPath.
+	PublicURL string
+	// HTTPClient calls providers' token and account endpoints (default: a
+	// client with a 30 s timeout).
+	HTTPClient *http.Client
+	// StateTTL bounds a connect flow (default DefaultStateTTL).
+	StateTTL time.Duration
+	// RefreshLead, RefreshJitter and RefreshInterval time OAuth token
+	// refreshes (defaults DefaultRefreshLead, DefaultRefreshJitter,
+	// DefaultRefreshInterval; a negative jitter means none).
+	RefreshLead, RefreshJitter, RefreshInterval time.Duration
+
+	fault func(stage string) error // tests: stop a derivation mid-way
 }
 
 // Service serves the connection lifecycle API.
@@ -63,6 +89,13 @@ type Service struct {
 	maxBody   int64
 	maxImport int64
 	logger    *slog.Logger
+	opts      Options
+	deriver   *deriver
+	refresher *refresher
+
+	httpClient                                  *http.Client
+	stateTTL                                    time.Duration
+	refreshLead, refreshJitter, refreshInterval time.Duration
 }
 
 // New returns a Service.
@@ -90,20 +123,62 @@ func New(opts Options) (*Service, error) {
 			return nil, err
 		}
 	}
-	return &Service{cat: opts.Catalog, dir: opts.Directory, access: opts.Access, maxBody: maxBody,
-		maxImport: maxImport, logger: logger}, nil
+	s := &Service{cat: opts.Catalog, dir: opts.Directory, access: opts.Access, maxBody: maxBody,
+		maxImport: maxImport, logger: logger, opts: opts,
+		httpClient: opts.HTTPClient, stateTTL: opts.StateTTL,
+		refreshLead: opts.RefreshLead, refreshJitter: opts.RefreshJitter, refreshInterval: opts.RefreshInterval}
+	if s.httpClient == nil {
+		s.httpClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if s.stateTTL <= 0 {
+		s.stateTTL = DefaultStateTTL
+	}
+	if s.refreshLead <= 0 {
+		s.refreshLead = DefaultRefreshLead
+	}
+	switch {
+	case s.refreshJitter == 0:
+		s.refreshJitter = DefaultRefreshJitter
+	case s.refreshJitter < 0:
+		s.refreshJitter = 0
+	}
+	if s.refreshInterval <= 0 {
+		s.refreshInterval = DefaultRefreshInterval
+	}
+	return s, nil
 }
 
 // Name is the role's name, "connection-lifecycle".
 func (s *Service) Name() string { return "connection-lifecycle" }
 
-// Start has nothing to do: the service is its HTTP handlers, which work on
-// the shared catalog and directory.
-func (s *Service) Start(context.Context) error { return nil }
+// Start starts deriving lifecycle events from the directory's changes
+// (when Options.JS and Triggers are set); the rest of the service is its
+// HTTP handlers, which work on the shared catalog and directory.
+func (s *Service) Start(ctx context.Context) error {
+	if s.opts.JS == nil || s.opts.Triggers == nil {
+		return nil
+	}
+	d, err := startDeriver(ctx, deriverOptions{JS: s.opts.JS, Triggers: s.opts.Triggers, Required: s.requiredSettings,
+		Logger: s.logger, AckWait: s.opts.DeriveAckWait, fault: s.opts.fault})
+	if err != nil {
+		return err
+	}
+	s.deriver = d
+	return s.startRefresher(ctx)
+}
 
-// Stop has nothing to drain: every handler finishes its write before it
-// answers, and the shared HTTP server has finished them before roles stop.
-func (s *Service) Stop(context.Context) error { return nil }
+// Stop drains the change consumer. The handlers have nothing to drain:
+// each finishes its write before it answers, and the shared HTTP server has
+// finished them before roles stop.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.refresher != nil {
+		s.refresher.stop()
+	}
+	if s.deriver == nil {
+		return nil
+	}
+	return s.deriver.stop(ctx)
+}
 
 // Register mounts the routes on e.
 func (s *Service) Register(e *echo.Echo) {
@@ -114,6 +189,8 @@ func (s *Service) Register(e *echo.Echo) {
 	e.PUT(user+"/credentials/:c", s.putCredential)
 	e.DELETE(user+"/credentials/:c", s.deleteCredential)
 	e.PUT(user+"/credentials/:c/workflows/:w", s.putCredentialWorkflow)
+	s.registerSettings(e)
+	s.registerConnect(e)
 	e.POST("/v1/projects/:p/users/import", s.importUsers)
 }
 
@@ -475,6 +552,9 @@ func (s *Service) putCredential(c *echo.Context) error {
 			cr.Secret, cr.HasSecret = b.Secret, b.Secret != nil
 		}
 		if b.HasSettings {
+			if err := s.checkSettings(cl.project, b.Integration, b.Settings); err != nil {
+				return err
+			}
 			cr.Settings = b.Settings
 		}
 		if b.Status != "" {
@@ -491,9 +571,10 @@ func (s *Service) putCredential(c *echo.Context) error {
 	// Never log the secret, nor settings (they may hold customer data).
 	s.logger.Info("credential connected", "project", cl.project, "user", cl.user, "credential", credID,
 		"integration", cred.Integration, "status", cred.Status, "created", created, "secret_changed", b.HasSecret)
-	// The credential lifecycle continues here once it exists: the
-	// Integration Enabled trigger (on create, or back to VALID) and webhook
-	// subscription setup. Neither is built yet, so nothing is published.
+	// Lifecycle events (Integration Enabled once the required settings are
+	// in, credential.invalid …) are derived from the stored change by the
+	// role's change consumer (derive.go), not published here: a crash
+	// between this write and an event cannot lose it.
 	return c.JSON(http.StatusOK, cred.Public())
 }
 
