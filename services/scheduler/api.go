@@ -86,6 +86,7 @@ func (s *Service) getSchedule(c *echo.Context) error {
 	}
 	view, err := s.View(c.Request().Context(), w, sched, n)
 	if err != nil {
+		s.log.Warn("schedule view", "workflow", w.ID, "err", err)
 		return apierr.Unavailable(err)
 	}
 	return c.JSON(http.StatusOK, view)

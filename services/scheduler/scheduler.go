@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -117,7 +118,9 @@ type zoneCache struct {
 type job struct {
 	key   jobKey
 	fp    string // the workflow's schedule as JSON: a change replaces the job
-	w     *workflow.Workflow
+	// w is the newest document with this schedule (its steps may change
+	// without replacing the job); the task reads it while reconcile swaps.
+	w     atomic.Pointer[workflow.Workflow]
 	sched *schedule.Schedule
 	loc   *time.Location
 	id    uuid.UUID // gocron's job id
@@ -253,7 +256,9 @@ func (s *Service) reconcile(ctx context.Context, refreshZones bool) error {
 					continue // a marker of a zone this build's tzdata lacks
 				}
 				k := jobKey{p, w.ID, z}
-				want[k] = &job{key: k, fp: string(fp), w: w, sched: sched, loc: loc}
+				j := &job{key: k, fp: string(fp), sched: sched, loc: loc}
+				j.w.Store(w)
+				want[k] = j
 			}
 		}
 	}
@@ -270,7 +275,7 @@ func (s *Service) reconcile(ctx context.Context, refreshZones bool) error {
 	}
 	for k, j := range want {
 		if cur, ok := s.jobs[k]; ok {
-			cur.w = j.w // same schedule, newer document (steps)
+			cur.w.Store(j.w.Load()) // same schedule, newer document (steps)
 			continue
 		}
 		add = append(add, j)
@@ -357,11 +362,23 @@ func (a cronAdapter) IsValid(string, *time.Location, time.Time) error { return n
 func (a cronAdapter) Next(last time.Time) time.Time                   { return a.s.Next(last, a.loc).UTC() }
 
 // tick is a gocron task: it names the tick by its nominal time (the timer
-// may fire a little late) and fires it.
+// may fire a little late) and fires it. Ticks between the last fired one
+// and this one — a timer that fired more than an interval late, a replica
+// whose timers stalled while no other replica fired — follow the catch-up
+// policy, as after downtime, so a lagging process loses no tick under
+// catchup: once or all.
 func (s *Service) tick(ctx context.Context, j *job) {
 	nominal, ok := j.sched.Latest(s.opts.Now(), schedule.MaxInterval, j.loc)
 	if !ok {
 		return
+	}
+	if st, _, err := s.readState(ctx, j.key); err == nil && !st.Last.IsZero() {
+		for _, t := range j.sched.Missed(st.Last, nominal.Add(-time.Nanosecond), j.loc) {
+			if _, err := s.fire(ctx, j, t, true); err != nil {
+				s.log.Error("late tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
+					"nominal", t.UTC(), "err", err)
+			}
+		}
 	}
 	if _, err := s.fire(ctx, j, nominal, false); err != nil {
 		s.log.Error("tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,

@@ -142,7 +142,7 @@ func (s *Service) fire(ctx context.Context, j *job, nominal time.Time, catchup b
 		return nil, nil
 	}
 	tickID := schedule.TickID(j.key.project, j.key.workflow, j.key.zone, nominal)
-	ids, err := s.publishTick(ctx, j.w, j.key.zone, nominal, tickID, "", s.opts.Shards)
+	ids, err := s.publishTick(ctx, j.w.Load(), j.key.zone, nominal, tickID, "", s.opts.Shards)
 	if err != nil {
 		return nil, err
 	}
