@@ -86,7 +86,8 @@ type Directory struct {
 	cache   *cache
 	rev     watermark.Mark // the last revision of a user record the cache reflects
 	zones   zones
-	markers sync.Map // zone marker keys known to exist
+	markers sync.Map    // zone marker keys known to exist
+	hooks   hookSecrets // app-level webhook secrets, as stored (webhooksecrets.go)
 	conc    int
 }
 
@@ -144,6 +145,10 @@ func (d *Directory) Start(ctx context.Context) error {
 	// now on (the cache is empty), so that is the starting position.
 	last, err := d.dir.lastSeq(ctx)
 	if err != nil {
+		_ = w.Stop()
+		return err
+	}
+	if err := d.watchWebhookSecrets(ctx); err != nil {
 		_ = w.Stop()
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,6 +67,9 @@ func (d *Directory) SetWebhookSecrets(ctx context.Context, p, i string, secrets 
 		if err := d.secKV.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return 0, fmt.Errorf("directory: remove webhook secrets of %s: %w", i, err)
 		}
+		// The purge's revision is unknown here: drop the entry, so the
+		// next read goes to storage (the watch reports the purge too).
+		d.hooks.forget(key)
 		return 0, nil
 	}
 	plain, err := json.Marshal(secrets)
@@ -87,6 +91,9 @@ func (d *Directory) SetWebhookSecrets(ctx context.Context, p, i string, secrets 
 	if err != nil {
 		return 0, fmt.Errorf("directory: store webhook secrets of %s: %w", i, err)
 	}
+	// This process's next delivery must see the write at once, before
+	// the watch reports it.
+	d.hooks.observe(key, b, rev, true)
 	return rev, nil
 }
 
@@ -96,22 +103,44 @@ type storedWebhookSecrets struct {
 }
 
 // WebhookSecrets returns the app-level webhook secrets of integration i
-// (none: an empty list). Like credential secrets they are read from
-// storage every time, never cached, so a rotation applies to the next
-// delivery.
+// (none: an empty list). They are read on every delivery, so — unlike a
+// credential's secret — they are kept in memory as stored (sealed when a
+// key is configured), in a map the watch of Start keeps current: a
+// rotation applies to this process's next delivery at once and to other
+// processes' as soon as their watch sees it.
 func (d *Directory) WebhookSecrets(ctx context.Context, p, i string) ([]WebhookSecret, error) {
 	if !workflow.ValidID(p) || !workflow.ValidID(i) {
 		return nil, nil
 	}
-	e, err := d.secKV.Get(ctx, webhookSecretsKey(p, i))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	key := webhookSecretsKey(p, i)
+	raw, found, cached := d.hooks.get(key)
+	if !cached {
+		epoch, ok := d.hooks.epoch()
+		e, err := d.secKV.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			raw, found = nil, false
+			if ok {
+				d.hooks.fill(epoch, key, nil, 0, false)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("directory: webhook secrets of %s: %w", i, err)
+		default:
+			raw, found = e.Value(), true
+			if ok {
+				d.hooks.fill(epoch, key, raw, e.Revision(), true)
+			}
+		}
+	}
+	if !found {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("directory: webhook secrets of %s: %w", i, err)
-	}
+	return d.openWebhookSecrets(p, i, raw)
+}
+
+func (d *Directory) openWebhookSecrets(p, i string, raw []byte) ([]WebhookSecret, error) {
 	var st storedWebhookSecrets
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
+	if err := json.Unmarshal(raw, &st); err != nil {
 		return nil, fmt.Errorf("directory: webhook secrets of %s: unreadable: %w", i, err)
 	}
 	if len(st.Sealed) == 0 {
@@ -129,4 +158,123 @@ func (d *Directory) WebhookSecrets(ctx context.Context, p, i string) ([]WebhookS
 		return nil, fmt.Errorf("directory: webhook secrets of %s: decode: %w", i, err)
 	}
 	return out, nil
+}
+
+// hookSecrets is the in-memory copy of the app-level webhook secrets, as
+// stored. Every entry carries the revision it reflects and an entry is only
+// ever replaced by a newer one, so the watch, the writer's own update and a
+// read that missed converge on the newest value in any order. A read's
+// fill counts only if the cache was on, in the same epoch, before the read
+// began: a value read before the watch was in place could miss a change
+// the watch will never report.
+type hookSecrets struct {
+	mu      sync.Mutex
+	on      bool
+	gen     uint64
+	entries map[string]hookEntry
+}
+
+type hookEntry struct {
+	raw   []byte
+	rev   uint64
+	found bool
+}
+
+func (c *hookSecrets) get(key string) (raw []byte, found, cached bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on {
+		return nil, false, false
+	}
+	e, ok := c.entries[key]
+	return e.raw, e.found, ok
+}
+
+func (c *hookSecrets) epoch() (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen, c.on
+}
+
+// fill records what a read found, unless the cache went off or on again
+// since the read began, or already holds an entry (which is at least as
+// new: it came from the watch or the writer after the read's epoch began).
+func (c *hookSecrets) fill(epoch uint64, key string, raw []byte, rev uint64, found bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on || c.gen != epoch {
+		return
+	}
+	if e, ok := c.entries[key]; ok && e.rev >= rev {
+		return
+	}
+	c.entries[key] = hookEntry{raw: raw, rev: rev, found: found}
+}
+
+// observe records a change (the watch's, or this process's own write).
+func (c *hookSecrets) observe(key string, raw []byte, rev uint64, found bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on {
+		return
+	}
+	if e, ok := c.entries[key]; ok && e.rev >= rev {
+		return
+	}
+	c.entries[key] = hookEntry{raw: raw, rev: rev, found: found}
+}
+
+// forget drops key's entry and starts a new epoch, so a read already in
+// flight cannot put back what was there before.
+func (c *hookSecrets) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
+	c.gen++
+}
+
+func (c *hookSecrets) setOn(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = on
+	c.gen++
+	c.entries = map[string]hookEntry{}
+}
+
+// watchWebhookSecrets follows the w.> keys of sb_secrets from now on and
+// turns the webhook-secrets cache on; it returns once the watch is in
+// place, and turns the cache off when ctx ends or the watch does.
+func (d *Directory) watchWebhookSecrets(ctx context.Context) error {
+	w, err := d.secKV.Watch(ctx, "w.>", jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("directory: watch webhook secrets: %w", err)
+	}
+	d.hooks.setOn(true)
+	go func() {
+		defer func() {
+			d.hooks.setOn(false)
+			_ = w.Stop()
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					d.logger.Warn("directory: webhook secrets watch ended; reading them from storage")
+					return
+				}
+				if e == nil {
+					continue
+				}
+				put := e.Operation() == jetstream.KeyValuePut
+				var raw []byte
+				if put {
+					raw = e.Value()
+				}
+				d.hooks.observe(e.Key(), raw, e.Revision(), put)
+			}
+		}
+	}()
+	return nil
 }

@@ -71,3 +71,52 @@ func TestWebhookSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookSecretsFollowChanges: secrets read on every delivery are kept
+// in memory, yet a write is seen at once by the writing process and, by
+// its watch, soon by another; a removal too.
+func TestWebhookSecretsFollowChanges(t *testing.T) {
+	srv := brokertest.Start(t)
+	ctx := ctxT(t)
+	a := brokertest.Directory(t, srv.JS)
+	b := brokertest.Directory(t, srv.JS)
+	value := func(d *directory.Directory) string {
+		got, err := d.WebhookSecrets(ctx, "acme", "stripe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			return ""
+		}
+		return got[0].Value
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if v := value(b); v != "" { // b caches "none"
+		t.Fatalf("before any write: %q", v)
+	}
+	for _, next := range []string{"v1", "v2", "v3"} {
+		if _, err := a.SetWebhookSecrets(ctx, "acme", "stripe", []directory.WebhookSecret{{Value: next}}); err != nil {
+			t.Fatal(err)
+		}
+		if v := value(a); v != next {
+			t.Fatalf("the writer reads %q right after writing %q", v, next)
+		}
+		eventually("the other process to see "+next, func() bool { return value(b) == next })
+	}
+	if _, err := a.SetWebhookSecrets(ctx, "acme", "stripe", nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(a); v != "" {
+		t.Fatalf("the writer reads %q after removing", v)
+	}
+	eventually("the other process to see the removal", func() bool { return value(b) == "" })
+}
