@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,7 +122,11 @@ type routerRole struct{ *router.Service }
 func (routerRole) Register(*echo.Echo) {}
 
 func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
-	return lifecycle.New(lifecycle.Options{Catalog: d.Catalog, Directory: d.Directory, Access: d.Access, MaxBody: o.MaxBody, Logger: d.Logger})
+	return lifecycle.New(lifecycle.Options{Catalog: d.Catalog, Directory: d.Directory, Access: d.Access, MaxBody: o.MaxBody, Logger: d.Logger,
+		// Lifecycle events from the directory's changes, and the OAuth
+		// flow: providers are called through the egress-guarded client, and
+		// redirect back to the public URL (this listener without one).
+		JS: d.JS, Triggers: d.Triggers, HTTPClient: d.HTTPClient, PublicURL: publicURL(o)})
 }
 
 func buildIngress(d *Deps, o *Options) (service.Role, error) {
@@ -135,4 +140,17 @@ func buildScheduler(d *Deps, o *Options) (service.Role, error) {
 	return scheduler.New(scheduler.Options{
 		JS: d.JS, Catalog: d.Catalog, Directory: d.Directory, Triggers: d.Triggers, Access: d.Access, Logger: d.Logger,
 	})
+}
+
+// publicURL is the base URL browsers and providers reach this process at:
+// SWITCHBOARD_PUBLIC_URL, else the HTTP listener on loopback (dev).
+func publicURL(o *Options) string {
+	if u := os.Getenv(EnvPublicURL); u != "" {
+		return u
+	}
+	addr := o.HTTPAddr
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	return "http://" + addr
 }
