@@ -192,6 +192,8 @@ func (s *Service) Register(e *echo.Echo) {
 	s.registerSettings(e)
 	s.registerConnect(e)
 	e.POST("/v1/projects/:p/users/import", s.importUsers)
+	// The connected user's own view, for the SDK in their browser (sdk.go).
+	s.registerSDK(e)
 }
 
 // call is an authenticated request on one connected user of one project.
