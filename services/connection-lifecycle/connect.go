@@ -67,6 +67,7 @@ type connectState struct {
 	Integration string    `json:"integration"`
 	Credential  string    `json:"credential"`
 	Verifier    string    `json:"verifier"`
+	RedirectURI string    `json:"redirectUri"`
 	Expires     time.Time `json:"expires"`
 }
 
@@ -204,7 +205,7 @@ func (s *Service) oauthIntegration(ctx context.Context, p, i string) (*manifest.
 }
 
 // oauthConfig is the golang.org/x/oauth2 configuration of an integration.
-func (s *Service) oauthConfig(m *manifest.Manifest, cl *directory.OAuthClient) *oauth2.Config {
+func (s *Service) oauthConfig(m *manifest.Manifest, cl *directory.OAuthClient, redirectURI string) *oauth2.Config {
 	style := oauth2.AuthStyleAutoDetect
 	switch m.OAuth.AuthStyle {
 	case "header":
@@ -213,8 +214,24 @@ func (s *Service) oauthConfig(m *manifest.Manifest, cl *directory.OAuthClient) *
 		style = oauth2.AuthStyleInParams
 	}
 	return &oauth2.Config{ClientID: cl.ClientID, ClientSecret: cl.ClientSecret, Scopes: m.OAuth.Scopes,
-		RedirectURL: strings.TrimRight(s.opts.PublicURL, "/") + CallbackPath,
+		RedirectURL: redirectURI,
 		Endpoint:    oauth2.Endpoint{AuthURL: m.OAuth.AuthorizeURL, TokenURL: m.OAuth.TokenURL, AuthStyle: style}}
+}
+
+// redirectURI is the callback URL providers send the browser back to:
+// Options.PublicURL + CallbackPath, or without one (dev, where the
+// listener may be on a random port) the host this start request came to.
+// The exchange sends the same URI (stored with the flow), as RFC 6749
+// §4.1.3 requires.
+func (s *Service) redirectURI(r *http.Request) string {
+	if s.opts.PublicURL != "" {
+		return strings.TrimRight(s.opts.PublicURL, "/") + CallbackPath
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + CallbackPath
 }
 
 // oauthCtx carries the provider HTTP client for golang.org/x/oauth2.
@@ -274,7 +291,8 @@ func (s *Service) connectStart(c *echo.Context) error {
 	_, _ = rand.Read(idb)
 	id := base64.RawURLEncoding.EncodeToString(idb)
 	exp := time.Now().Add(s.stateTTL).Truncate(time.Second)
-	st := connectState{Project: p, User: user, Integration: i, Credential: credID, Verifier: oauth2.GenerateVerifier(), Expires: exp}
+	st := connectState{Project: p, User: user, Integration: i, Credential: credID, Verifier: oauth2.GenerateVerifier(), Expires: exp,
+		RedirectURI: s.redirectURI(r)}
 	b, _ := json.Marshal(st)
 	// The stored flow outlives the state a little, so an expired state is
 	// told apart from an unknown one.
@@ -286,7 +304,7 @@ func (s *Service) connectStart(c *echo.Context) error {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
 	s.logger.Info("oauth connect started", "project", p, "user", user, "integration", i, "credential", credID)
-	return c.Redirect(http.StatusFound, s.oauthConfig(m, cl).AuthCodeURL(signState(key, id, exp.Unix()), opts...))
+	return c.Redirect(http.StatusFound, s.oauthConfig(m, cl, st.RedirectURI).AuthCodeURL(signState(key, id, exp.Unix()), opts...))
 }
 
 func (s *Service) connectCallback(c *echo.Context) error {
@@ -338,7 +356,7 @@ func (s *Service) connectCallback(c *echo.Context) error {
 	}
 	xctx, cancel := context.WithTimeout(s.oauthCtx(ctx), 30*time.Second)
 	defer cancel()
-	tok, err := s.oauthConfig(m, cl).Exchange(xctx, code, oauth2.VerifierOption(st.Verifier))
+	tok, err := s.oauthConfig(m, cl, st.RedirectURI).Exchange(xctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
 		return apierr.New(http.StatusBadGateway, "code_exchange_failed", "the provider refused the code: %s", providerError(err)).Wrap(err)
 	}

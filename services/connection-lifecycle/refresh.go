@@ -310,7 +310,7 @@ func (s *Service) refresh(ctx context.Context, kv jetstream.KeyValue, p, u, c st
 	}
 	old := sec.token()
 	old.Expiry = time.Now().Add(-time.Minute) // make the source refresh now
-	tok, err := s.oauthConfig(m, cl).TokenSource(s.oauthCtx(ctx), old).Token()
+	tok, err := s.oauthConfig(m, cl, "").TokenSource(s.oauthCtx(ctx), old).Token()
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
 		_, rev, err := s.dir.UpdateCredential(ctx, p, u, c, func(cr *directory.Credential, isNew bool) error {
