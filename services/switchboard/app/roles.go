@@ -125,8 +125,9 @@ func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
 	return lifecycle.New(lifecycle.Options{Catalog: d.Catalog, Directory: d.Directory, Access: d.Access, MaxBody: o.MaxBody, Logger: d.Logger,
 		// Lifecycle events from the directory's changes, and the OAuth
 		// flow: providers are called through the egress-guarded client, and
-		// redirect back to the public URL (this listener without one).
-		JS: d.JS, Triggers: d.Triggers, HTTPClient: d.HTTPClient, PublicURL: publicURL(o)})
+		// redirect back to the public URL (without one, the host the flow
+		// was started at).
+		JS: d.JS, Triggers: d.Triggers, HTTPClient: d.HTTPClient, PublicURL: os.Getenv(EnvPublicURL)})
 }
 
 func buildIngress(d *Deps, o *Options) (service.Role, error) {
@@ -140,17 +141,4 @@ func buildScheduler(d *Deps, o *Options) (service.Role, error) {
 	return scheduler.New(scheduler.Options{
 		JS: d.JS, Catalog: d.Catalog, Directory: d.Directory, Triggers: d.Triggers, Access: d.Access, Logger: d.Logger,
 	})
-}
-
-// publicURL is the base URL browsers and providers reach this process at:
-// SWITCHBOARD_PUBLIC_URL, else the HTTP listener on loopback (dev).
-func publicURL(o *Options) string {
-	if u := os.Getenv(EnvPublicURL); u != "" {
-		return u
-	}
-	addr := o.HTTPAddr
-	if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	return "http://" + addr
 }
