@@ -73,11 +73,10 @@ func TestScheduleFanOut(t *testing.T) {
 	h.apply(scheduleDocs(h.lst.URL, ""))
 	zones := map[string]string{}
 	for i := range 12 {
-		u := fmt.Sprintf("b%d", i)
-		zones[u] = "Europe/Berlin"
 		if i%3 == 0 {
-			u, zones[u] = fmt.Sprintf("n%d", i), "America/New_York"
-			delete(zones, fmt.Sprintf("b%d", i))
+			zones[fmt.Sprintf("n%d", i)] = "America/New_York"
+		} else {
+			zones[fmt.Sprintf("b%d", i)] = "Europe/Berlin"
 		}
 	}
 	zones["bad"] = "Mars/Olympus"
