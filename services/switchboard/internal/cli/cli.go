@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd(), newServeCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newUsersCmd(), newSchedulesCmd(), newWebhooksCmd(), newEchoServerCmd(), newProbeCmd())
+	root.AddCommand(newDevCmd(), newServeCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newUsersCmd(), newSchedulesCmd(), newWebhooksCmd(), newEchoServerCmd(), newProbeCmd(), newFakeProviderCmd())
 	return root
 }
 
