@@ -116,8 +116,8 @@ type zoneCache struct {
 
 // job is one (workflow, zone) schedule.
 type job struct {
-	key   jobKey
-	fp    string // the workflow's schedule as JSON: a change replaces the job
+	key jobKey
+	fp  string // the workflow's schedule as JSON: a change replaces the job
 	// w is the newest document with this schedule (its steps may change
 	// without replacing the job); the task reads it while reconcile swaps.
 	w     atomic.Pointer[workflow.Workflow]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -169,7 +170,11 @@ func (s *Service) fire(ctx context.Context, j *job, nominal time.Time, catchup b
 // tick has one id whatever the shard count. user limits the tick to one
 // user (a manual run); the router then looks only them up.
 func (s *Service) publishTick(ctx context.Context, w *workflow.Workflow, zone string, nominal time.Time, tickID, user string, shards int) ([]string, error) {
-	ids := make([]string, 0, shards)
+	ids := make([]string, shards)
+	errs := make([]error, shards)
+	// The shards are published concurrently: each waits for its ack, and a
+	// tick's lateness should not grow with its shard count.
+	var wg sync.WaitGroup
 	for shard := range shards {
 		ev := &sbv1.TriggerEvent{
 			Id:          trigger.DerivedID(nominal, tickID, strconv.Itoa(shard), strconv.Itoa(shards)),
@@ -191,10 +196,16 @@ func (s *Service) publishTick(ctx context.Context, w *workflow.Workflow, zone st
 			// instead of taking the fast path of a fresh trigger.
 			ReceivedAt: timestamppb.New(nominal),
 		}
-		if _, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision())); err != nil {
-			return ids, fmt.Errorf("scheduler: publish tick %s shard %d: %w", tickID, shard, err)
-		}
-		ids = append(ids, ev.Id)
+		ids[shard] = ev.Id
+		wg.Go(func() {
+			if _, err := s.opts.Triggers.Publish(ctx, ev, trigger.WithCatalogRevision(s.opts.Catalog.Revision())); err != nil {
+				errs[shard] = fmt.Errorf("scheduler: publish tick %s shard %d: %w", tickID, shard, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return ids, nil
 }
