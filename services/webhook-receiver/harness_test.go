@@ -89,7 +89,7 @@ func newEnvWith(t *testing.T, extra func(*echo.Echo, *nats.Conn)) *env {
 	}
 	base := "http://" + hs.Addr()
 	svc, err := receiver.New(receiver.Options{
-		Catalog: cat, Directory: dir, Access: access.New(access.Options{Catalog: cat}), Triggers: pub,
+		Catalog: cat, Directory: dir, Access: access.New(access.Options{Catalog: cat}), Triggers: pub, JS: srv.JS,
 		PublicBaseURL: base, MaxBody: maxBody,
 	})
 	if err != nil {

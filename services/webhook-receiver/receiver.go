@@ -7,6 +7,7 @@
 //	POST /v1/hooks/{p}/{integration}/{token}  per-credential: the credential's unguessable token
 //	PUT  /v1/projects/{p}/integrations/{integration}/webhook-secrets
 //	GET  /v1/projects/{p}/users/{u}/credentials/{c}/webhook-url
+//	POST /v1/projects/{p}/integrations/{integration}/replay
 //
 // A delivery is answered 2xx only once JetStream stored its events. On the
 // way: the integration (and, per credential, the token) is resolved before
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
@@ -58,6 +60,8 @@ type Options struct {
 	Access    *access.Checker
 	// Triggers publishes the events (needs its Dedupe bucket).
 	Triggers *trigger.Publisher
+	// JS reads TRIGGERS for replays; nil: replay answers 503.
+	JS jetstream.JetStream
 	// PublicBaseURL is the URL providers call (e.g. https://hooks.example.com):
 	// schemes that sign the URL (Twilio, Square, HubSpot v2/v3) are verified
 	// against it plus the request path, never against X-Forwarded-*.
@@ -122,4 +126,5 @@ func (s *Service) Register(e *echo.Echo) {
 	e.Any("/v1/hooks/:p/:integration/:token", s.credentialHook)
 	e.PUT("/v1/projects/:p/integrations/:integration/webhook-secrets", s.putSecrets)
 	e.GET("/v1/projects/:p/users/:u/credentials/:c/webhook-url", s.getWebhookURL)
+	e.POST("/v1/projects/:p/integrations/:integration/replay", s.replay)
 }
