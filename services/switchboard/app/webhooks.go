@@ -19,7 +19,7 @@ const EnvPublicURL = "SWITCHBOARD_PUBLIC_URL"
 
 func buildWebhookReceiver(d *Deps, o *Options) (service.Role, error) {
 	return receiver.New(receiver.Options{
-		Catalog: d.Catalog, Directory: d.Directory, Access: d.Access, Triggers: d.Triggers, Logger: d.Logger,
+		Catalog: d.Catalog, Directory: d.Directory, Access: d.Access, Triggers: d.Triggers, JS: d.JS, Logger: d.Logger,
 		MaxBody: o.MaxBody, PublicBaseURL: os.Getenv(EnvPublicURL),
 	})
 }

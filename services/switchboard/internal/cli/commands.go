@@ -127,7 +127,7 @@ func newEventsCmd() *cobra.Command {
 	send.Flags().StringVar(&user, "user", "", "connected user id")
 	send.Flags().StringVar(&payload, "payload", "{}", "payload (JSON)")
 	send.Flags().StringVar(&credential, "credential", "", "only run for this credential")
-	events.AddCommand(send)
+	events.AddCommand(send, newEventsReplayCmd())
 	return events
 }
 
