@@ -21,9 +21,9 @@ func newWebhooksCmd() *cobra.Command {
 	webhooks := &cobra.Command{Use: "webhooks", Short: "Provider webhooks: sign test deliveries"}
 	var (
 		integration, preset, secret, body, urlFlag, base, project, ctype, method, token string
-		headers                                                                     []string
-		at                                                                          int64
-		curl                                                                        bool
+		headers                                                                         []string
+		at                                                                              int64
+		curl                                                                            bool
 	)
 	sign := &cobra.Command{
 		Use:   "sign --integration stripe --secret S --body @file.json",
