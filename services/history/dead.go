@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -66,7 +68,7 @@ type DeadOrigin struct {
 	Deliveries uint64 `json:"deliveries,omitempty"`
 }
 
-// DeadPage is one page of a project's dead letters, oldest first.
+// DeadPage is one page of a project's dead letters, oldest or newest first.
 type DeadPage struct {
 	DeadLetters []DeadLetter `json:"deadLetters"`
 	// NextCursor continues after this page; empty when it was the last.
@@ -74,8 +76,9 @@ type DeadPage struct {
 }
 
 // listDead answers GET /v1/projects/{p}/dead: the project's messages of the
-// DEAD stream (sb.dead.<p>.>), oldest first, optionally one workflow's
-// failed runs. Dead letters span every user, so it takes the API key.
+// DEAD stream (sb.dead.<p>.>), oldest first or (order=newest) newest first,
+// optionally one workflow's failed runs. Dead letters span every user, so
+// it takes the API key.
 func (s *Service) listDead(c *echo.Context) error {
 	pr, err := s.projectCaller(c)
 	if err != nil {
@@ -92,9 +95,9 @@ func (s *Service) listDead(c *echo.Context) error {
 		}
 		filter = subjects.DeadRun(pr.Project, wf)
 	}
-	var start uint64
+	var cursor uint64
 	if v := c.QueryParam("cursor"); v != "" {
-		if start, err = strconv.ParseUint(v, 10, 64); err != nil || start == 0 {
+		if cursor, err = strconv.ParseUint(v, 10, 64); err != nil || cursor == 0 {
 			return apierr.BadRequest("invalid_field", "cursor is not one this API returned").WithField("cursor")
 		}
 	}
@@ -106,62 +109,178 @@ func (s *Service) listDead(c *echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.opts.PublishTimeout)
 	defer cancel()
-	page, err := s.readDead(ctx, filter, start, limit)
+	r := deadReader{js: s.opts.JS, filter: filter, log: s.log}
+	var page DeadPage
+	switch order := c.QueryParam("order"); order {
+	case "", "oldest":
+		page, err = r.oldest(ctx, cursor, limit)
+	case "newest":
+		page, err = r.newest(ctx, cursor, limit)
+	default:
+		return apierr.BadRequest("invalid_field", "order must be oldest or newest").WithField("order")
+	}
 	if err != nil {
 		return apierr.Unavailable(err)
 	}
 	return c.JSON(http.StatusOK, page)
 }
 
-// readDead reads up to limit messages on filter from sequence start on,
-// through an ephemeral consumer: the server filters by subject, and the
-// consumer's pending count says exactly how many there are to wait for, so
-// a short page never waits out a fetch timeout.
-func (s *Service) readDead(ctx context.Context, filter string, start uint64, limit int) (DeadPage, error) {
-	page := DeadPage{DeadLetters: []DeadLetter{}}
+// deadReader reads one filter's messages of the DEAD stream through
+// ephemeral consumers: the server filters by subject, and a consumer's
+// pending count says exactly how many messages follow its start, so a page
+// never waits out a fetch timeout and a count needs no message read.
+type deadReader struct {
+	js     jetstream.JetStream
+	filter string
+	log    *slog.Logger
+}
+
+// open starts a consumer at sequence from (1: the first message) and
+// returns it with its pending count and the func that removes it.
+func (r deadReader) open(ctx context.Context, from uint64) (jetstream.Consumer, uint64, func(), error) {
 	cfg := jetstream.ConsumerConfig{
-		FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
-		// Removed below; the threshold only cleans up after a crash.
+		FilterSubject: r.filter, AckPolicy: jetstream.AckNonePolicy,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, 1),
+		// Removed by the returned func; the threshold only cleans up after
+		// a crash.
 		InactiveThreshold: time.Minute, MemoryStorage: true, Replicas: 1,
 	}
-	if start > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
-	}
-	cons, err := s.opts.JS.CreateConsumer(ctx, subjects.StreamDead, cfg)
+	cons, err := r.js.CreateConsumer(ctx, subjects.StreamDead, cfg)
 	if err != nil {
-		return page, err
+		return nil, 0, nil, err
 	}
-	defer func() {
+	info := cons.CachedInfo()
+	closeFn := func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := s.opts.JS.DeleteConsumer(dctx, subjects.StreamDead, cons.CachedInfo().Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			s.log.Debug("dead letters: ephemeral consumer not deleted", "err", err)
+		if err := r.js.DeleteConsumer(dctx, subjects.StreamDead, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			r.log.Debug("dead letters: ephemeral consumer not deleted", "err", err)
 		}
-	}()
-	// One more than the page tells whether another page follows.
-	want := int(min(cons.CachedInfo().NumPending, uint64(limit)+1))
-	var last uint64
-	for got := 0; got < want; {
-		batch, err := cons.Fetch(want-got, jetstream.FetchContext(ctx))
+	}
+	return cons, info.NumPending, closeFn, nil
+}
+
+// pending is how many messages on the filter are at or after from.
+func (r deadReader) pending(ctx context.Context, from uint64) (int64, error) {
+	_, n, closeFn, err := r.open(ctx, from)
+	if err != nil {
+		return 0, err
+	}
+	closeFn()
+	return int64(n), nil
+}
+
+// read fetches up to n messages from cons, in stream order, stopping at the
+// first one at or after below (0: no bound).
+func read(ctx context.Context, cons jetstream.Consumer, n int, below uint64) ([]DeadLetter, error) {
+	out := make([]DeadLetter, 0, n)
+	for got := 0; got < n; {
+		batch, err := cons.Fetch(n-got, jetstream.FetchContext(ctx))
 		if err != nil {
-			return page, err
+			return out, err
 		}
 		for m := range batch.Messages() {
 			got++
 			md, err := m.Metadata()
 			if err != nil {
-				return page, err
+				return out, err
 			}
-			if len(page.DeadLetters) == limit {
-				page.NextCursor = strconv.FormatUint(last+1, 10)
-				continue
+			if below > 0 && md.Sequence.Stream >= below {
+				return out, nil
 			}
-			last = md.Sequence.Stream
-			page.DeadLetters = append(page.DeadLetters, deadLetterOf(md.Sequence.Stream, md.Timestamp, m.Subject(), m.Headers(), m.Data()))
+			out = append(out, deadLetterOf(md.Sequence.Stream, md.Timestamp, m.Subject(), m.Headers(), m.Data()))
 		}
 		if err := batch.Error(); err != nil {
-			return page, err
+			return out, err
 		}
+	}
+	return out, nil
+}
+
+// oldest is the page of up to limit messages from sequence start on,
+// oldest first; its cursor is the sequence the next page starts at.
+func (r deadReader) oldest(ctx context.Context, start uint64, limit int) (DeadPage, error) {
+	cons, pending, closeFn, err := r.open(ctx, start)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	defer closeFn()
+	// One more than the page tells whether another page follows.
+	items, err := read(ctx, cons, int(min(pending, uint64(limit)+1)), 0)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	page := DeadPage{DeadLetters: items}
+	if len(items) > limit {
+		page.DeadLetters = items[:limit]
+		page.NextCursor = strconv.FormatUint(items[limit-1].Seq+1, 10)
+	}
+	return page, nil
+}
+
+// newest is the page of up to limit messages before sequence before (0:
+// the newest), newest first; its cursor is the oldest sequence shown, which
+// the next page ends before. A consumer only reads forward, so the page's
+// first sequence is found by counting: the largest start with limit+1
+// messages between it and before, by bisection over pending counts (a few
+// dozen consumers at most, and no message read until the page itself).
+func (r deadReader) newest(ctx context.Context, before uint64, limit int) (DeadPage, error) {
+	if before == 0 {
+		st, err := r.js.Stream(ctx, subjects.StreamDead)
+		if err != nil {
+			return DeadPage{}, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return DeadPage{}, err
+		}
+		before = info.State.LastSeq + 1
+	}
+	need := int64(limit) + 1
+	after, err := r.pending(ctx, before)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	count := func(from uint64) (int64, error) {
+		n, err := r.pending(ctx, from)
+		return n - after, err
+	}
+	lo := uint64(1)
+	all, err := count(1)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	if all >= need && before > 1 {
+		// Invariant: count(lo) >= need; find the largest such lo < before.
+		hi := before - 1
+		for lo < hi {
+			mid := lo + (hi-lo+1)/2
+			n, err := count(mid)
+			if err != nil {
+				return DeadPage{}, err
+			}
+			if n >= need {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
+		}
+	}
+	cons, pending, closeFn, err := r.open(ctx, lo)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	defer closeFn()
+	// Messages aged out meanwhile only shorten the page: read stops at before.
+	items, err := read(ctx, cons, int(max(0, min(int64(pending)-after, need))), before)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	slices.Reverse(items)
+	page := DeadPage{DeadLetters: items}
+	if len(items) > limit {
+		page.DeadLetters = items[:limit]
+		page.NextCursor = strconv.FormatUint(items[limit-1].Seq, 10)
 	}
 	return page, nil
 }

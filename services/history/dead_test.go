@@ -99,6 +99,11 @@ func TestDeadLetters(t *testing.T) {
 			{name: "a workflow without any", query: "?workflow=nope", token: f.apiKey, status: 200},
 			{name: "first page", query: "?limit=2", token: f.apiKey, status: 200, seqs: []uint64{s1, s2}, next: true},
 			{name: "next page", query: fmt.Sprintf("?limit=2&cursor=%d", s2+1), token: f.apiKey, status: 200, seqs: []uint64{s3}},
+			{name: "newest first", query: "?order=newest", token: f.apiKey, status: 200, seqs: []uint64{s3, s2, s1}},
+			{name: "newest first, one workflow", query: "?order=newest&workflow=wf", token: f.apiKey, status: 200, seqs: []uint64{s1}},
+			{name: "newest first page", query: "?order=newest&limit=2", token: f.apiKey, status: 200, seqs: []uint64{s3, s2}, next: true},
+			{name: "newest first next page", query: fmt.Sprintf("?order=newest&limit=2&cursor=%d", s2), token: f.apiKey, status: 200, seqs: []uint64{s1}},
+			{name: "bad order", query: "?order=random", token: f.apiKey, status: 400, code: "invalid_field"},
 			{name: "a wildcard is not a workflow", query: "?workflow=*", token: f.apiKey, status: 400, code: "invalid_field"},
 			{name: "bad limit", query: "?limit=501", token: f.apiKey, status: 400, code: "invalid_field"},
 			{name: "bad cursor", query: "?cursor=x", token: f.apiKey, status: 400, code: "invalid_field"},
@@ -122,9 +127,13 @@ func TestDeadLetters(t *testing.T) {
 				}
 				// Following the cursor gives the rest.
 				if tc.next {
-					rest := deadPage(t, f.call(t, http.MethodGet, "/v1/projects/"+project+"/dead?cursor="+p.NextCursor, f.apiKey))
-					if got := seqs(rest); !slices.Equal(got, []uint64{s3}) {
-						t.Fatalf("next page %v, want [%d]", got, s3)
+					q, want := "?cursor=", []uint64{s3}
+					if strings.Contains(tc.query, "newest") {
+						q, want = "?order=newest&cursor=", []uint64{s1}
+					}
+					rest := deadPage(t, f.call(t, http.MethodGet, "/v1/projects/"+project+"/dead"+q+p.NextCursor, f.apiKey))
+					if got := seqs(rest); !slices.Equal(got, want) {
+						t.Fatalf("next page %v, want %v", got, want)
 					}
 				}
 			})
@@ -302,5 +311,52 @@ func TestConsoleServed(t *testing.T) {
 				t.Errorf("Content-Security-Policy %q", csp)
 			}
 		})
+	}
+}
+
+// TestDeadLettersPaged walks a project's dead letters, interleaved with
+// another project's, page by page in both orders: every one exactly once,
+// in order, whatever the page size.
+func TestDeadLettersPaged(t *testing.T) {
+	f := start(t)
+	var mine []uint64
+	for i := range 23 {
+		r := runs.Run{ID: runs.ID(fmt.Sprint(i), "wf", "u1", ""), Project: project, Workflow: "wf", User: "u1", Status: runs.StatusFailed}
+		mine = append(mine, f.deadRun(t, r, "failed"))
+		// Other projects' dead letters sit between ours, several in a row.
+		for j := range i % 4 {
+			r.Project, r.ID = "other", runs.ID(fmt.Sprint(i, j), "wf", "u1", "")
+			f.deadRun(t, r, "elsewhere")
+		}
+	}
+	newest := slices.Clone(mine)
+	slices.Reverse(newest)
+	for _, order := range []string{"oldest", "newest"} {
+		want := mine
+		if order == "newest" {
+			want = newest
+		}
+		for _, limit := range []int{1, 4, 22, 23, 50} {
+			t.Run(fmt.Sprintf("%s by %d", order, limit), func(t *testing.T) {
+				var got []uint64
+				cursor := ""
+				for pages := 0; ; pages++ {
+					if pages > len(mine) {
+						t.Fatalf("more pages than dead letters: %v", got)
+					}
+					p := deadPage(t, f.call(t, http.MethodGet, fmt.Sprintf("/v1/projects/%s/dead?order=%s&limit=%d&cursor=%s", project, order, limit, cursor), f.apiKey))
+					if len(p.DeadLetters) > limit {
+						t.Fatalf("a page of %d, limit %d", len(p.DeadLetters), limit)
+					}
+					got = append(got, seqs(p)...)
+					if cursor = p.NextCursor; cursor == "" {
+						break
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("walked %v, want %v", got, want)
+				}
+			})
+		}
 	}
 }

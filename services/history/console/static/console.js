@@ -358,7 +358,7 @@
   async function loadDead(more) {
     const body = $("#dead-table tbody");
     try {
-      const page = await api("GET", "/dead", { workflow: $("#d-workflow").value.trim(), limit: 100, cursor: more ? deadCursor : "" });
+      const page = await api("GET", "/dead", { workflow: $("#d-workflow").value.trim(), order: "newest", limit: 100, cursor: more ? deadCursor : "" });
       const rows = page.deadLetters.map(deadRow);
       if (more) body.append(...rows); else body.replaceChildren(...rows);
       if (!body.children.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No dead letters.")));

@@ -23,15 +23,15 @@ func newDeadCmd() *cobra.Command {
 	var lf clientFlags
 	var workflow string
 	var limit int
-	var asJSON bool
+	var asJSON, newest bool
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List a project's dead letters with their reasons, oldest first",
+		Short: "List a project's dead letters with their reasons, oldest first (--newest: newest first)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 {
 				return fmt.Errorf("--limit must be at least 1")
 			}
-			all, err := lf.deadLetters(workflow, limit)
+			all, err := lf.deadLetters(workflow, newest, limit)
 			if err != nil {
 				return err
 			}
@@ -49,6 +49,7 @@ func newDeadCmd() *cobra.Command {
 	list.Flags().StringVar(&workflow, "workflow", "", "only this workflow's failed runs")
 	list.Flags().IntVar(&limit, "limit", 100, "at most this many entries")
 	list.Flags().BoolVar(&asJSON, "json", false, "print the dead letters as JSON")
+	list.Flags().BoolVar(&newest, "newest", false, "newest first")
 
 	var rf clientFlags
 	replay := &cobra.Command{
@@ -68,13 +69,16 @@ func newDeadCmd() *cobra.Command {
 }
 
 // deadLetters pages through GET …/dead until limit entries or the end.
-func (f *clientFlags) deadLetters(workflow string, limit int) ([]history.DeadLetter, error) {
+func (f *clientFlags) deadLetters(workflow string, newest bool, limit int) ([]history.DeadLetter, error) {
 	all := []history.DeadLetter{}
 	cursor := ""
 	for len(all) < limit {
 		q := url.Values{"limit": {strconv.Itoa(min(limit-len(all), history.MaxDeadLimit))}}
 		if workflow != "" {
 			q.Set("workflow", workflow)
+		}
+		if newest {
+			q.Set("order", "newest")
 		}
 		if cursor != "" {
 			q.Set("cursor", cursor)

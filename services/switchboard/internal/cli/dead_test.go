@@ -66,6 +66,8 @@ func TestDeadList(t *testing.T) {
 			notWant: []string{"not ours"}},
 		{name: "paged by the limit", args: []string{"dead", "list", "--limit", "1"},
 			want: []string{fmt.Sprintf("#%d ", mine)}, notWant: []string{fmt.Sprintf("#%d ", second)}},
+		{name: "newest first", args: []string{"dead", "list", "--newest", "--limit", "1"},
+			want: []string{fmt.Sprintf("#%d ", second)}, notWant: []string{fmt.Sprintf("#%d ", mine)}},
 		{name: "one workflow as JSON", args: []string{"dead", "list", "--workflow", "wf-b", "--json"},
 			want: []string{`"seq": ` + fmt.Sprint(second), `"replayable": true`}, notWant: []string{"wf-a"}},
 		{name: "another project's key is refused", args: []string{"dead", "list", "--project", "elsewhere"}, err: "HTTP 403"},
