@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -190,17 +191,27 @@ func (s *Service) handle(c *echo.Context, src source) error {
 	return c.JSON(http.StatusOK, ans)
 }
 
+// publishConcurrency bounds how many of one delivery's events are stored
+// at once. Each store is a few sequential JetStream round trips (the
+// dedupe's claim, the publish, the promotion); a 100-event HubSpot batch
+// stored one after the other could outlast the provider's timeout.
+const publishConcurrency = 16
+
 // publish stores every item as an INTEGRATION trigger, each under a dedupe
-// key that outlives the provider's retries. The first failure stops and is
-// answered 503: the provider retries the whole delivery, and the items
-// stored already come back as duplicates, so none is lost or doubled.
+// key that outlives the provider's retries, up to publishConcurrency at a
+// time (a batch's events are independent; providers do not promise their
+// order either). Any failure is answered 503: the provider retries the
+// whole delivery, and the items stored already come back as duplicates, so
+// none is lost or doubled.
 func (s *Service) publish(ctx context.Context, src source, items []manifest.Item) (Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.PublishTimeout)
 	defer cancel()
-	ans := Answer{Status: StatusDeduplicated, Events: make([]string, 0, len(items))}
 	now := timestamppb.Now()
 	rev := s.opts.Catalog.Revision()
-	for _, it := range items {
+	results := make([]trigger.Result, len(items))
+	errs := make([]error, len(items))
+	store := func(i int) {
+		it := items[i]
 		ev := &sbv1.TriggerEvent{
 			Id:          trigger.NewID(),
 			Project:     src.project,
@@ -224,12 +235,29 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 			key = "cred:" + src.cred.User + "\x00" + src.cred.ID + "\x00" + it.ID
 		}
 		ev.Detail = &sbv1.TriggerEvent_Provider{Provider: pe}
-		res, err := s.opts.Triggers.Publish(ctx, ev,
+		results[i], errs[i] = s.opts.Triggers.Publish(ctx, ev,
 			trigger.WithDedupe(trigger.Dedupe{Source: "webhook." + src.integration.ID, Key: key, TTL: src.webhook.TTL()}),
 			trigger.WithCatalogRevision(rev))
-		if err != nil {
+	}
+	if len(items) == 1 {
+		store(0) // the common case, without a goroutine
+	} else {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, publishConcurrency)
+		for i := range items {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				store(i)
+			})
+		}
+		wg.Wait()
+	}
+	ans := Answer{Status: StatusDeduplicated, Events: make([]string, 0, len(items))}
+	for i, res := range results {
+		if errs[i] != nil {
 			return Answer{}, apierr.New(http.StatusServiceUnavailable, "unavailable",
-				"the delivery could not be stored; send it again (events already stored are deduplicated)").Wrap(err)
+				"the delivery could not be stored; send it again (events already stored are deduplicated)").Wrap(errs[i])
 		}
 		ans.Events = append(ans.Events, res.EventID)
 		if res.Duplicate {

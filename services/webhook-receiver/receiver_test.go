@@ -393,8 +393,9 @@ func TestBatchSplitAndDedupe(t *testing.T) {
 	if evs[2].User != "u-hs" || evs[2].Credential != "h1" || evs[0].User != "" {
 		t.Fatalf("credentials: %q/%q and %q", evs[2].User, evs[2].Credential, evs[0].User)
 	}
-	if evs[0].GetProvider().GetEventId() != "11" || evs[1].GetProvider().GetEventId() != "12" {
-		t.Fatalf("event ids %q %q", evs[0].GetProvider().GetEventId(), evs[1].GetProvider().GetEventId())
+	// A batch's events are stored concurrently: in either order.
+	if ids := evs[0].GetProvider().GetEventId() + "," + evs[1].GetProvider().GetEventId(); ids != "11,12" && ids != "12,11" {
+		t.Fatalf("event ids %s", ids)
 	}
 }
 
@@ -527,5 +528,37 @@ webhook:
 	evs := e.stored()
 	if len(evs) != 1 || evs[0].User != "u-c" || evs[0].Credential != "c1" || evs[0].Name != "ping" {
 		t.Fatalf("stored %+v", evs)
+	}
+}
+
+// TestLargeBatch: a 200-event batch is stored whole (concurrently), and its
+// retry is deduplicated item by item.
+func TestLargeBatch(t *testing.T) {
+	e := newEnv(t)
+	e.secrets("hubspot", directory.WebhookSecret{Value: "hs-secret"})
+	items := make([]string, 200)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"eventId":%d,"subscriptionType":"contact.creation","portalId":1,"objectId":%d}`, 5000+i, i)
+	}
+	body := "[" + strings.Join(items, ",") + "]"
+	send := func() receiver.Answer {
+		r := e.do(e.sign(e.hook("POST", "hubspot", "application/json", body), "hubspot-v3", "hs-secret", time.Now()))
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		return answer(t, r)
+	}
+	if a := send(); a.Status != receiver.StatusAccepted || len(a.Events) != 200 || a.Duplicates != 0 {
+		t.Fatalf("first: %s, %d events, %d duplicates", a.Status, len(a.Events), a.Duplicates)
+	}
+	if a := send(); a.Status != receiver.StatusDeduplicated || a.Duplicates != 200 {
+		t.Fatalf("retry: %s, %d duplicates", a.Status, a.Duplicates)
+	}
+	seen := map[string]bool{}
+	for _, ev := range e.stored() {
+		seen[ev.GetProvider().GetEventId()] = true
+	}
+	if len(seen) != 200 {
+		t.Fatalf("%d distinct events stored, want 200", len(seen))
 	}
 }
