@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -302,8 +303,10 @@ func startDeriver(ctx context.Context, opts deriverOptions) (*deriver, error) {
 	d.cons, err = consume.Start(ctx, opts.JS, consume.Options{
 		Name: deriverName, Stream: directory.StreamName, FilterSubjects: []string{directory.UserRecordSubjects},
 		AckWait: opts.AckWait, Concurrency: 4, MaxAckPending: 256, Handler: d.handle, Logger: d.log,
+		// A change that cannot be derived (an unreadable record) is
+		// dead-lettered with the project's undecodable triggers.
 		DeadLetter: consume.DeadLetterTo(opts.JS, func(m jetstream.Msg) string {
-			return "sb.dead.lifecycle.trigger"
+			return subjects.DeadTrigger(recordProject(m.Subject()))
 		}),
 	})
 	if err != nil {
@@ -313,6 +316,17 @@ func startDeriver(ctx context.Context, opts deriverOptions) (*deriver, error) {
 }
 
 func (d *deriver) stop(ctx context.Context) error { return d.cons.Stop(ctx) }
+
+// recordProject is the project token of a user record change's subject
+// ("$KV.sb_directory.u.<p>.<U>"; project ids are plain tokens).
+func recordProject(subject string) string {
+	key, _ := directory.UserRecordKey(subject)
+	parts := strings.SplitN(key, ".", 3)
+	if len(parts) < 2 || parts[1] == "" {
+		return "_"
+	}
+	return parts[1]
+}
 
 func (d *deriver) fault(stage string) error {
 	if d.opts.fault == nil {

@@ -97,6 +97,11 @@ func (s *Service) scheduleRefresh(ctx context.Context, kv jetstream.KeyValue, p,
 		return nil
 	}
 	minute := s.dueAt(exp).Unix() / 60
+	// The first schedule ever starts the refreshers' cursor, so they never
+	// walk minutes from before anything was due.
+	if _, err := kv.Create(ctx, cursorKey, []byte(strconv.FormatInt(time.Now().Unix()/60, 10))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("lifecycle: start the refresh cursor: %w", err)
+	}
 	b, _ := json.Marshal(dueEntry{Project: p, User: u, Credential: c})
 	if _, err := kv.Put(ctx, duePrefix+strconv.FormatInt(minute, minuteFormat)+"."+credKey(p, u, c), b); err != nil {
 		return fmt.Errorf("lifecycle: schedule the refresh of %s/%s: %w", u, c, err)
@@ -183,9 +188,9 @@ func (r *refresher) pass(ctx context.Context) error {
 func (r *refresher) cursor(ctx context.Context, now int64) (int64, uint64, error) {
 	e, err := r.kv.Get(ctx, cursorKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		// First pass ever: nothing was scheduled before the index existed
-		// beyond the longest token lifetimes, one day.
-		return now - maxCatchUpMinutes, 0, nil
+		// Nothing was ever scheduled: the first schedule creates the
+		// cursor (scheduleRefresh).
+		return now, 0, nil
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("lifecycle: read the refresh cursor: %w", err)
