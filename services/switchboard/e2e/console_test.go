@@ -339,6 +339,13 @@ steps:
 			t.Fatalf("replayed run %+v, want a run of console-dead replaying %s", replayed, deadRunID)
 		}
 		screenshot(t, ctx, "console-dead.png")
+		// The failed run itself: its step's error and attempts.
+		step(t, ctx, "open the dead run",
+			chromedp.Click(chromedp.CSS(sel+` a[data-run="`+deadRunID+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#timeline li[data-step="deliver"] .error-text`)))
+		if got := text(t, ctx, `#timeline li[data-step="deliver"]`); !strings.Contains(got, "connection refused") || !strings.Contains(got, "attempts 2") {
+			t.Errorf("failed step %q, want the connection error after 2 attempts", got)
+		}
 	})
 
 	run("bulk replay with progress", func(t *testing.T) {

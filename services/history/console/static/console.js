@@ -80,7 +80,7 @@
 
   const pad = (n) => String(n).padStart(2, "0");
   function fmtTime(s) {
-    if (!s) return "";
+    if (!isSet(s)) return "";
     const d = new Date(s);
     if (isNaN(d)) return s;
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -91,7 +91,9 @@
     if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
     return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
   }
-  const ms = (a, b) => (a && b ? new Date(b) - new Date(a) : null);
+  // Go writes an unset time as year 1.
+  const isSet = (t) => Boolean(t) && !String(t).startsWith("0001-");
+  const ms = (a, b) => (isSet(a) && isSet(b) ? new Date(b) - new Date(a) : null);
   const badge = (s) => h("span", { class: "badge " + s }, s);
   const runLink = (id) => h("a", { href: "#run/" + encodeURIComponent(id), class: "mono", "data-run": id }, id);
   const eventLink = (id) => h("a", { href: "#event/" + encodeURIComponent(id), class: "mono", "data-event": id }, id);
@@ -174,7 +176,7 @@
   }
 
   function runRow(r) {
-    const end = r.finishedAt || (r.status === "running" ? new Date().toISOString() : null);
+    const end = isSet(r.finishedAt) ? r.finishedAt : r.status === "running" ? new Date().toISOString() : null;
     return h("tr", { "data-run-row": r.id },
       h("td", {}, fmtTime(r.createdAt)),
       h("td", {}, runLink(r.id), r.replayOf ? h("span", { class: "muted" }, " (replay)") : null),
@@ -214,7 +216,8 @@
 
   function stepItem(s, t0, span, pendingOf) {
     const status = pendingOf ? "pending" : s.status;
-    const start = s.startedAt ? new Date(s.startedAt) - t0 : 0;
+    const started = isSet(s.startedAt);
+    const start = started ? Math.max(0, new Date(s.startedAt) - t0) : 0;
     const dur = ms(s.startedAt, s.finishedAt) || 0;
     const left = span > 0 ? Math.max(0, Math.min(100, (start / span) * 100)) : 0;
     const width = span > 0 ? Math.max(0.5, Math.min(100 - left, (dur / span) * 100)) : 100;
@@ -226,7 +229,7 @@
       h("div", { class: "head" },
         h("strong", {}, s.id), h("span", { class: "muted" }, s.type || ""), badge(status),
         h("span", {}, `attempts ${s.attempts || 0}`),
-        h("span", { class: "muted" }, `+${fmtDuration(start)} · ${fmtDuration(dur)}`)),
+        h("span", { class: "muted" }, started ? `+${fmtDuration(start)} · ${fmtDuration(dur)}` : "not started")),
       h("div", { class: "track" }, bar),
       s.error ? h("p", { class: "error-text" }, s.error) : null,
       pendingOf ? h("p", { class: "muted" }, "retry at " + fmtTime(pendingOf.retryAt)) : null,
@@ -257,8 +260,8 @@
     ]));
     const steps = r.steps || [];
     const t0 = new Date(r.startedAt || r.createdAt);
-    const endTimes = steps.map((s) => new Date(s.finishedAt || s.startedAt || t0));
-    const tEnd = r.finishedAt ? new Date(r.finishedAt) : new Date(Math.max(t0, ...endTimes));
+    const endTimes = steps.map((s) => new Date(isSet(s.finishedAt) ? s.finishedAt : isSet(s.startedAt) ? s.startedAt : t0));
+    const tEnd = isSet(r.finishedAt) ? new Date(r.finishedAt) : new Date(Math.max(t0, ...endTimes));
     const span = tEnd - t0;
     const items = steps.map((s) => stepItem(s, t0, span));
     if (r.pending) {
@@ -452,7 +455,9 @@
     $("#run-filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadRuns(false); });
     $("#f-clear").addEventListener("click", () => { $("#run-filters").reset(); loadRuns(false); });
     $("#f-live").addEventListener("change", () => loadRuns(false));
-    $("#runs-more").addEventListener("click", () => loadRuns(true));
+    // Paging back through history stops the live refresh, which would
+    // redraw the first page over what was loaded; the checkbox says so.
+    $("#runs-more").addEventListener("click", () => { $("#f-live").checked = false; loadRuns(true); });
     $("#run-replay").addEventListener("click", replayRun);
     $("#event-lookup").addEventListener("submit", (ev) => {
       ev.preventDefault();
