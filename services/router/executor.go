@@ -104,8 +104,8 @@ func (s *Service) buffered(ctx context.Context, m jetstream.Msg, project, after 
 		}
 		return 0, nil
 	}
-	running, err := s.states.Running(ctx, project, after)
-	if err != nil || !running {
+	running, err := s.states.Running(ctx, project, []string{after})
+	if err != nil || !running[after] {
 		return 0, err
 	}
 	return min(time.Second<<(md.NumDelivered-1), 30*time.Second), nil

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,7 +173,7 @@ func New(opts Options) (*Service, error) {
 		opts.DuplicateWindow = broker.DefaultLimits().DuplicateWindow
 	}
 
-	states := &runStates{js: opts.JS}
+	states := &runStates{nc: opts.NC}
 	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops,
 		Enrollment: opts.Directory, Runs: states, Integrations: opts.Catalog, Accounts: opts.Directory})
 	if err != nil {
@@ -376,36 +377,75 @@ func (d directoryView) Credentials(ctx context.Context, p, u string) ([]*directo
 // runStates answers the schedule overlap check from RUN_STATE: a run is in
 // flight while its last state there is a checkpoint, not a final state. A
 // run without any (queued, or finished without checkpointing) is not
-// running; the check needs no history lookup.
+// running; the check needs no history lookup. A page of runs is one
+// batched direct get (multi_last), not one request per run.
 type runStates struct {
-	js jetstream.JetStream
-	mu sync.Mutex
-	st jetstream.Stream
+	nc *nats.Conn
 }
 
-func (r *runStates) Running(ctx context.Context, project, runID string) (bool, error) {
-	r.mu.Lock()
-	st := r.st
-	r.mu.Unlock()
-	if st == nil {
-		var err error
-		if st, err = r.js.Stream(ctx, subjects.StreamRunState); err != nil {
-			return false, fmt.Errorf("stream %s: %w", subjects.StreamRunState, err)
+// maxMultiLast is the most subjects the server answers in one multi_last.
+const maxMultiLast = 1000
+
+func (r *runStates) Running(ctx context.Context, project string, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for start := 0; start < len(ids); start += maxMultiLast {
+		chunk := ids[start:min(len(ids), start+maxMultiLast)]
+		subjs := make([]string, len(chunk))
+		for i, id := range chunk {
+			subjs[i] = subjects.RunState(project, id)
 		}
-		r.mu.Lock()
-		r.st = st
-		r.mu.Unlock()
+		if err := r.lastOf(ctx, subjs, func(data []byte, subject string) error {
+			var run runs.Run
+			if err := json.Unmarshal(data, &run); err != nil {
+				return fmt.Errorf("decode state on %s: %w", subject, err)
+			}
+			if !run.Status.Terminal() {
+				// The subject names the run: sb.state.<p>.run.<run>.
+				out[subject[strings.LastIndexByte(subject, '.')+1:]] = true
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
 	}
-	raw, err := st.GetLastMsgForSubject(ctx, subjects.RunState(project, runID))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return false, nil
-	case err != nil:
-		return false, err
+	return out, nil
+}
+
+// lastOf sends one batched direct get for the last message of each of
+// subjs and hands each answer to fn.
+func (r *runStates) lastOf(ctx context.Context, subjs []string, fn func(data []byte, subject string) error) error {
+	body, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjs, len(subjs)})
+	if err != nil {
+		return err
 	}
-	var run runs.Run
-	if err := json.Unmarshal(raw.Data, &run); err != nil {
-		return false, fmt.Errorf("decode state of %s: %w", runID, err)
+	inbox := r.nc.NewInbox()
+	sub, err := r.nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("run state: %w", err)
 	}
-	return !run.Status.Terminal(), nil
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := r.nc.PublishRequest("$JS.API.DIRECT.GET."+subjects.StreamRunState, inbox, body); err != nil {
+		return fmt.Errorf("run state: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return fmt.Errorf("run state: %w", err)
+		}
+		switch status := m.Header.Get("Status"); status {
+		case "":
+		case "204", "404": // end of batch; nothing matched
+			return nil
+		default:
+			return fmt.Errorf("run state: direct get status %s %s", status, m.Header.Get("Description"))
+		}
+		if err := fn(m.Data, m.Header.Get("Nats-Subject")); err != nil {
+			return err
+		}
+	}
 }

@@ -22,10 +22,11 @@ type Enrollment interface {
 	Zones(ctx context.Context, p, integration string) ([]string, error)
 }
 
-// RunStates tells whether a run is in flight (it has a checkpoint that is
-// not final), for the overlap policy.
+// RunStates tells which of a set of runs are in flight (their last state
+// is a checkpoint, not a final one), for the overlap policy; one call
+// answers a whole page of candidates.
 type RunStates interface {
-	Running(ctx context.Context, project, runID string) (bool, error)
+	Running(ctx context.Context, project string, runIDs []string) (map[string]bool, error)
 }
 
 // Reasons of schedule candidates.
@@ -147,6 +148,7 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 			return nil, fmt.Errorf("decide: enrollment of %s/%s zone %q: %w", ev.Project, w.Integration, z, err)
 		}
 		if small {
+			var page []runs.Candidate
 			for _, e := range all.Entries {
 				if directory.ShardOf(e.User)%shards != int(tick.GetShard()) {
 					continue // another shard's event runs this user
@@ -155,8 +157,12 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 				if err != nil {
 					return nil, err
 				}
-				out = append(out, c)
+				page = append(page, c)
 			}
+			if err := k.overlap(ctx, t, page); err != nil {
+				return nil, err
+			}
+			out = append(out, page...)
 			continue
 		}
 		for s := int(tick.GetShard()); s < directory.Shards; s += shards {
@@ -166,13 +172,18 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 				if err != nil {
 					return nil, fmt.Errorf("decide: enrollment of %s/%s zone %q shard %d: %w", ev.Project, w.Integration, z, s, err)
 				}
+				cands := make([]runs.Candidate, 0, len(page.Entries))
 				for _, e := range page.Entries {
 					c, err := k.candidate(ctx, t, e, z)
 					if err != nil {
 						return nil, err
 					}
-					out = append(out, c)
+					cands = append(cands, c)
 				}
+				if err := k.overlap(ctx, t, cands); err != nil {
+					return nil, err
+				}
+				out = append(out, cands...)
 				if page.Next == "" {
 					break
 				}
@@ -202,12 +213,15 @@ func (k scheduleTick) oneUser(ctx context.Context, t *tickCtx) ([]runs.Candidate
 		}
 		*c = nc
 	}
+	if err := k.overlap(ctx, t, cands); err != nil {
+		return nil, err
+	}
 	return cands, nil
 }
 
 // candidate is the outcome of one index entry: enablement, the user's zone
-// (and, for users without a valid one, why the fallback applies), the
-// overlap policy, and the spread start time.
+// (and, for users without a valid one, why the fallback applies), and the
+// spread start time; overlap applies the overlap policy to a page of them.
 func (k scheduleTick) candidate(ctx context.Context, t *tickCtx, e directory.Entry, indexZone string) (runs.Candidate, error) {
 	c := runs.Candidate{Workflow: t.w.ID, User: e.User}
 	if e.Credential != "" && e.Credential != "=" {
@@ -239,34 +253,62 @@ func (k scheduleTick) candidate(ctx context.Context, t *tickCtx, e directory.Ent
 		}
 		_, c.Zone, c.ZoneReason = t.sched.ResolveZone(md)
 	}
-	runID := runs.ID(t.base, t.w.ID, e.User, c.Credential)
-	for i, prev := range t.prev {
-		id := runs.ID(prev, t.w.ID, e.User, c.Credential)
-		if id == runID {
-			continue
-		}
-		running, err := k.runs.Running(ctx, t.ev.Project, id)
-		if err != nil {
-			return c, fmt.Errorf("decide: overlap check of %s: %w", id, err)
-		}
-		if !running {
-			continue
-		}
-		if t.sched.Overlap() == schedule.OverlapBufferOne && i == 0 {
-			// The previous tick's run is the one in flight, so no tick
-			// waits yet: this one waits for it (the executor holds it back).
-			// When the run in flight is older, the ticks in between
-			// either wait already or were dropped: at most one waits.
-			c.After = id
-			break
-		}
-		c.Outcome, c.Reason = runs.OutcomeSkipped, ReasonOverlap
-		c.Message = fmt.Sprintf("run %s of an earlier tick is still running (overlap: %s)", id, t.sched.Overlap())
-		return c, nil
-	}
-	c.Outcome, c.RunID = runs.OutcomeRan, runID
+	c.Outcome, c.RunID = runs.OutcomeRan, runs.ID(t.base, t.w.ID, e.User, c.Credential)
 	if off := t.sched.Offset(t.nominal, e.User+"\x00"+c.Credential); off > 0 {
 		c.At = t.nominal.Add(off).UTC()
 	}
 	return c, nil
+}
+
+// overlap applies the overlap policy to the candidates that would run: a
+// candidate whose run of one of the earlier ticks (t.prev, newest first)
+// is in flight is skipped — or, with buffer_one and the previous tick's run
+// in flight, waits for it. The runs of the earlier ticks are computed, not
+// looked up, and the whole page is checked in one RunStates call.
+func (k scheduleTick) overlap(ctx context.Context, t *tickCtx, cands []runs.Candidate) error {
+	if len(t.prev) == 0 {
+		return nil
+	}
+	prevIDs := make([][]string, len(cands))
+	var ids []string
+	for i, c := range cands {
+		if c.Outcome != runs.OutcomeRan {
+			continue
+		}
+		for _, prev := range t.prev {
+			id := runs.ID(prev, t.w.ID, c.User, c.Credential)
+			if id != c.RunID {
+				prevIDs[i] = append(prevIDs[i], id)
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	running, err := k.runs.Running(ctx, t.ev.Project, ids)
+	if err != nil {
+		return fmt.Errorf("decide: overlap check: %w", err)
+	}
+	for i := range cands {
+		c := &cands[i]
+		for j, id := range prevIDs[i] {
+			if !running[id] {
+				continue
+			}
+			if t.sched.Overlap() == schedule.OverlapBufferOne && j == 0 {
+				// The previous tick's run is the one in flight, so no tick
+				// waits yet: this one waits for it (the executor holds it
+				// back). When the run in flight is older, the ticks in
+				// between either wait already or were dropped: at most one
+				// waits.
+				c.After = id
+				break
+			}
+			c.Outcome, c.Reason, c.RunID, c.At = runs.OutcomeSkipped, ReasonOverlap, "", time.Time{}
+			c.Message = fmt.Sprintf("run %s of an earlier tick is still running (overlap: %s)", id, t.sched.Overlap())
+			break
+		}
+	}
+	return nil
 }
