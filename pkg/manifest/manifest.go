@@ -82,6 +82,11 @@ type Manifest struct {
 	Settings []Field  `json:"settings,omitempty" yaml:"settings,omitempty"`
 	// OAuth, when set, lets users connect with OAuth 2.0 (oauth.go).
 	OAuth *OAuth `json:"oauth,omitempty" yaml:"oauth,omitempty"`
+	// Resource marks an API Resource (design §2.6): the customer's own API,
+	// whose users connect through POST /projects/{p}/sdk/resources/{id}/connect
+	// and whose webhooks are API_RESOURCE triggers — verified, routed and
+	// deduplicated like an integration's.
+	Resource bool `json:"resource,omitempty" yaml:"resource,omitempty"`
 }
 
 // Auth says how an http step with `auth: credential` applies a credential's

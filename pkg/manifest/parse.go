@@ -134,6 +134,7 @@ func (m *Manifest) Extend(base *Manifest) *Manifest {
 	if out.Auth.Type == "" {
 		out.Auth = base.Auth
 	}
+	out.Resource = m.Resource || base.Resource
 	switch {
 	case m.Webhook == nil && base.Webhook != nil:
 		w := *base.Webhook
