@@ -222,7 +222,8 @@ func (e *env) stored() []*sbv1.TriggerEvent {
 	var out []*sbv1.TriggerEvent
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := st.GetMsg(e.ctx, seq)
-		if err != nil || !strings.HasPrefix(m.Subject, "sb.trigger."+project+".integration.") {
+		if err != nil || !(strings.HasPrefix(m.Subject, "sb.trigger."+project+".integration.") ||
+			strings.HasPrefix(m.Subject, "sb.trigger."+project+".api_resource.")) {
 			continue
 		}
 		ev, err := envelope.Decode(m.Data, m.Header.Get("Content-Type"))

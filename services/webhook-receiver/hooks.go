@@ -208,6 +208,7 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 	defer cancel()
 	now := timestamppb.Now()
 	rev := s.opts.Catalog.Revision()
+	kind := eventKind(src.integration)
 	results := make([]trigger.Result, len(items))
 	errs := make([]error, len(items))
 	store := func(i int) {
@@ -215,7 +216,7 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 		ev := &sbv1.TriggerEvent{
 			Id:          trigger.NewID(),
 			Project:     src.project,
-			Kind:        sbv1.Kind_INTEGRATION,
+			Kind:        kind,
 			Name:        it.Type,
 			Integration: src.integration.ID,
 			Payload:     it.Payload,
@@ -270,6 +271,16 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 		ans.Status = StatusAccepted
 	}
 	return ans, nil
+}
+
+// eventKind is the trigger kind of a source's events: API_RESOURCE for an
+// API Resource (the customer's own API), INTEGRATION otherwise. Both are
+// decided alike; the kind keeps them apart in TRIGGERS and in the records.
+func eventKind(in *workflow.Integration) sbv1.Kind {
+	if in.Effective().Resource {
+		return sbv1.Kind_API_RESOURCE
+	}
+	return sbv1.Kind_INTEGRATION
 }
 
 // answerHandshake sends a handshake's answer; Asana's also stores the

@@ -8,6 +8,7 @@
 //	PUT  /v1/projects/{p}/integrations/{integration}/webhook-secrets
 //	GET  /v1/projects/{p}/users/{u}/credentials/{c}/webhook-url
 //	POST /v1/projects/{p}/integrations/{integration}/replay
+//	POST /projects/{p}/sdk/resources/{r}/connect  an API Resource's user-level connection
 //
 // A delivery is answered 2xx only once JetStream stored its events. On the
 // way: the integration (and, per credential, the token) is resolved before
@@ -127,4 +128,5 @@ func (s *Service) Register(e *echo.Echo) {
 	e.PUT("/v1/projects/:p/integrations/:integration/webhook-secrets", s.putSecrets)
 	e.GET("/v1/projects/:p/users/:u/credentials/:c/webhook-url", s.getWebhookURL)
 	e.POST("/v1/projects/:p/integrations/:integration/replay", s.replay)
+	s.registerResources(e)
 }

@@ -74,7 +74,8 @@ func (s *Service) replay(c *echo.Context) error {
 	if s.opts.JS == nil {
 		return apierr.New(http.StatusServiceUnavailable, "unavailable", "replay is not available in this process")
 	}
-	if !workflow.ValidID(id) {
+	in, ok := s.opts.Catalog.Integration(p, id)
+	if !workflow.ValidID(id) || !ok {
 		return apierr.NotFound("unknown_integration", "no integration %q", id)
 	}
 	body, err := httpx.ReadBody(c, 64<<10)
@@ -101,16 +102,17 @@ func (s *Service) replay(c *echo.Context) error {
 	if req.Until.IsZero() {
 		req.Until = s.opts.Now()
 	}
-	page, err := s.replayPage(c.Request().Context(), p, id, req)
+	page, err := s.replayPage(c.Request().Context(), p, id, eventKind(in), req)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, page)
 }
 
-func (s *Service) replayPage(ctx context.Context, p, integration string, req ReplayRequest) (ReplayPage, error) {
+func (s *Service) replayPage(ctx context.Context, p, integration string, kind sbv1.Kind, req ReplayRequest) (ReplayPage, error) {
+	token, _ := trigger.KindToken(kind)
 	cons, err := s.opts.JS.OrderedConsumer(ctx, subjects.StreamTriggers, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.Trigger(p, subjects.KindIntegration, integration)},
+		FilterSubjects: []string{subjects.Trigger(p, token, integration)},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &req.Since,
 	})
@@ -149,7 +151,7 @@ func (s *Service) replayPage(ctx context.Context, p, integration string, req Rep
 			continue // a replay's own output
 		}
 		ev, err := envelope.Decode(m.Data(), m.Headers().Get("Content-Type"))
-		if err != nil || ev.Kind != sbv1.Kind_INTEGRATION {
+		if err != nil || ev.Kind != kind {
 			continue // not an event of ours: nothing to replay
 		}
 		orig := ev.Id
