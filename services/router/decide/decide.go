@@ -104,6 +104,8 @@ func New(opts Options) (*Deciders, error) {
 	}
 	if opts.Integrations != nil && opts.Accounts != nil {
 		d.byKind[sbv1.Kind_INTEGRATION] = integrationKind{m: m, cfg: opts.Integrations, accs: opts.Accounts}
+		// An API Resource's webhooks are routed exactly like an integration's.
+		d.byKind[sbv1.Kind_API_RESOURCE] = integrationKind{m: m, cfg: opts.Integrations, accs: opts.Accounts}
 	}
 	if opts.Integrations != nil {
 		// Lifecycle triggers list the project's workflows as the

@@ -111,6 +111,8 @@ func TestIntegrationDecider(t *testing.T) {
 		{"params mismatch", ev("contact.propertyChange", "777", `{"propertyName": "phone"}`), []string{"email-changed/erin/h5 skipped params_mismatch"}},
 		{"per-credential URL", ev("contact.creation", "", `{}`, func(e *sbv1.TriggerEvent) { e.User, e.Credential = "bob", "h2" }), []string{
 			"new-contact/bob/h2 ran ", "settings-filter/bob/h2 skipped not_enabled"}},
+		{"an API Resource's event is routed alike", ev("contact.creation", "777", `{}`, func(e *sbv1.TriggerEvent) { e.Kind = sbv1.Kind_API_RESOURCE }), []string{
+			"new-contact/erin/h5 ran ", "settings-filter/erin/h5 skipped not_enabled"}},
 		{"per-credential URL, credential gone", ev("contact.creation", "", `{}`, func(e *sbv1.TriggerEvent) { e.User, e.Credential = "bob", "zz" }), []string{
 			"new-contact/bob/zz skipped credential_not_found", "settings-filter/bob/zz skipped credential_not_found"}},
 	}
