@@ -271,9 +271,8 @@ steps:
 			chromedp.SetValue(chromedp.CSS("#f-until"), tomorrow),
 			chromedp.Click(chromedp.CSS("#f-apply")))
 		waitFor(t, ctx, "the failed run until tomorrow", fmt.Sprintf(`%s.join() === %q`, rowsJS, deadRunID))
-		step(t, ctx, "clear the time filter", chromedp.SetValue(chromedp.CSS("#f-until"), ""))
 		step(t, ctx, "filter by workflow and user",
-			chromedp.SetValue(chromedp.CSS("#f-status"), ""),
+			chromedp.Click(chromedp.CSS("#f-clear")),
 			chromedp.SendKeys(chromedp.CSS("#f-workflow"), workflowID),
 			chromedp.SendKeys(chromedp.CSS("#f-user"), "u1"),
 			chromedp.Click(chromedp.CSS("#f-apply")))

@@ -163,6 +163,9 @@
   // ---- runs list -----------------------------------------------------------
 
   let runsCursor = "";
+  // runsReq numbers list requests: an answer to an older one (filters
+  // changed meanwhile) is dropped, not drawn over the newer.
+  let runsReq = 0;
 
   function runFilters() {
     const iso = (v) => (v ? new Date(v).toISOString() : "");
@@ -190,9 +193,10 @@
   async function loadRuns(more) {
     clearTimeout(timer);
     const body = $("#runs-table tbody");
+    const req = ++runsReq;
     try {
       const page = await api("GET", "/runs", { ...runFilters(), limit: 50, cursor: more ? runsCursor : "" });
-      if ($("#runs-view").hidden) return;
+      if ($("#runs-view").hidden || req !== runsReq) return;
       const rows = page.runs.map(runRow);
       if (more) body.append(...rows); else body.replaceChildren(...rows);
       if (!body.children.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No runs match.")));
@@ -200,6 +204,7 @@
       $("#runs-more").hidden = !runsCursor;
       $("#runs-caption").textContent = "Newest first · updated " + fmtTime(new Date().toISOString());
     } catch (err) {
+      if (req !== runsReq) return;
       fail(err);
     }
     // Live refresh redraws the first page only: a user paging back through
@@ -248,7 +253,8 @@
       $("#timeline").replaceChildren();
       return fail(err);
     }
-    if ($("#run-view").hidden) return;
+    // Another run (or view) was opened while this one loaded.
+    if ($("#run-view").hidden || location.hash !== "#run/" + encodeURIComponent(id)) return;
     $("#run-title").replaceChildren("Run ", h("span", { class: "mono" }, r.id), " ", badge(r.status));
     $("#run-meta").replaceChildren(...meta([
       ["Workflow", r.workflow], ["User", r.user], ["Credential", r.credential],
@@ -335,6 +341,7 @@
   // ---- dead letters --------------------------------------------------------
 
   let deadCursor = "";
+  let deadReq = 0; // as runsReq
 
   function deadRow(d) {
     const result = h("span", { class: "result" });
@@ -360,8 +367,10 @@
 
   async function loadDead(more) {
     const body = $("#dead-table tbody");
+    const req = ++deadReq;
     try {
       const page = await api("GET", "/dead", { workflow: $("#d-workflow").value.trim(), order: "newest", limit: 100, cursor: more ? deadCursor : "" });
+      if (req !== deadReq) return;
       const rows = page.deadLetters.map(deadRow);
       if (more) body.append(...rows); else body.replaceChildren(...rows);
       if (!body.children.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No dead letters.")));
