@@ -5,7 +5,7 @@ MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 BIN := bin
 GO_TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: run build test chaos bench proto lint tidy clean
+.PHONY: run build test test-sdk chaos bench proto lint tidy clean
 
 build:
 	@mkdir -p $(BIN)
@@ -19,11 +19,27 @@ run: build
 ## test: every module's tests (real embedded NATS, bbolt and HTTP servers)
 test:
 	@set -e; for d in $(MODULES); do echo "== $$d"; (cd $$d && go test $(GO_TEST_FLAGS) ./...); done
+	@$(MAKE) --no-print-directory test-sdk
+
+## test-sdk: the mirrored product's JS SDK (@useparagon/connect, pinned in
+## tests/sdk/package-lock.json) against a `switchboard dev` it starts; needs
+## Node 20+ and npm
+test-sdk: build
+	@echo "== tests/sdk"
+	npm ci --prefix tests/sdk --no-audit --no-fund
+	npm test --prefix tests/sdk
 
 ## chaos: the crash suite (docs/reliability.md): real processes killed with
 ## SIGKILL mid-load; builds its own binaries; about two minutes
 chaos:
 	cd services/switchboard && go vet -tags chaos ./chaos/ && go test -tags chaos -count=1 -timeout 5m -v ./chaos/
+
+## compose-test: the docker-compose.yml stack on podman with locally built
+## scratch images (deploy/compose/smoke.sh): up, the walk-through, the router
+## killed with SIGKILL mid-load, every accepted event run once, down -v
+.PHONY: compose-test
+compose-test:
+	deploy/compose/smoke.sh
 
 ## bench: ingest and end-to-end benchmark (see docs/benchmarks.md)
 bench: build
