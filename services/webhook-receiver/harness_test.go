@@ -56,7 +56,7 @@ type env struct {
 func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
 
 // newEnvWith is newEnv with extra routes on the same server (benchmarks).
-func newEnvWith(t *testing.T, extra func(*echo.Echo, *nats.Conn)) *env {
+func newEnvWith(t *testing.T, extra func(*echo.Echo, *nats.Conn), bodyCap ...int64) *env {
 	t.Helper()
 	srv := brokertest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -90,7 +90,7 @@ func newEnvWith(t *testing.T, extra func(*echo.Echo, *nats.Conn)) *env {
 	base := "http://" + hs.Addr()
 	svc, err := receiver.New(receiver.Options{
 		Catalog: cat, Directory: dir, Access: access.New(access.Options{Catalog: cat}), Triggers: pub, JS: srv.JS,
-		PublicBaseURL: base, MaxBody: maxBody,
+		PublicBaseURL: base, MaxBody: append(bodyCap, maxBody)[0],
 	})
 	if err != nil {
 		t.Fatal(err)

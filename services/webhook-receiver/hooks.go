@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/manifest"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/verify"
+	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
@@ -256,7 +257,15 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 	}
 	ans := Answer{Status: StatusDeduplicated, Events: make([]string, 0, len(items))}
 	for i, res := range results {
-		if errs[i] != nil {
+		var tooLarge *wire.TooLargeError
+		switch {
+		case errors.As(errs[i], &tooLarge):
+			// Permanent: a retry could never be stored, so not a 503 the
+			// provider would retry for days.
+			return Answer{}, apierr.New(http.StatusRequestEntityTooLarge, "event_too_large", "%s", tooLarge.Error()).Wrap(errs[i])
+		case errs[i] != nil && wire.Permanent(errs[i]):
+			return Answer{}, apierr.BadRequest("event_refused", "an event of the delivery cannot be stored: %v", errs[i]).Wrap(errs[i])
+		case errs[i] != nil:
 			return Answer{}, apierr.New(http.StatusServiceUnavailable, "unavailable",
 				"the delivery could not be stored; send it again (events already stored are deduplicated)").Wrap(errs[i])
 		}

@@ -562,3 +562,22 @@ func TestLargeBatch(t *testing.T) {
 		t.Fatalf("%d distinct events stored, want 200", len(seen))
 	}
 }
+
+// TestEventTooLargeForTheBus: a verified delivery under the body cap whose
+// event cannot fit a JetStream message is 413, not a 503 the provider would
+// retry for days; nothing is stored and its retry gets the same answer.
+func TestEventTooLargeForTheBus(t *testing.T) {
+	e := newEnvWith(t, nil, 4<<20)
+	e.secrets("stripe", directory.WebhookSecret{Value: stripeSecret})
+	body := `{"id":"evt_huge_bus","type":"customer.created","pad":"` + strings.Repeat("x", 1200<<10) + `"}`
+	for range 2 {
+		sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(body), Secret: stripeSecret, Timestamp: time.Now(), Scheme: "v1"})
+		r := e.do(e.hook("POST", "stripe", "application/json", body, "Stripe-Signature", sp.Header))
+		if r.status != http.StatusRequestEntityTooLarge || errCode(r) != "event_too_large" {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+	if n := len(e.stored()); n != 0 {
+		t.Fatalf("%d stored", n)
+	}
+}
