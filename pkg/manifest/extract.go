@@ -149,12 +149,12 @@ func parseBody(contentType string, b []byte) (v any, raw bool) {
 	dec.UseNumber()
 	var out any
 	if err := dec.Decode(&out); err == nil && !dec.More() {
-		return numbers(out, 0), true
+		return numbers(out), true
 	}
 	return string(b), false
 }
 
-func numbers(v any, depth int) any {
+func numbers(v any) any {
 	switch x := v.(type) {
 	case json.Number:
 		if i, err := x.Int64(); err == nil {
@@ -164,11 +164,11 @@ func numbers(v any, depth int) any {
 		return f
 	case map[string]any:
 		for k, e := range x {
-			x[k] = numbers(e, depth+1)
+			x[k] = numbers(e)
 		}
 	case []any:
 		for i, e := range x {
-			x[i] = numbers(e, depth+1)
+			x[i] = numbers(e)
 		}
 	}
 	return v
