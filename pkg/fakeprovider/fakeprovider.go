@@ -61,6 +61,13 @@ type Provider struct {
 	refresh map[string]*grant
 	revoked map[string]bool // accounts whose refresh tokens are refused
 	stats   map[string]int
+	log     []Refresh
+}
+
+// Refresh is one refresh_token grant served: for which account, when.
+type Refresh struct {
+	Account string
+	At      time.Time
 }
 
 type grant struct {
@@ -104,6 +111,23 @@ func (p *Provider) Stats() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Refreshes returns every refresh_token grant served so far, in order.
+func (p *Provider) Refreshes() []Refresh {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Refresh(nil), p.log...)
+}
+
+// IssueRefreshToken mints a refresh token for account as if it had been
+// granted earlier: for loading many credentials without a flow each.
+func (p *Provider) IssueRefreshToken(account string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt := newToken()
+	p.refresh[rt] = &grant{account: account}
+	return rt
 }
 
 // SetNextAccount sets the account the next authorization is for; "" makes
@@ -227,6 +251,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.stats[gt]++
+	if gt == "refresh_token" {
+		p.log = append(p.log, Refresh{Account: g.account, At: now})
+	}
 	at, rt := newToken(), newToken()
 	p.access[at] = &grant{account: g.account, scope: g.scope, expires: now.Add(p.opts.TokenTTL)}
 	p.refresh[rt] = &grant{account: g.account, scope: g.scope}

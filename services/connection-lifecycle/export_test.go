@@ -1,5 +1,10 @@
 package lifecycle
 
+import (
+	"context"
+	"time"
+)
+
 // Exported for the external tests (fuzzing the body decoders).
 var (
 	DecodeCredentialBody = decodeCredentialBody
@@ -17,3 +22,13 @@ const (
 	StageAfterState   = stageAfterState
 	StageAfterPublish = stageAfterPublish
 )
+
+// ScheduleRefresh indexes credential c as due before exp, as the connect
+// flow does (for loading many credentials without a flow each).
+func (s *Service) ScheduleRefresh(ctx context.Context, p, u, c string, exp time.Time) error {
+	kv, err := s.lifecycleKV(ctx)
+	if err != nil {
+		return err
+	}
+	return s.scheduleRefresh(ctx, kv, p, u, c, exp)
+}

@@ -71,6 +71,10 @@ type dueEntry struct {
 	Project    string `json:"p"`
 	User       string `json:"u"`
 	Credential string `json:"c"`
+	// At is the due time (unix seconds) within the key's minute: a pass
+	// early in the minute leaves the key for a later pass without touching
+	// the credential.
+	At int64 `json:"at,omitempty"`
 }
 
 func credKey(p, u, c string) string {
@@ -96,13 +100,14 @@ func (s *Service) scheduleRefresh(ctx context.Context, kv jetstream.KeyValue, p,
 	if exp.IsZero() {
 		return nil
 	}
-	minute := s.dueAt(exp).Unix() / 60
+	at := s.dueAt(exp).Unix()
+	minute := at / 60
 	// The first schedule ever starts the refreshers' cursor, so they never
 	// walk minutes from before anything was due.
 	if _, err := kv.Create(ctx, cursorKey, []byte(strconv.FormatInt(time.Now().Unix()/60, 10))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("lifecycle: start the refresh cursor: %w", err)
 	}
-	b, _ := json.Marshal(dueEntry{Project: p, User: u, Credential: c})
+	b, _ := json.Marshal(dueEntry{Project: p, User: u, Credential: c, At: at})
 	if _, err := kv.Put(ctx, duePrefix+strconv.FormatInt(minute, minuteFormat)+"."+credKey(p, u, c), b); err != nil {
 		return fmt.Errorf("lifecycle: schedule the refresh of %s/%s: %w", u, c, err)
 	}
@@ -167,8 +172,16 @@ func (r *refresher) pass(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("lifecycle: list due minute %d: %w", m, err)
 		}
-		left := 0
+		var due []string
 		for k := range keys.Keys() {
+			due = append(due, k)
+		}
+		// Every replica reads the same minute: each walks it in its own
+		// random order, so they mostly take different credentials instead
+		// of queueing on the same locks.
+		rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
+		left := 0
+		for _, k := range due {
 			if !r.refreshDue(ctx, k) {
 				left++
 			}
@@ -224,6 +237,9 @@ func (r *refresher) refreshDue(ctx context.Context, key string) bool {
 	if json.Unmarshal(e.Value(), &d) != nil {
 		_ = r.kv.Delete(ctx, key)
 		return true
+	}
+	if d.At > time.Now().Unix() {
+		return false // later in this minute
 	}
 	res, err := r.s.refresh(ctx, r.kv, d.Project, d.User, d.Credential, false)
 	switch {
