@@ -42,24 +42,16 @@ EOF
 export CONTAINERS_CONF="$work/containers.conf"
 
 # --- build: static binaries, scratch images ---
-say "building binaries"
-mkdir -p "$work/sb/data" "$work/nats/data"
-CGO_ENABLED=0 go build -trimpath -o "$work/sb/switchboard" ./services/switchboard/cmd/switchboard
-# nats-server from its Go module, at the version the workspace pins.
-CGO_ENABLED=0 go build -trimpath -o "$work/nats/nats-server" github.com/nats-io/nats-server/v2
-say "building images"
-podman build -q -t localhost/switchboard:local -f deploy/compose/switchboard.Containerfile "$work/sb" >/dev/null ||
-	die "podman build failed"
-podman build -q -t localhost/switchboard-nats:local -f deploy/compose/nats.Containerfile "$work/nats" >/dev/null ||
-	die "podman build failed"
+say "building binaries and images"
+deploy/compose/local-images.sh >/dev/null || die "building the local images failed"
 # A container must run at all, or nothing below means anything: say why not.
-if ! out=$(podman run --rm --net=none localhost/switchboard:local probe --help 2>&1); then
+if ! out=$(podman run --rm --net=none localhost/switchboard:local serve --help 2>&1); then
 	die "podman cannot run a container on this machine: $out"
 fi
 
 # Only the roles this binary knows (app.RoleNames(), listed by serve --help):
 # a role the compose file names but the binary does not know yet is skipped.
-known=$("$work/sb/switchboard" serve --help | tr -d '\n' | sed -E 's/.*Roles, in start order: ([^.]*)\..*/\1/' | tr -d ' ' | tr ',' ' ')
+known=$(tr -d '\n' <<<"$out" | sed -E 's/.*Roles, in start order: ([^.]*)\..*/\1/' | tr -d ' ' | tr ',' ' ')
 roles=()
 for r in history router scheduler connection-lifecycle ingress webhook-receiver; do
 	if [[ " $known " == *" $r "* ]]; then roles+=("$r"); else say "skipping role $r: this binary does not know it (roles: $known)"; fi
