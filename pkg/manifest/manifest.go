@@ -310,7 +310,7 @@ func (w *Webhook) compile(p *Problems) {
 
 	var signed signedInputs
 	if v != nil {
-		signed = signedBy(v.Spec())
+		signed = signedBy(v)
 	}
 	expr := func(field, src string, required bool, guard bool) *template.Expr {
 		if strings.TrimSpace(src) == "" {
@@ -353,33 +353,20 @@ type signedInputs struct {
 	url      bool            // the URL, so the query, is signed
 }
 
-var headerPlaceholder = regexp.MustCompile(`\{header:([^}]+)\}`)
-
-func signedBy(s verify.Spec) signedInputs {
-	out := signedInputs{headers: map[string]bool{}}
-	switch s.Scheme {
-	case "token", "basic", "bearer", "jwt":
+// signedBy reads what the verifier's signature covers (verify.Coverage,
+// from the compiled content template). A scheme that covers nothing of the
+// request (token, basic, bearer, jwt) authenticates the sender only: then
+// its headers are as trustworthy as its body.
+func signedBy(v *verify.SpecVerifier) signedInputs {
+	c := v.Coverage()
+	out := signedInputs{headers: map[string]bool{}, url: c.URL}
+	if !c.Body && !c.URL && !c.Method && len(c.Header) == 0 {
 		out.authOnly = true
 		return out
 	}
-	content := s.Content
-	if content == "" {
-		content = "{body}"
+	for _, h := range c.Header {
+		out.headers[strings.ToLower(h)] = true
 	}
-	// "a|b" names alternatives; the verifier signs whichever is present,
-	// so an expression reading either sees a signed value or fails verification.
-	add := func(names string) {
-		for _, n := range strings.Split(names, "|") {
-			out.headers[strings.ToLower(strings.TrimSpace(n))] = true
-		}
-	}
-	for _, m := range headerPlaceholder.FindAllStringSubmatch(content, -1) {
-		add(m[1])
-	}
-	if s.Timestamp != nil && s.Timestamp.Header != "" && strings.Contains(content, "{timestamp}") {
-		add(s.Timestamp.Header)
-	}
-	out.url = strings.Contains(content, "{url}") || strings.Contains(content, "{url_hubspot}")
 	return out
 }
 
