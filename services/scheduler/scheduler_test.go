@@ -303,6 +303,25 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 		}
 		return n >= 2, fmt.Sprintf("%d", n)
 	})
+	// A deleted workflow loses its jobs: no tick after the delete is seen
+	// by the scheduler (one reconcile, 100 ms here).
+	rev, err := e.cat.DeleteWorkflow(e.ctx(), project, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cat.WaitRevision(e.ctx(), rev); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	before := len(e.ticks())
+	for time.Since(deleted) < 3*time.Second {
+		for _, tk := range e.ticks()[before:] {
+			if tk.nominal.After(deleted.Add(time.Second)) {
+				t.Fatalf("tick %s after the workflow was deleted", tk.nominal)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Restart after missed ticks with catchup: once fires the latest missed
