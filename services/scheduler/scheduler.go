@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // every replica computes ticks from the same zone rules, whatever the host has
 
 	"github.com/go-co-op/gocron/v2"
 	"github.com/google/uuid"
