@@ -258,6 +258,20 @@ func TestScheduleTriggerNow(t *testing.T) {
 	if r.Status != http.StatusBadRequest {
 		t.Errorf("unknown body field: %s", r)
 	}
+	// The schedule API is the project's (API key), not a user's, and only
+	// for schedule workflows.
+	token, err := sys.Token("nyc-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.call(t, "GET", "/v1/projects/dev/workflows/every-second/schedule", token, nil); r.Status != http.StatusForbidden {
+		t.Errorf("a user token: %s", r)
+	}
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key,
+		"kind: Workflow\nid: req\ntrigger: {type: request}\nsteps: [{id: r, type: response, json: {ok: true}}]\n")
+	if r := a.call(t, "POST", "/v1/projects/dev/workflows/req/schedule/trigger", key, nil); r.Status != http.StatusBadRequest || r.errCode() != "not_a_schedule" {
+		t.Errorf("a request workflow: %s", r)
+	}
 }
 
 // TestScheduleBackfill: POST …/schedule/backfill fires the ticks of a past
