@@ -44,6 +44,7 @@ type jsCluster struct {
 	procs   []*exec.Cmd      // processes: nil while a node is down
 	clients []int            // client ports, fixed so the URLs stay valid
 	routes  []int            // cluster ports
+	monitor []int            // processes: monitoring ports (/connz)
 	dirs    []string
 }
 
@@ -55,6 +56,9 @@ func startJSCluster(t *testing.T, n int, bin string) *jsCluster {
 		port, _ := strconv.Atoi(p)
 		c.clients = append(c.clients, port)
 		c.routes = append(c.routes, freeRoutePort(t, c.routes))
+		_, m, _ := net.SplitHostPort(freeAddr(t))
+		mp, _ := strconv.Atoi(m)
+		c.monitor = append(c.monitor, mp)
 		c.dirs = append(c.dirs, filepath.Join(t.TempDir(), fmt.Sprintf("n%d", i)))
 	}
 	for i := range n {
@@ -114,7 +118,7 @@ func (c *jsCluster) start(i int) {
 			rs = append(rs, r.String())
 		}
 		cmd := exec.Command(c.bin, "-n", c.name(i), "-a", "127.0.0.1", "-p", strconv.Itoa(c.clients[i]),
-			"-js", "-sd", c.dirs[i], "--cluster_name", "sb",
+			"-js", "-sd", c.dirs[i], "--cluster_name", "sb", "-m", strconv.Itoa(c.monitor[i]),
 			"--cluster", "nats://127.0.0.1:"+strconv.Itoa(c.routes[i]), "--routes", strings.Join(rs, ","))
 		if err := cmd.Start(); err != nil {
 			c.t.Fatalf("node %s: %v", c.name(i), err)
@@ -173,6 +177,38 @@ func (c *jsCluster) index(name string) int {
 	}
 	c.t.Fatalf("no node %q", name)
 	return -1
+}
+
+// clientOn names the node a client connection (by its nats.Name) is
+// connected to, or "" when no live node has it.
+func (c *jsCluster) clientOn(name string) string {
+	for i := range c.nodes {
+		c.mu.Lock()
+		s, p := c.nodes[i], c.procs[i]
+		c.mu.Unlock()
+		var conns []*server.ConnInfo
+		switch {
+		case s != nil:
+			if cz, err := s.Connz(&server.ConnzOptions{}); err == nil {
+				conns = cz.Conns
+			}
+		case p != nil:
+			resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(c.monitor[i]) + "/connz")
+			if err != nil {
+				continue
+			}
+			var cz server.Connz
+			_ = json.NewDecoder(resp.Body).Decode(&cz)
+			resp.Body.Close()
+			conns = cz.Conns
+		}
+		for _, ci := range conns {
+			if ci.Name == name {
+				return c.name(i)
+			}
+		}
+	}
+	return ""
 }
 
 // urls is every node's client URL, as SWITCHBOARD_NATS_URL lists them.
@@ -414,6 +450,7 @@ steps:
 		}
 		f0 := failures.Load()
 		i := cl.index(leader)
+		appWas := cl.clientOn("cluster")
 		killedAt := time.Now()
 		cl.stop(i)
 		var resume time.Duration
@@ -423,6 +460,12 @@ steps:
 			return ok, fmt.Sprintf("nothing accepted since the loss %s ago", time.Since(killedAt).Round(time.Millisecond))
 		})
 		failed := failures.Load() - f0
+		// The process reconnects to the other URLs on its own: where is it now?
+		var appNow string
+		eventually(t, 10*time.Second, "the process's NATS connection on a live node", func() (bool, string) {
+			appNow = cl.clientOn("cluster")
+			return appNow != "", "not connected to any node"
+		})
 		// Keep the node down a while under load, then restart it on its
 		// store and wait until it has caught up on every stream.
 		down := accepted()
@@ -433,8 +476,8 @@ steps:
 		cl.start(i)
 		eventually(t, 60*time.Second, "the restarted node to catch up on every stream", func() (bool, string) { return allCurrent(js, 3) })
 		losses = append(losses, loss{node: leader, resume: resume, rejoin: time.Since(restartAt), failedMeanwhile: failed})
-		t.Logf("loss %d: TRIGGERS leader %s lost at %s; first event accepted %s later (%d calls failed meanwhile); restarted, current again after %s",
-			round+1, leader, killedAt.Sub(begin).Round(time.Millisecond), resume.Round(time.Millisecond), failed, time.Since(restartAt).Round(time.Millisecond))
+		t.Logf("loss %d: TRIGGERS leader %s lost at %s (the process was connected to %s, then to %s); first event accepted %s later (%d calls failed meanwhile); restarted, current again after %s",
+			round+1, leader, killedAt.Sub(begin).Round(time.Millisecond), appWas, appNow, resume.Round(time.Millisecond), failed, time.Since(restartAt).Round(time.Millisecond))
 	}
 	after := accepted()
 	eventually(t, 30*time.Second, "events accepted after the last restart", func() (bool, string) {
@@ -466,7 +509,7 @@ steps:
 
 	// What ran: distinct run ids per key at the listener.
 	ran := map[string]map[string]bool{}
-	calls := 0
+	calls, perKey := 0, map[string]int{}
 	for _, r := range l.all() {
 		k, _ := r.Body["k"].(string)
 		run, _ := r.Body["run"].(string)
@@ -475,6 +518,16 @@ steps:
 		}
 		ran[k][run] = true
 		calls++
+		perKey[k]++
+	}
+	// Step calls repeated within one run: its checkpoint could not be
+	// stored while a stream had no leader, so the step ran again.
+	repeated, most := 0, 0
+	for _, n := range perKey {
+		if n > 1 {
+			repeated++
+		}
+		most = max(most, n)
 	}
 	var lost, twice, refusedRan, refusedTwice int
 	for _, ack := range acks {
@@ -505,6 +558,6 @@ steps:
 	for _, l := range losses {
 		resumes = append(resumes, l.resume.Round(time.Millisecond).String())
 	}
-	t.Logf("RESULT: %d events accepted, %d lost, %d ran twice; resume after each leader loss: %s; %d calls refused (%v), %d of them ran (once each: %t); %d listener calls (a step call repeated when its checkpoint was lost with a node is not a second run); %d sends skipped at 256 in flight; %s in all",
-		len(acks), lost, twice, strings.Join(resumes, ", "), len(refused), codes, refusedRan, refusedTwice == 0, calls, skipped.Load(), time.Since(begin).Round(time.Millisecond))
+	t.Logf("RESULT: %d events accepted, %d lost, %d ran twice; resume after each leader loss: %s; %d calls refused (%v), %d of them ran (once each: %t); %d listener calls (%d events' step called more than once within their one run, at most %d times); %d sends skipped at 256 in flight; %s in all",
+		len(acks), lost, twice, strings.Join(resumes, ", "), len(refused), codes, refusedRan, refusedTwice == 0, calls, repeated, most, skipped.Load(), time.Since(begin).Round(time.Millisecond))
 }
