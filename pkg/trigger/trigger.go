@@ -144,6 +144,12 @@ func WithHeader(name, value string) PublishOption {
 	}
 }
 
+// HeaderReplayOf marks a replayed trigger event with the id of the stored
+// event it replays (a single-event replay, an integration's time-range
+// replay). A range replay skips such events, so a range that reaches into
+// its own output does not replay it again.
+const HeaderReplayOf = "Sb-Replay-Of"
+
 // WithCatalogRevision sets Sb-Catalog-Rev: the catalog revision the producer
 // had seen, so the router waits until its copy is at least as new.
 func WithCatalogRevision(rev uint64) PublishOption {

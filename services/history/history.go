@@ -2,7 +2,7 @@
 // history read model (pkg/history, a bbolt file fed from the RUN_EVENTS
 // stream) and serves the query API over it — runs listed and fetched,
 // trigger events with their decision records — and replays a run from the
-// trigger that started it.
+// trigger that started it, or a stored trigger event as a new event.
 //
 // The read model is local to the process that runs this role; other roles
 // (ingress replicas in particular) hold none. Any number of history
@@ -147,6 +147,7 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET("/v1/projects/:p/runs/:run", s.getRun)
 	e.POST("/v1/projects/:p/runs/:run/replay", s.replayRun)
 	e.GET("/v1/projects/:p/events/:event", s.getEvent)
+	e.POST("/v1/projects/:p/events/:event/replay", s.replayEvent)
 	e.POST("/v1/projects/:p/runs/replay", s.bulkReplay)
 	e.GET("/v1/projects/:p/dead", s.listDead)
 	e.POST("/v1/projects/:p/dead/:seq/replay", s.replayDead)

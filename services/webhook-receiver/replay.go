@@ -25,8 +25,9 @@ import (
 
 // HeaderReplayOf marks a replayed event with the id of the event it
 // replays; a replay skips such events, so a range that reaches into its own
-// output does not replay it again.
-const HeaderReplayOf = "Sb-Replay-Of"
+// output does not replay it again. It is trigger.HeaderReplayOf, which a
+// single-event replay (the history role) sets too.
+const HeaderReplayOf = trigger.HeaderReplayOf
 
 // MaxReplayPage bounds how many stored events one replay call publishes
 // again; a caller walks a longer range page by page (Next).

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -14,20 +15,31 @@ import (
 	receiver "github.com/switchboard-hq/switchboard/services/webhook-receiver"
 )
 
-// newEventsReplayCmd is `switchboard events replay --integration I --since T`:
-// the integration's stored webhook events in a time range, published again
-// page by page (each a new event the router decides anew), with a progress
-// bar on stderr.
+// newEventsReplayCmd is `switchboard events replay EVENT_ID` (one stored
+// trigger event published again as a new event; prints the answer: the new
+// event id and the runs it started) or `switchboard events replay
+// --integration I --since T`: the integration's stored webhook events in a
+// time range, published again page by page (each a new event the router
+// decides anew), with a progress bar on stderr.
 func newEventsReplayCmd() *cobra.Command {
 	var cf clientFlags
 	var integration, since, until string
 	var page int
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "replay --integration hubspot --since 2026-12-01T09:00:00Z [--until …]",
-		Short: "Replay an integration's stored webhook events in a time range",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "replay (EVENT_ID | --integration hubspot --since 2026-12-01T09:00:00Z [--until …])",
+		Short: "Replay one stored event, or an integration's stored webhook events in a time range",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if integration != "" || since != "" || until != "" {
+					return errors.New("give an EVENT_ID or --integration with --since, not both")
+				}
+				return cf.call("POST", projectPath(cf.project, "/events/"+url.PathEscape(args[0])+"/replay"), "", nil, cmd.OutOrStdout())
+			}
+			if integration == "" || since == "" {
+				return errors.New("give an EVENT_ID, or --integration and --since for a time range")
+			}
 			start, err := parseWhen(since)
 			if err != nil {
 				return fmt.Errorf("--since: %w", err)
@@ -85,13 +97,11 @@ func newEventsReplayCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd)
-	cmd.Flags().StringVar(&integration, "integration", "", "integration id")
+	cmd.Flags().StringVar(&integration, "integration", "", "integration id (a time-range replay)")
 	cmd.Flags().StringVar(&since, "since", "", "start of the range: RFC 3339, or a duration ago (e.g. 2h)")
 	cmd.Flags().StringVar(&until, "until", "", "end of the range (default: now)")
 	cmd.Flags().IntVar(&page, "page", receiver.MaxReplayPage, "events per request")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "no progress bar")
-	_ = cmd.MarkFlagRequired("integration")
-	_ = cmd.MarkFlagRequired("since")
 	return cmd
 }
 
