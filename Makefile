@@ -12,9 +12,11 @@ build:
 	go build -o $(BIN)/switchboard ./services/switchboard/cmd/switchboard
 	go build -o $(BIN)/example-worker ./services/switchboard/cmd/example-worker
 
-## run: Switchboard in dev mode (embedded NATS, every service, project "dev")
+## run: Switchboard in dev mode (embedded NATS, every service, project "dev");
+## flags for `switchboard dev` go in ARGS, e.g.
+## make run ARGS="--http-addr 127.0.0.1:8081 --nats-addr 127.0.0.1:4223"
 run: build
-	$(BIN)/switchboard dev
+	$(BIN)/switchboard dev $(ARGS)
 
 ## test: every module's tests (real embedded NATS, bbolt and HTTP servers)
 test:

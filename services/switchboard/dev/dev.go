@@ -7,6 +7,7 @@
 package dev
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"errors"
@@ -35,6 +36,10 @@ import (
 // Project is the project dev mode creates.
 const Project = "dev"
 
+// ExamplesListenerDefault is the listener address written in examples/
+// (`switchboard echo-server` listens there by default).
+const ExamplesListenerDefault = "127.0.0.1:9000"
+
 // Files in the data dir.
 const (
 	APIKeyFile     = "dev-api-key"
@@ -53,6 +58,11 @@ type Options struct {
 	// ExamplesDir holds documents applied to the dev project at start;
 	// empty skips them.
 	ExamplesDir string
+	// ExamplesListener is the host:port the examples' http steps call
+	// instead of ExamplesListenerDefault (where they are written to post),
+	// so a machine whose port 9000 is taken runs the walk-through without
+	// edited copies of the examples; empty keeps the default.
+	ExamplesListener string
 	// APIKey fixes the dev API key (SWITCHBOARD_DEV_API_KEY); empty keeps
 	// the one in the data dir or mints one.
 	APIKey string
@@ -270,6 +280,9 @@ func (s *System) applyExamples(ctx context.Context, dir string) error {
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return fmt.Errorf("dev: examples: %w", err)
+		}
+		if l := s.Options.ExamplesListener; l != "" && l != ExamplesListenerDefault {
+			b = bytes.ReplaceAll(b, []byte(ExamplesListenerDefault), []byte(l))
 		}
 		objs, err := workflow.Parse(b, Project)
 		if err != nil {

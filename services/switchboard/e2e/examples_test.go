@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
@@ -50,5 +52,24 @@ func TestExamplesApply(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("workflows served %v, want the examples' %v", got, want)
+	}
+}
+
+// TestExamplesListener moves the examples' listener off 127.0.0.1:9000, as
+// `SWITCHBOARD_EXAMPLES_LISTENER` does for `make run` on a machine whose
+// port 9000 is taken: quote's notify step posts to the listener given.
+func TestExamplesListener(t *testing.T) {
+	l := newListener(t)
+	sys, _ := startDev(t, dev.Options{ExamplesDir: examplesDir, ExamplesListener: strings.TrimPrefix(l.URL, "http://")})
+	token, err := sys.Token("u1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPI(sys.HTTPAddr)
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u1", sys.APIKey, map[string]any{})
+	a.must(t, http.StatusCreated, "POST", "/v1/projects/dev/workflows/quote/trigger", token, map[string]any{"item": "moved", "qty": 2})
+	got := l.waitFor(t, "item", "moved", 1)
+	if got[0].Path != "/quotes" {
+		t.Fatalf("notify posted to %s, want /quotes on the moved listener", got[0].Path)
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 func newDevCmd() *cobra.Command {
-	var httpAddr, natsAddr, dataDir, examples string
+	var httpAddr, natsAddr, dataDir, examples, listener string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run every Switchboard service in one process with an embedded NATS (the quick start)",
@@ -29,7 +29,7 @@ func newDevCmd() *cobra.Command {
 			ctx, stop := service.SignalContext()
 			defer stop()
 			sys, err := dev.Start(ctx, dev.Options{
-				DataDir: dataDir, HTTPAddr: httpAddr, NATSAddr: natsAddr, ExamplesDir: examples,
+				DataDir: dataDir, HTTPAddr: httpAddr, NATSAddr: natsAddr, ExamplesDir: examples, ExamplesListener: listener,
 				APIKey: os.Getenv("SWITCHBOARD_DEV_API_KEY"), AdminToken: cfg.AdminToken, SecretKey: cfg.SecretKey,
 				AllowPrivate: cfg.AllowPrivate, MaxBody: cfg.MaxBody, Concurrency: cfg.Concurrency,
 				Limits: cfg.Limits, PprofAddr: cfg.PprofAddr, Logger: logger,
@@ -52,6 +52,8 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "address the embedded NATS listens on for outside clients")
 	cmd.Flags().StringVar(&dataDir, "data-dir", DefaultDataDir, "where NATS, keys and the read model are kept")
 	cmd.Flags().StringVar(&examples, "examples", "examples", "directory of documents applied to project dev at start")
+	cmd.Flags().StringVar(&listener, "examples-listener", examplesListener(),
+		"host:port the examples' http steps call instead of "+dev.ExamplesListenerDefault+" (env "+examplesListenerEnv+")")
 	return cmd
 }
 
@@ -69,4 +71,16 @@ func printQuickStart(w io.Writer, sys *dev.System, dataDir string) {
 	fmt.Fprintf(&b, "  curl -s \"$SB/v1/projects/dev/runs?limit=5\" -H \"Authorization: Bearer $KEY\"\n\n")
 	fmt.Fprintf(&b, "See README.md for the full walk-through.\n\n")
 	_, _ = io.WriteString(w, b.String())
+}
+
+// examplesListenerEnv moves the examples' listener off port 9000 for both
+// `switchboard dev` (the applied examples call it) and `switchboard
+// echo-server` (listens there), so one export covers the walk-through.
+const examplesListenerEnv = "SWITCHBOARD_EXAMPLES_LISTENER"
+
+func examplesListener() string {
+	if v := os.Getenv(examplesListenerEnv); v != "" {
+		return v
+	}
+	return dev.ExamplesListenerDefault
 }

@@ -34,6 +34,6 @@ func newEchoServerCmd() *cobra.Command {
 			return srv.ListenAndServe()
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:9000", "listen address")
+	cmd.Flags().StringVar(&addr, "addr", examplesListener(), "listen address (env "+examplesListenerEnv+"; the examples call it)")
 	return cmd
 }
