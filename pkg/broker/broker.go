@@ -74,6 +74,8 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		}
 		if p == 0 {
 			p = server.RANDOM_PORT
+		} else if err := portFree(opts.ListenAddr); err != nil {
+			return nil, err
 		}
 		so.Host, so.Port = host, p
 	}
@@ -90,6 +92,20 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		return nil, errors.New("broker: embedded nats-server not ready after 30s")
 	}
 	return &Embedded{Server: ns}, nil
+}
+
+// portFree fails with the listen error (e.g. "address already in use")
+// when addr cannot be bound. nats-server only logs that error from its
+// accept loop and never becomes ready, so without this check a busy port
+// costs the caller the whole readiness wait and a vague "not ready". The
+// port is released at once; another process taking it in between still
+// ends in the readiness timeout.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("broker: nats listen address %s: %w", addr, err)
+	}
+	return l.Close()
 }
 
 // ClientURL is the URL external clients connect to; empty when the server
