@@ -9,6 +9,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
+	github.com/switchboard-hq/switchboard/examples v0.0.0
 	github.com/switchboard-hq/switchboard/pkg v0.0.0
 	github.com/switchboard-hq/switchboard/proto v0.0.0
 	github.com/switchboard-hq/switchboard/services/connection-lifecycle v0.0.0
@@ -19,6 +20,13 @@ require (
 	github.com/switchboard-hq/switchboard/services/webhook-receiver v0.0.0
 	go.etcd.io/bbolt v1.5.0
 	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/getkin/kin-openapi v0.153.0
+	github.com/go-openapi/jsonpointer v0.22.5 // indirect
+	github.com/go-openapi/swag/jsonname v0.25.5 // indirect
+	go.yaml.in/yaml/v4 v4.0.0 // indirect
 )
 
 require (
@@ -56,7 +64,7 @@ require (
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/stripe/stripe-go/v82 v82.5.1
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/term v0.47.0 // indirect
@@ -65,6 +73,7 @@ require (
 )
 
 replace (
+	github.com/switchboard-hq/switchboard/examples => ../../examples
 	github.com/switchboard-hq/switchboard/pkg => ../../pkg
 	github.com/switchboard-hq/switchboard/proto => ../../proto
 	github.com/switchboard-hq/switchboard/services/connection-lifecycle => ../connection-lifecycle

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labstack/echo/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -47,6 +48,8 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
+
+	"github.com/switchboard-hq/switchboard/services/switchboard/openapi"
 )
 
 // Options configure one process.
@@ -137,6 +140,7 @@ type App struct {
 	roles   []service.Role          // started, in start order (as wrapped)
 	byName  map[string]service.Role // as built
 	srv     *httpx.Server
+	echo    *echo.Echo // the one HTTP server's routes (Routes)
 	served  chan struct{}
 	serveEr error
 	stopBg  context.CancelFunc
@@ -202,7 +206,12 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}
 	e := httpx.NewEcho(opts.Logger)
+	a.echo = e
 	a.Health.Register(e)
+	// The API's own description is public and role-independent (openapi/).
+	if err := openapi.Register(e); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	lim := opts.HTTPLimits
 	lim.Addr, lim.Handler = opts.HTTPAddr, e
 	if a.srv, err = httpx.NewServer(lim); err != nil {

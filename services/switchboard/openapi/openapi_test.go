@@ -1,0 +1,325 @@
+package openapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/labstack/echo/v5"
+
+	"github.com/switchboard-hq/switchboard/pkg/testlog"
+	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
+	"github.com/switchboard-hq/switchboard/services/switchboard/openapi"
+)
+
+// load parses and validates the embedded document the way it is served.
+func load(t *testing.T) *openapi3.T {
+	t.Helper()
+	b, err := openapi.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(b)
+	if err != nil {
+		t.Fatalf("load the document: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	return doc
+}
+
+func TestDocumentValidates(t *testing.T) {
+	doc := load(t)
+	if !doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi %q, want 3.1", doc.OpenAPI)
+	}
+	for _, name := range []string{"apiKey", "userToken", "adminToken"} {
+		if doc.Components.SecuritySchemes[name] == nil {
+			t.Errorf("security scheme %s missing", name)
+		}
+	}
+}
+
+// anyMethod is how an echo Any route and a path item marked
+// x-switchboard-any-method are compared: as one pseudo-method.
+const anyMethod = "ANY"
+
+var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
+// docPath turns an echo route path into its OpenAPI template: :p is {p},
+// a trailing * wildcard is {path} (OpenAPI has no multi-segment parameter;
+// the document says so where it uses one).
+func docPath(p string) string {
+	p = echoParam.ReplaceAllString(p, "{$1}")
+	if strings.HasSuffix(p, "/*") {
+		p = strings.TrimSuffix(p, "*") + "{path}"
+	}
+	return p
+}
+
+func routeKey(method, path string) string { return method + " " + path }
+
+// registered is every route the process serves, as "METHOD /template".
+func registered(routes echo.Routes) []string {
+	var out []string
+	for _, r := range routes {
+		m := r.Method
+		if m == echo.RouteAny {
+			m = anyMethod
+		}
+		out = append(out, routeKey(m, docPath(r.Path)))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// documented is every path and method of the document.
+func documented(doc *openapi3.T) []string {
+	var out []string
+	for path, item := range doc.Paths.Map() {
+		if any, _ := item.Extensions["x-switchboard-any-method"].(bool); any {
+			out = append(out, routeKey(anyMethod, path))
+			continue
+		}
+		for method := range item.Operations() {
+			out = append(out, routeKey(strings.ToUpper(method), path))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// startAll runs every role around an embedded NATS, with the examples
+// applied, as `switchboard dev` does.
+func startAll(t *testing.T) *dev.System {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sys, err := dev.Start(ctx, dev.Options{
+		DataDir:     t.TempDir(),
+		HTTPAddr:    "127.0.0.1:0",
+		ExamplesDir: "../../../examples",
+		Logger:      testlog.New(t),
+	})
+	if err != nil {
+		t.Fatalf("dev.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		sys.Stop(ctx)
+	})
+	return sys
+}
+
+func TestAgainstApp(t *testing.T) {
+	doc := load(t)
+	sys := startAll(t)
+
+	t.Run("routes", func(t *testing.T) {
+		reg, docd := registered(sys.App.Routes()), documented(doc)
+		var missing, stale []string
+		for _, r := range reg {
+			if !slices.Contains(docd, r) {
+				missing = append(missing, r)
+			}
+		}
+		for _, d := range docd {
+			if !slices.Contains(reg, d) {
+				stale = append(stale, d)
+			}
+		}
+		if len(missing) > 0 {
+			t.Errorf("%d of %d registered routes are not in openapi.yaml; add them:\n  %s",
+				len(missing), len(reg), strings.Join(missing, "\n  "))
+		}
+		if len(stale) > 0 {
+			t.Errorf("%d documented routes are not registered by any role; remove or fix them:\n  %s",
+				len(stale), strings.Join(stale, "\n  "))
+		}
+		t.Logf("%d routes registered, %d documented", len(reg), len(docd))
+	})
+
+	t.Run("responses", func(t *testing.T) {
+		testResponses(t, doc, sys)
+	})
+}
+
+// call is one recorded request: the route template it should match in the
+// document and the status the walk-through expects.
+type call struct {
+	name     string
+	method   string
+	template string // OpenAPI path
+	path     string // the real path with query
+	auth     string
+	header   map[string]string
+	body     string
+	want     int
+	// keep stores values from the answer for later calls.
+	keep func(t *testing.T, body []byte)
+}
+
+func testResponses(t *testing.T, doc *openapi3.T, sys *dev.System) {
+	base := "http://" + sys.HTTPAddr
+	key := "Bearer " + sys.APIKey
+	tok, err := sys.Token("u1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := "Bearer " + tok
+	doc1, err := os.ReadFile("../../../examples/contact-created.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedDoc, err := os.ReadFile("../../../examples/schedules/every-5s.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eventID, runID string
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	calls := []call{
+		{name: "healthz", method: "GET", template: "/healthz", path: "/healthz", want: 200},
+		{name: "readyz", method: "GET", template: "/readyz", path: "/readyz", want: 200},
+		{name: "openapi", method: "GET", template: "/openapi.json", path: "/openapi.json", want: 200},
+		{name: "apply", method: "POST", template: "/v1/projects/{p}/apply", path: "/v1/projects/dev/apply", auth: key,
+			header: map[string]string{"Content-Type": "application/yaml"}, body: string(doc1), want: 200},
+		{name: "workflows", method: "GET", template: "/v1/projects/{p}/workflows", path: "/v1/projects/dev/workflows", auth: key, want: 200},
+		{name: "put user", method: "PUT", template: "/v1/projects/{p}/users/{u}", path: "/v1/projects/dev/users/u1", auth: key,
+			header: jsonCT, body: `{"metadata":{"timezone":"Europe/Berlin"}}`, want: 200},
+		{name: "put credential", method: "PUT", template: "/v1/projects/{p}/users/{u}/credentials/{c}", path: "/v1/projects/dev/users/u1/credentials/c1", auth: key,
+			header: jsonCT, body: `{"integration":"crm","providerAccountId":"acct-42","secret":{"accessToken":"crm-token-123"}}`, want: 200},
+		{name: "get user", method: "GET", template: "/v1/projects/{p}/users/{u}", path: "/v1/projects/dev/users/u1", auth: key, want: 200},
+		{name: "event", method: "POST", template: "/v1/projects/{p}/events", path: "/v1/projects/dev/events?wait=routed", auth: user,
+			header: jsonCT, body: `{"name":"Contact Created","payload":{"email":"ada@example.com"}}`, want: 202,
+			keep: func(t *testing.T, b []byte) {
+				var a struct {
+					ID     string   `json:"id"`
+					RunIDs []string `json:"runIds"`
+				}
+				if err := json.Unmarshal(b, &a); err != nil || len(a.RunIDs) == 0 {
+					t.Fatalf("event answer %s: %v; want a run id", b, err)
+				}
+				eventID, runID = a.ID, a.RunIDs[0]
+			}},
+		{name: "sdk event", method: "POST", template: "/v2/projects/{p}/sdk/events/trigger", path: "/v2/projects/dev/sdk/events/trigger", auth: user,
+			header: jsonCT, body: `{"name":"Contact Created","payload":{"email":"grace@example.com"}}`, want: 202},
+		{name: "decision", method: "GET", template: "/v1/projects/{p}/events/{event}", path: "/v1/projects/dev/events/{eventID}", auth: key, want: 200},
+		{name: "runs list", method: "GET", template: "/v1/projects/{p}/runs", path: "/v1/projects/dev/runs?workflow=contact-to-crm", auth: key, want: 200},
+		{name: "run", method: "GET", template: "/v1/projects/{p}/runs/{run}", path: "/v1/projects/dev/runs/{runID}", auth: key, want: 200},
+		{name: "request sync", method: "POST", template: "/v1/projects/{p}/workflows/{w}/trigger", path: "/v1/projects/dev/workflows/quote/trigger", auth: user,
+			header: jsonCT, body: `{"item":"pen","qty":4}`, want: 201},
+		{name: "request async", method: "POST", template: "/v1/projects/{p}/workflows/{w}/trigger", path: "/v1/projects/dev/workflows/quote/trigger", auth: user,
+			header: map[string]string{"Content-Type": "application/json", "Prefer": "respond-async"}, body: `{"item":"cup","qty":2}`, want: 202},
+		{name: "request invalid", method: "POST", template: "/v1/projects/{p}/workflows/{w}/trigger", path: "/v1/projects/dev/workflows/quote/trigger", auth: user,
+			header: jsonCT, body: `{"qty":4}`, want: 400},
+		{name: "run not found", method: "GET", template: "/v1/projects/{p}/runs/{run}", path: "/v1/projects/dev/runs/run_nope", auth: key, want: 404},
+		{name: "unauthorized", method: "GET", template: "/v1/projects/{p}/runs", path: "/v1/projects/dev/runs", auth: "Bearer sk_wrong", want: 401},
+		{name: "dead", method: "GET", template: "/v1/projects/{p}/dead", path: "/v1/projects/dev/dead", auth: key, want: 200},
+		{name: "sdk me", method: "GET", template: "/projects/{p}/sdk/me", path: "/projects/dev/sdk/me", auth: user, want: 200},
+		{name: "sdk integrations", method: "GET", template: "/projects/{p}/sdk/integrations", path: "/projects/dev/sdk/integrations", auth: user, want: 200},
+		{name: "apply schedule", method: "POST", template: "/v1/projects/{p}/apply", path: "/v1/projects/dev/apply", auth: key,
+			header: map[string]string{"Content-Type": "application/yaml"}, body: string(schedDoc), want: 200},
+		{name: "schedule", method: "GET", template: "/v1/projects/{p}/workflows/{w}/schedule", path: "/v1/projects/dev/workflows/every-5s/schedule", auth: key, want: 200},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			path := strings.NewReplacer("{eventID}", eventID, "{runID}", runID).Replace(c.path)
+			status, header, body := do(t, base, c, path)
+			// A read of a run or decision may race the read model; the
+			// history API answers 404 until it caught up.
+			for deadline := time.Now().Add(10 * time.Second); status == 404 && c.want == 200 && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Millisecond)
+				status, header, body = do(t, base, c, path)
+			}
+			if status != c.want {
+				t.Fatalf("%s %s: HTTP %d, want %d: %s", c.method, path, status, c.want, body)
+			}
+			validate(t, doc, c, path, status, header, body)
+			if c.keep != nil {
+				c.keep(t, body)
+			}
+		})
+	}
+}
+
+func do(t *testing.T, base string, c call, path string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(c.method, base+path, strings.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// validate checks a recorded answer against the document's response for
+// its route, method and status (IncludeResponseStatus: an undocumented
+// status without a default fails too).
+func validate(t *testing.T, doc *openapi3.T, c call, path string, status int, header http.Header, body []byte) {
+	t.Helper()
+	item := doc.Paths.Find(c.template)
+	if item == nil {
+		t.Fatalf("%s is not in the document", c.template)
+	}
+	op := item.GetOperation(c.method)
+	if op == nil {
+		t.Fatalf("%s %s is not in the document", c.method, c.template)
+	}
+	req, _ := http.NewRequest(c.method, "http://switchboard"+path, nil)
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: req,
+			Route:   &routers.Route{Spec: doc, Path: c.template, PathItem: item, Method: c.method, Operation: op},
+		},
+		Status: status,
+		Header: header,
+		Body:   io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true,
+			MultiError:            true,
+		},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s %s → %d does not match the document: %v\nbody: %s", c.method, path, status, err, body)
+	}
+	if c.want >= 400 {
+		// Every error is the one shape, whatever the operation says.
+		var e struct {
+			Error *struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.Error == nil || e.Error.Code == "" {
+			t.Errorf("error body %s is not {\"error\":{\"code\",\"message\"}}", body)
+		}
+	}
+}
