@@ -141,19 +141,23 @@ func (s *Service) triggerRequest(c *echo.Context) error {
 	// The run id is derived from the stored event's id — with a key, the
 	// id claimed for it — so every answer for the key names the same run.
 	runID := runs.RequestRunID(res.EventID, wid, user)
-	if res.Duplicate {
-		// Stored by an earlier call with this key, or by a copy this retry
-		// republished under the claimed id; the router answers the call
-		// whose copy was stored, not this one.
-		replayed(c)
-		return c.JSON(http.StatusAccepted, RequestAccepted{RunID: runID, EventID: res.EventID, WorkflowID: wid, Status: "accepted"})
-	}
-	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindRequest).Inc()
-
 	wait := wf.RequestTimeout()
 	if prefer.Wait > 0 && prefer.Wait < wait {
 		wait = prefer.Wait
 	}
+	if res.Duplicate {
+		// Stored by an earlier call with this key, or by a copy this retry
+		// republished under the claimed id; the router answers the call
+		// whose copy was stored, not this one. A caller that waits gets
+		// the original answer from the run's record instead.
+		replayed(c)
+		if !async {
+			return s.replayResponse(c, p, wid, runID, wait)
+		}
+		return c.JSON(http.StatusAccepted, RequestAccepted{RunID: runID, EventID: res.EventID, WorkflowID: wid, Status: "accepted"})
+	}
+	s.opts.Metrics.TriggersReceived.WithLabelValues(p, subjects.KindRequest).Inc()
+
 	if async {
 		wait = decisionWait
 	}

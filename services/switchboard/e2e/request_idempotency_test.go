@@ -20,6 +20,7 @@ steps:
   - id: reply
     type: response
     status: 201
+    headers: {X-Order: "{{ trigger.request.body.order }}"}
     json: {order: "{{ trigger.request.body.order }}", run: "{{ run.id }}"}
 ---
 kind: Workflow
@@ -49,7 +50,8 @@ steps:
 
 // TestRequestIdempotency sends the same request trigger 50 times at once
 // with one Idempotency-Key (one run, one stored trigger, every caller told
-// the same run id), reuses the key with another body (422), repeats an App
+// the same run id; the repeats get the original response: status, headers
+// and body), reuses the key with another body (422), repeats an App
 // Event with a key (same event id, Idempotent-Replayed, one run), and
 // retries a key whose request the router refused once the cause is fixed
 // (a new run, not a replay of the refusal).
@@ -97,15 +99,11 @@ func TestRequestIdempotency(t *testing.T) {
 			switch {
 			case r.Header.Get("Idempotent-Replayed") == "true":
 				replayed++
-				if r.Status != http.StatusAccepted {
-					t.Errorf("replayed call %d: %s, want 202 with the original run id", i, r)
-					continue
-				}
-				got := rqObject(t, r)
-				id, _ := got["runId"].(string)
+				// The original response, as the run recorded it.
+				id := r.Header.Get("X-Switchboard-Run-Id")
 				runIDs[id]++
-				if got["workflowId"] != "rq-idem" {
-					t.Errorf("replayed call %d: %s, want workflowId rq-idem", i, r.Body)
+				if got := rqObject(t, r); r.Status != http.StatusCreated || got["run"] != id || got["order"] != "o-1" || r.Header.Get("X-Order") != "o-1" {
+					t.Errorf("replayed call %d: %s (X-Order %q), want the original 201 with run %s, order o-1 and X-Order o-1", i, r, r.Header.Get("X-Order"), id)
 				}
 			default:
 				originals++
@@ -148,8 +146,14 @@ func TestRequestIdempotency(t *testing.T) {
 
 		// A later repeat is still answered from the key.
 		r := rqCall(t, "POST", url, body, "Authorization", bearer, "Idempotency-Key", "order-o-1")
+		if r.Status != http.StatusCreated || r.Header.Get("Idempotent-Replayed") != "true" || rqObject(t, r)["run"] != runID ||
+			r.Header.Get("X-Switchboard-Run-Id") != runID || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("repeat after the run: %s (replayed %q), want the original 201 of %s", r, r.Header.Get("Idempotent-Replayed"), runID)
+		}
+		// Asked for an async answer, the repeat is the 202 with the run id.
+		r = rqCall(t, "POST", url, body, "Authorization", bearer, "Idempotency-Key", "order-o-1", "Prefer", "respond-async")
 		if r.Status != http.StatusAccepted || r.Header.Get("Idempotent-Replayed") != "true" || rqObject(t, r)["runId"] != runID {
-			t.Errorf("repeat after the run: %s (replayed %q), want 202 replayed with %s", r, r.Header.Get("Idempotent-Replayed"), runID)
+			t.Errorf("async repeat: %s, want 202 replayed with %s", r, runID)
 		}
 
 		// The same key with another body, query or user is refused.
@@ -205,8 +209,8 @@ func TestRequestIdempotency(t *testing.T) {
 		}
 		runID := r.Header.Get("X-Switchboard-Run-Id")
 		again := rqCall(t, "POST", url, []byte(`{}`), hdr...)
-		if again.Status != http.StatusAccepted || again.Header.Get("Idempotent-Replayed") != "true" || rqObject(t, again)["runId"] != runID {
-			t.Errorf("repeat after the run: %s, want 202 replayed with %s", again, runID)
+		if again.Status != http.StatusCreated || again.Header.Get("Idempotent-Replayed") != "true" || rqObject(t, again)["run"] != runID {
+			t.Errorf("repeat after the run: %s, want the original 201 of %s, replayed", again, runID)
 		}
 	})
 
