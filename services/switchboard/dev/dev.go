@@ -12,8 +12,10 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -56,8 +58,12 @@ type Options struct {
 	// empty keeps it in-process only.
 	NATSAddr string
 	// ExamplesDir holds documents applied to the dev project at start;
-	// empty skips them.
+	// empty skips them (unless Examples is set).
 	ExamplesDir string
+	// Examples, when set, holds the documents instead of ExamplesDir
+	// (`switchboard dev` passes the embedded examples.FS, so it applies them
+	// outside the repository root too).
+	Examples fs.FS
 	// ExamplesListener is the host:port the examples' http steps call
 	// instead of ExamplesListenerDefault (where they are written to post),
 	// so a machine whose port 9000 is taken runs the walk-through without
@@ -185,8 +191,11 @@ func (s *System) setup(ctx context.Context, d *app.Deps) error {
 	if err := s.setupProject(ctx); err != nil {
 		return err
 	}
-	if s.Options.ExamplesDir != "" {
-		return s.applyExamples(ctx, s.Options.ExamplesDir)
+	switch {
+	case s.Options.Examples != nil:
+		return s.applyExamples(ctx, s.Options.Examples, "embedded")
+	case s.Options.ExamplesDir != "":
+		return s.applyExamples(ctx, os.DirFS(s.Options.ExamplesDir), s.Options.ExamplesDir)
 	}
 	return nil
 }
@@ -262,22 +271,27 @@ func secretFile(path, fixed string, gen func() (string, error)) (string, error) 
 	return fixed, nil
 }
 
-// applyExamples applies every .yaml/.yml/.json file in dir to project dev.
-func (s *System) applyExamples(ctx context.Context, dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+// applyExamples applies every top-level .yaml/.yml/.json file of fsys to
+// project dev in one apply, and logs what it applied: a newcomer whose
+// walk-through finds no workflow sees at once whether any were applied.
+// from names the source in the log.
+func (s *System) applyExamples(ctx context.Context, fsys fs.FS, from string) error {
+	entries, err := fs.ReadDir(fsys, ".")
+	if errors.Is(err, fs.ErrNotExist) {
+		s.Options.Logger.Warn("dev: no examples applied: the directory does not exist", "examples", from)
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("dev: examples: %w", err)
 	}
 	var all []workflow.Object
+	var files, docs []string
 	for _, e := range entries {
-		ext := filepath.Ext(e.Name())
+		ext := path.Ext(e.Name())
 		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		b, err := fs.ReadFile(fsys, e.Name())
 		if err != nil {
 			return fmt.Errorf("dev: examples: %w", err)
 		}
@@ -288,16 +302,25 @@ func (s *System) applyExamples(ctx context.Context, dir string) error {
 		if err != nil {
 			return fmt.Errorf("dev: example %s: %w", e.Name(), err)
 		}
+		files = append(files, e.Name())
+		for _, o := range objs {
+			docs = append(docs, o.DocKind()+" "+o.DocName())
+		}
 		all = append(all, objs...)
 	}
 	if len(all) == 0 {
+		s.Options.Logger.Info("dev: no examples applied: no documents", "examples", from)
 		return nil
 	}
 	rev, err := s.Catalog.Apply(ctx, all)
 	if err != nil {
 		return err
 	}
-	return s.Catalog.WaitRevision(ctx, rev)
+	if err := s.Catalog.WaitRevision(ctx, rev); err != nil {
+		return err
+	}
+	s.Options.Logger.Info("dev: applied examples", "examples", from, "files", files, "documents", docs)
+	return nil
 }
 
 // Stop shuts the process down in the root's order (HTTP intake, the roles

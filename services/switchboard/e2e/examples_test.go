@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	sbexamples "github.com/switchboard-hq/switchboard/examples"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
@@ -73,3 +77,47 @@ func TestExamplesListener(t *testing.T) {
 		t.Fatalf("notify posted to %s, want /quotes on the moved listener", got[0].Path)
 	}
 }
+
+// TestExamplesEmbedded: the binary's embedded examples are the repository's
+// examples/ (so `switchboard dev` outside the repository root applies the
+// same documents), and dev mode applies them and logs what it applied.
+func TestExamplesEmbedded(t *testing.T) {
+	embedded, err := fs.Glob(sbexamples.FS(), "*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := filepath.Glob(filepath.Join(examplesDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(embedded) == 0 || len(embedded) != len(onDisk) {
+		t.Fatalf("embedded %v, on disk %v", embedded, onDisk)
+	}
+	for _, f := range onDisk {
+		want, _ := os.ReadFile(f)
+		got, err := fs.ReadFile(sbexamples.FS(), filepath.Base(f))
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("embedded %s differs from %s (%v)", filepath.Base(f), f, err)
+		}
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	sys, _ := startDev(t, dev.Options{Examples: sbexamples.FS(), Logger: logger})
+	a := newAPI(sys.HTTPAddr)
+	a.must(t, http.StatusOK, "GET", "/v1/projects/dev/workflows/quote", sys.APIKey, nil)
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, `"msg":"dev: applied examples"`) || !strings.Contains(out, "Workflow quote") || !strings.Contains(out, "request-triggers.yaml") {
+		t.Fatalf("the log does not say which examples were applied:\n%s", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

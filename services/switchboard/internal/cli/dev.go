@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	sbexamples "github.com/switchboard-hq/switchboard/examples"
 	"github.com/switchboard-hq/switchboard/pkg/service"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
@@ -28,8 +30,14 @@ func newDevCmd() *cobra.Command {
 			started := time.Now()
 			ctx, stop := service.SignalContext()
 			defer stop()
+			// Without --examples the binary's own copy applies, so dev
+			// works from any directory.
+			var embedded fs.FS
+			if examples == "" {
+				embedded = sbexamples.FS()
+			}
 			sys, err := dev.Start(ctx, dev.Options{
-				DataDir: dataDir, HTTPAddr: httpAddr, NATSAddr: natsAddr, ExamplesDir: examples, ExamplesListener: listener,
+				DataDir: dataDir, HTTPAddr: httpAddr, NATSAddr: natsAddr, ExamplesDir: examples, Examples: embedded, ExamplesListener: listener,
 				APIKey: os.Getenv("SWITCHBOARD_DEV_API_KEY"), AdminToken: cfg.AdminToken, SecretKey: cfg.SecretKey,
 				AllowPrivate: cfg.AllowPrivate, MaxBody: cfg.MaxBody, Concurrency: cfg.Concurrency,
 				Limits: cfg.Limits, PprofAddr: cfg.PprofAddr, Logger: logger,
@@ -51,7 +59,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "address the embedded NATS listens on for outside clients")
 	cmd.Flags().StringVar(&dataDir, "data-dir", DefaultDataDir, "where NATS, keys and the read model are kept")
-	cmd.Flags().StringVar(&examples, "examples", "examples", "directory of documents applied to project dev at start")
+	cmd.Flags().StringVar(&examples, "examples", "", "directory of documents applied to project dev at start (default: the repository's examples/, embedded in the binary)")
 	cmd.Flags().StringVar(&listener, "examples-listener", examplesListener(),
 		"host:port the examples' http steps call instead of "+dev.ExamplesListenerDefault+" (env "+examplesListenerEnv+")")
 	return cmd
