@@ -31,9 +31,9 @@ func newDevCmd() *cobra.Command {
 			ctx, stop := service.SignalContext()
 			defer stop()
 			// Without --examples the binary's own copy applies, so dev
-			// works from any directory.
+			// works from any directory; --examples= (empty) applies none.
 			var embedded fs.FS
-			if examples == "" {
+			if !cmd.Flags().Changed("examples") {
 				embedded = sbexamples.FS()
 			}
 			sys, err := dev.Start(ctx, dev.Options{
@@ -59,7 +59,7 @@ func newDevCmd() *cobra.Command {
 	cmd.Flags().StringVar(&httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "address the embedded NATS listens on for outside clients")
 	cmd.Flags().StringVar(&dataDir, "data-dir", DefaultDataDir, "where NATS, keys and the read model are kept")
-	cmd.Flags().StringVar(&examples, "examples", "", "directory of documents applied to project dev at start (default: the repository's examples/, embedded in the binary)")
+	cmd.Flags().StringVar(&examples, "examples", "", "directory of documents applied to project dev at start (default: the repository's examples/, embedded in the binary; --examples= applies none)")
 	cmd.Flags().StringVar(&listener, "examples-listener", examplesListener(),
 		"host:port the examples' http steps call instead of "+dev.ExamplesListenerDefault+" (env "+examplesListenerEnv+")")
 	return cmd
