@@ -298,6 +298,16 @@ func TestRequestSync(t *testing.T) {
 		}
 	})
 
+	t.Run("Prefer wait=N never lengthens the workflow's timeout", func(t *testing.T) {
+		t.Parallel()
+		start := time.Now()
+		r := rqCall(t, "POST", trigger("rq-slow"), []byte(`{"n":2}`), "Authorization", bearer, "Prefer", "wait=10")
+		elapsed := time.Since(start)
+		if r.Status != 542 || elapsed < 900*time.Millisecond || elapsed > 2300*time.Millisecond {
+			t.Fatalf("got %s after %s, want 542 after about rq-slow's 1s timeout (wait=10 only shortens)", r, elapsed)
+		}
+	})
+
 	t.Run("form-urlencoded body", func(t *testing.T) {
 		t.Parallel()
 		r := rqCall(t, "POST", trigger("rq-body"), []byte("name=Ann+Lee&tag=a&tag=b&empty="),
