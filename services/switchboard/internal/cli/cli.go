@@ -2,21 +2,18 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard-hq/switchboard/pkg/service"
 
+	"github.com/switchboard-hq/switchboard/services/switchboard/client"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -73,40 +70,21 @@ func (f *clientFlags) key() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// call sends a request to the API and prints the JSON answer; a non-2xx
-// answer is an error carrying the API's message.
-func (f *clientFlags) call(method, path string, contentType string, body []byte, out io.Writer, edit ...func(*http.Request)) error {
+// api is a client of the API for these flags, with the project's key.
+func (f *clientFlags) api() (*client.Client, error) {
 	key, err := f.key()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	req, err := http.NewRequest(method, strings.TrimRight(f.url, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for _, e := range edit {
-		e(req)
-	}
-	client := &http.Client{Timeout: 60 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var pretty bytes.Buffer
-	if json.Indent(&pretty, raw, "", "  ") == nil {
-		raw = pretty.Bytes()
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: HTTP %d\n%s", method, path, resp.StatusCode, raw)
-	}
-	_, err = fmt.Fprintf(out, "%s\n", raw)
-	return err
+	return client.New(client.Options{BaseURL: f.url, Token: key})
+}
+
+// printJSON prints an answer as indented JSON, the way commands without a
+// table of their own show it.
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func envOr(name, def string) string {
@@ -114,8 +92,4 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-func projectPath(project, rest string) string {
-	return "/v1/projects/" + url.PathEscape(project) + rest
 }

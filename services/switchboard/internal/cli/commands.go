@@ -3,8 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard-hq/switchboard/pkg/auth"
+	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/services/switchboard/client"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -30,7 +30,15 @@ func newApplyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return cf.call("POST", projectPath(cf.project, "/apply"), "application/yaml", body, cmd.OutOrStdout())
+			api, err := cf.api()
+			if err != nil {
+				return err
+			}
+			res, err := api.Apply(cmd.Context(), cf.project, body)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	cf.register(cmd)
@@ -114,12 +122,16 @@ func newEventsCmd() *cobra.Command {
 			if !json.Valid([]byte(payload)) {
 				return fmt.Errorf("--payload is not valid JSON")
 			}
-			body, _ := json.Marshal(map[string]any{"name": name, "user": user, "payload": json.RawMessage(payload)})
-			return cf.call("POST", projectPath(cf.project, "/events"), "application/json", body, cmd.OutOrStdout(), func(r *http.Request) {
-				if credential != "" {
-					r.Header.Set("X-Switchboard-Credential", credential)
-				}
-			})
+			api, err := cf.api()
+			if err != nil {
+				return err
+			}
+			res, err := api.SendEvent(cmd.Context(), cf.project, client.EventRequest{Name: name, User: user, Payload: json.RawMessage(payload)},
+				client.EventOptions{Credential: credential})
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	cf.register(send)
@@ -140,16 +152,15 @@ func newRunsCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List runs, newest first",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := url.Values{}
-			for k, v := range map[string]string{"workflow": workflow, "user": user, "status": status, "cursor": cursor} {
-				if v != "" {
-					q.Set(k, v)
-				}
+			api, err := lf.api()
+			if err != nil {
+				return err
 			}
-			if limit > 0 {
-				q.Set("limit", fmt.Sprint(limit))
+			page, err := api.ListRuns(cmd.Context(), lf.project, client.RunFilter{Workflow: workflow, User: user, Status: runs.Status(status), Cursor: cursor, Limit: limit})
+			if err != nil {
+				return err
 			}
-			return lf.call("GET", projectPath(lf.project, "/runs?"+q.Encode()), "", nil, cmd.OutOrStdout())
+			return printJSON(cmd.OutOrStdout(), page)
 		},
 	}
 	lf.register(list)
@@ -165,7 +176,15 @@ func newRunsCmd() *cobra.Command {
 		Short: "Show one run with every step",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return gf.call("GET", projectPath(gf.project, "/runs/"+url.PathEscape(args[0])), "", nil, cmd.OutOrStdout())
+			api, err := gf.api()
+			if err != nil {
+				return err
+			}
+			run, err := api.GetRun(cmd.Context(), gf.project, args[0])
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), run)
 		},
 	}
 	gf.register(get)
@@ -176,7 +195,15 @@ func newRunsCmd() *cobra.Command {
 		Short: "Start a new run from a run's original trigger (linked to it by replayOf)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return rf.call("POST", projectPath(rf.project, "/runs/"+url.PathEscape(args[0])+"/replay"), "", nil, cmd.OutOrStdout())
+			api, err := rf.api()
+			if err != nil {
+				return err
+			}
+			res, err := api.ReplayRun(cmd.Context(), rf.project, args[0])
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	rf.register(replay)

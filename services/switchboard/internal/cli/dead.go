@@ -1,17 +1,16 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard-hq/switchboard/services/history"
+	"github.com/switchboard-hq/switchboard/services/switchboard/client"
 )
 
 // newDeadCmd lists a project's dead letters through the history role's API
@@ -31,15 +30,13 @@ func newDeadCmd() *cobra.Command {
 			if limit < 1 {
 				return fmt.Errorf("--limit must be at least 1")
 			}
-			all, err := lf.deadLetters(workflow, newest, limit)
+			all, err := lf.deadLetters(cmd.Context(), workflow, newest, limit)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(all)
+				return printJSON(out, all)
 			}
 			printDead(out, all)
 			return nil
@@ -57,10 +54,19 @@ func newDeadCmd() *cobra.Command {
 		Short: "Start a new run from a dead run's trigger (SEQ is the # that dead list shows)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := strconv.ParseUint(args[0], 10, 64); err != nil {
+			seq, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil {
 				return fmt.Errorf("SEQ must be a dead letter's number, got %q", args[0])
 			}
-			return rf.call("POST", projectPath(rf.project, "/dead/"+args[0]+"/replay"), "", nil, cmd.OutOrStdout())
+			api, err := rf.api()
+			if err != nil {
+				return err
+			}
+			res, err := api.ReplayDead(cmd.Context(), rf.project, seq)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	rf.register(replay)
@@ -69,27 +75,17 @@ func newDeadCmd() *cobra.Command {
 }
 
 // deadLetters pages through GET …/dead until limit entries or the end.
-func (f *clientFlags) deadLetters(workflow string, newest bool, limit int) ([]history.DeadLetter, error) {
+func (f *clientFlags) deadLetters(ctx context.Context, workflow string, newest bool, limit int) ([]history.DeadLetter, error) {
+	api, err := f.api()
+	if err != nil {
+		return nil, err
+	}
 	all := []history.DeadLetter{}
 	cursor := ""
 	for len(all) < limit {
-		q := url.Values{"limit": {strconv.Itoa(min(limit-len(all), history.MaxDeadLimit))}}
-		if workflow != "" {
-			q.Set("workflow", workflow)
-		}
-		if newest {
-			q.Set("order", "newest")
-		}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		var buf bytes.Buffer
-		if err := f.call("GET", projectPath(f.project, "/dead?"+q.Encode()), "", nil, &buf); err != nil {
+		page, err := api.ListDead(ctx, f.project, client.DeadFilter{Workflow: workflow, Newest: newest, Cursor: cursor, Limit: min(limit-len(all), history.MaxDeadLimit)})
+		if err != nil {
 			return nil, err
-		}
-		var page history.DeadPage
-		if err := json.Unmarshal(buf.Bytes(), &page); err != nil {
-			return nil, fmt.Errorf("decode the dead letters: %w", err)
 		}
 		all = append(all, page.DeadLetters...)
 		if cursor = page.NextCursor; cursor == "" {

@@ -1,17 +1,15 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard-hq/switchboard/services/switchboard/client"
 	receiver "github.com/switchboard-hq/switchboard/services/webhook-receiver"
 )
 
@@ -35,7 +33,15 @@ func newEventsReplayCmd() *cobra.Command {
 				if integration != "" || since != "" || until != "" {
 					return errors.New("give an EVENT_ID or --integration with --since, not both")
 				}
-				return cf.call("POST", projectPath(cf.project, "/events/"+url.PathEscape(args[0])+"/replay"), "", nil, cmd.OutOrStdout())
+				api, err := cf.api()
+				if err != nil {
+					return err
+				}
+				res, err := api.ReplayEvent(cmd.Context(), cf.project, args[0])
+				if err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), res)
 			}
 			if integration == "" || since == "" {
 				return errors.New("give an EVENT_ID, or --integration and --since for a time range")
@@ -53,18 +59,16 @@ func newEventsReplayCmd() *cobra.Command {
 				}
 			}
 			replayID := "cli-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-			path := projectPath(cf.project, "/integrations/"+url.PathEscape(integration)+"/replay")
+			api, err := cf.api()
+			if err != nil {
+				return err
+			}
 			var bar *progressbar.ProgressBar
 			total := 0
 			for cur := start; ; {
-				body, _ := json.Marshal(receiver.ReplayRequest{Since: cur, Until: end, ReplayID: replayID, Limit: page})
-				var buf bytes.Buffer
-				if err := cf.call("POST", path, "application/json", body, &buf); err != nil {
+				res, err := api.ReplayWebhooks(cmd.Context(), cf.project, integration, client.WebhookReplay{Since: cur, Until: end, ReplayID: replayID, Limit: page})
+				if err != nil {
 					return err
-				}
-				var res receiver.ReplayPage
-				if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
-					return fmt.Errorf("decode the answer: %w", err)
 				}
 				total += res.Replayed
 				if bar == nil && !quiet {

@@ -1,19 +1,16 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
-	"net/url"
 	"text/tabwriter"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/switchboard-hq/switchboard/pkg/runs"
-
 	"github.com/switchboard-hq/switchboard/services/scheduler"
+	"github.com/switchboard-hq/switchboard/services/switchboard/client"
 )
 
 // newSchedulesCmd shows and runs schedule triggers through the scheduler's
@@ -29,29 +26,27 @@ func newSchedulesCmd() *cobra.Command {
 		Short: "Show each zone's next ticks and the last fired ones with their run counts",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var buf bytes.Buffer
-			path := projectPath(nf.project, "/workflows/"+url.PathEscape(args[0])+"/schedule?next="+fmt.Sprint(n))
-			if err := nf.call("GET", path, "", nil, &buf); err != nil {
+			api, err := nf.api()
+			if err != nil {
+				return err
+			}
+			v, err := api.GetSchedule(cmd.Context(), nf.project, args[0], n)
+			if err != nil {
 				return err
 			}
 			if asJSON {
-				_, err := cmd.OutOrStdout().Write(buf.Bytes())
-				return err
-			}
-			var v scheduler.ScheduleView
-			if err := json.Unmarshal(buf.Bytes(), &v); err != nil {
-				return fmt.Errorf("decode the schedule: %w", err)
+				return printJSON(cmd.OutOrStdout(), v)
 			}
 			// Run counts come from the history role's decision records.
 			for i := range v.Zones {
 				for j := range v.Zones[i].Recent[:min(1, len(v.Zones[i].Recent))] {
 					f := &v.Zones[i].Recent[j]
 					if f.Runs == nil {
-						f.Runs = nf.tickRuns(f.Events)
+						f.Runs = tickRuns(cmd.Context(), api, nf.project, f.Events)
 					}
 				}
 			}
-			printSchedule(cmd, &v)
+			printSchedule(cmd, v)
 			return nil
 		},
 	}
@@ -66,8 +61,15 @@ func newSchedulesCmd() *cobra.Command {
 		Short: "Run a tick now, for every enrolled user or one (--user)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, _ := json.Marshal(scheduler.TriggerRequest{User: user})
-			return tf.call("POST", projectPath(tf.project, "/workflows/"+url.PathEscape(args[0])+"/schedule/trigger"), "application/json", body, cmd.OutOrStdout())
+			api, err := tf.api()
+			if err != nil {
+				return err
+			}
+			res, err := api.TriggerSchedule(cmd.Context(), tf.project, args[0], user)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
 	tf.register(trig)
@@ -110,17 +112,15 @@ func newBackfillCmd() *cobra.Command {
 					progressbar.OptionOnCompletion(func() { fmt.Fprintln(cmd.ErrOrStderr()) }),
 				)
 			}
-			path := projectPath(bf.project, "/workflows/"+url.PathEscape(args[0])+"/schedule/backfill")
+			api, err := bf.api()
+			if err != nil {
+				return err
+			}
 			var ticks, events int
 			for cur := start; ; {
-				body, _ := json.Marshal(scheduler.BackfillRequest{From: cur, To: end, User: user, Limit: page})
-				var buf bytes.Buffer
-				if err := bf.call("POST", path, "application/json", body, &buf); err != nil {
+				res, err := api.BackfillSchedule(cmd.Context(), bf.project, args[0], client.BackfillRequest{From: cur, To: end, User: user, Limit: page})
+				if err != nil {
 					return err
-				}
-				var res scheduler.BackfillResult
-				if err := json.Unmarshal(buf.Bytes(), &res); err != nil {
-					return fmt.Errorf("decode the answer: %w", err)
 				}
 				ticks, events = ticks+res.Ticks, events+res.Events
 				if res.Done || !res.Next.After(cur) {
@@ -149,15 +149,11 @@ func newBackfillCmd() *cobra.Command {
 
 // tickRuns sums the runs the decisions of a tick's events started; nil
 // while one is not decided (or not readable).
-func (f *clientFlags) tickRuns(events []string) *int {
+func tickRuns(ctx context.Context, api *client.Client, project string, events []string) *int {
 	total := 0
 	for _, id := range events {
-		var buf bytes.Buffer
-		if err := f.call("GET", projectPath(f.project, "/events/"+url.PathEscape(id)), "", nil, &buf); err != nil {
-			return nil
-		}
-		var d runs.Decision
-		if err := json.Unmarshal(buf.Bytes(), &d); err != nil {
+		d, err := api.GetDecision(ctx, project, id)
+		if err != nil {
 			return nil
 		}
 		total += d.Summary.Ran

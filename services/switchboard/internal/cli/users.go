@@ -1,18 +1,19 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
+	"github.com/switchboard-hq/switchboard/services/switchboard/client"
 )
 
 func newUsersCmd() *cobra.Command {
@@ -32,7 +33,7 @@ The file is streamed to POST /v1/projects/{p}/users/import; bad lines are
 listed with their line numbers and the others are imported.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cf.importUsers(args[0], quiet, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return cf.importUsers(cmd.Context(), args[0], quiet, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cf.register(imp)
@@ -43,8 +44,8 @@ listed with their line numbers and the others are imported.`,
 
 // importUsers streams path to the import endpoint with a progress bar by
 // bytes sent, then prints the counts and every reported line error.
-func (f *clientFlags) importUsers(path string, quiet bool, out, errOut io.Writer) error {
-	key, err := f.key()
+func (f *clientFlags) importUsers(ctx context.Context, path string, quiet bool, out, errOut io.Writer) error {
+	api, err := f.api()
 	if err != nil {
 		return err
 	}
@@ -78,44 +79,21 @@ func (f *clientFlags) importUsers(path string, quiet bool, out, errOut io.Writer
 		r := progressbar.NewReader(body, bar)
 		body = &r
 	}
-	apiPath := projectPath(f.project, "/users/import")
-	req, err := http.NewRequest(http.MethodPost, strings.TrimRight(f.url, "/")+apiPath, body)
-	if err != nil {
-		return err
-	}
-	if size >= 0 {
-		req.ContentLength = size
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", lifecycle.ContentTypeNDJSON)
 	// No overall timeout: a large import takes as long as it takes.
-	resp, err := http.DefaultClient.Do(req)
+	res, err := api.ImportUsers(ctx, f.project, body, size)
 	if bar != nil {
 		_ = bar.Finish()
 	}
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", apiPath, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	var res lifecycle.ImportResponse
-	if resp.StatusCode != http.StatusOK {
 		// An error answer may still say how far the import got.
-		var eb struct {
-			Error struct {
-				Message string                    `json:"message"`
-				Details *lifecycle.ImportResponse `json:"details"`
-			} `json:"error"`
+		var ae *client.Error
+		var got lifecycle.ImportResponse
+		if errors.As(err, &ae) && len(ae.Details) > 0 && json.Unmarshal(ae.Details, &got) == nil {
+			printImport(out, got)
 		}
-		if json.Unmarshal(raw, &eb) == nil && eb.Error.Details != nil {
-			printImport(out, *eb.Error.Details)
-		}
-		return fmt.Errorf("POST %s: HTTP %d\n%s", apiPath, resp.StatusCode, raw)
+		return err
 	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return fmt.Errorf("POST %s: unreadable answer %q: %w", apiPath, raw, err)
-	}
-	printImport(out, res)
+	printImport(out, *res)
 	if len(res.Errors) > 0 {
 		return fmt.Errorf("%d line(s) not imported", len(res.Errors))
 	}
