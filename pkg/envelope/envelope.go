@@ -110,6 +110,21 @@ func DecodeJSON(data []byte) (*sbv1.TriggerEvent, error) {
 			}
 		}
 	}
+	if raw, ok := fields["request"]; ok {
+		// A request body shown as JSON (bodyJSON) goes back to base64 for
+		// protojson.
+		var req map[string]json.RawMessage
+		if json.Unmarshal(raw, &req) == nil && jsonContainer(req["body"]) {
+			req["body"], _ = json.Marshal(base64.StdEncoding.EncodeToString(req["body"]))
+			var err error
+			if fields["request"], err = json.Marshal(req); err != nil {
+				return nil, fmt.Errorf("%w: json: %v", ErrMalformed, err)
+			}
+			if data, err = json.Marshal(fields); err != nil {
+				return nil, fmt.Errorf("%w: json: %v", ErrMalformed, err)
+			}
+		}
+	}
 	ev := &sbv1.TriggerEvent{}
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(data, ev); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -151,7 +166,7 @@ func MarshalJSON(ev *sbv1.TriggerEvent) ([]byte, error) {
 	case *sbv1.TriggerEvent_Request:
 		r := d.Request
 		j.Request = &jsonRequest{Method: r.Method, Headers: valuesJSON(r.Headers), Query: valuesJSON(r.Query),
-			Body: r.Body, ContentType: r.ContentType}
+			Body: bodyJSON(r.Body), ContentType: r.ContentType}
 	case *sbv1.TriggerEvent_Schedule:
 		if j.Schedule, err = protojson.Marshal(d.Schedule); err != nil {
 			return nil, fmt.Errorf("envelope: marshal json: %w", err)
@@ -203,8 +218,31 @@ type jsonRequest struct {
 	Method      string                `json:"method,omitempty"`
 	Headers     map[string]jsonValues `json:"headers,omitempty"`
 	Query       map[string]jsonValues `json:"query,omitempty"`
-	Body        []byte                `json:"body,omitempty"`
+	Body        json.RawMessage       `json:"body,omitempty"`
 	ContentType string                `json:"contentType,omitempty"`
+}
+
+// bodyJSON shows a request body that is a JSON object or array as that
+// JSON, so run history and decision records are readable; any other body
+// keeps the proto3 JSON mapping of bytes (a base64 string). Only objects
+// and arrays: a JSON string body would read back as base64, and
+// DecodeJSON must turn every rendering back into the same bytes (replays
+// start from it).
+func bodyJSON(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return nil
+	}
+	if jsonContainer(b) {
+		return b
+	}
+	enc, _ := json.Marshal(b)
+	return enc
+}
+
+// jsonContainer reports whether b is a valid JSON object or array.
+func jsonContainer(b []byte) bool {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	return len(t) > 0 && (t[0] == '{' || t[0] == '[') && json.Valid(b)
 }
 
 type jsonValues struct {
