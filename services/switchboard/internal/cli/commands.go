@@ -146,12 +146,15 @@ func newEventsCmd() *cobra.Command {
 func newRunsCmd() *cobra.Command {
 	runsCmd := &cobra.Command{Use: "runs", Short: "Run history"}
 	var lf clientFlags
-	var workflow, user, status, cursor string
+	var workflow, user, status, cursor, listOut string
 	var limit int
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List runs, newest first",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(listOut); err != nil {
+				return err
+			}
 			api, err := lf.api()
 			if err != nil {
 				return err
@@ -160,10 +163,14 @@ func newRunsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), page)
+			if listOut == "json" {
+				return printJSON(cmd.OutOrStdout(), page)
+			}
+			return printRunsTable(cmd.OutOrStdout(), page)
 		},
 	}
 	lf.register(list)
+	outputFlag(list, &listOut)
 	list.Flags().StringVar(&workflow, "workflow", "", "only this workflow")
 	list.Flags().StringVar(&user, "user", "", "only this user")
 	list.Flags().StringVar(&status, "status", "", "queued, running, succeeded or failed")
@@ -171,11 +178,15 @@ func newRunsCmd() *cobra.Command {
 	list.Flags().IntVar(&limit, "limit", 0, "page size (1..500)")
 
 	var gf clientFlags
+	var getOut string
 	get := &cobra.Command{
 		Use:   "get RUN_ID",
 		Short: "Show one run with every step",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(getOut); err != nil {
+				return err
+			}
 			api, err := gf.api()
 			if err != nil {
 				return err
@@ -184,10 +195,14 @@ func newRunsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), run)
+			if getOut == "json" {
+				return printJSON(cmd.OutOrStdout(), run)
+			}
+			return printRunSummary(cmd.OutOrStdout(), run)
 		},
 	}
 	gf.register(get)
+	outputFlag(get, &getOut)
 
 	var rf clientFlags
 	replay := &cobra.Command{
