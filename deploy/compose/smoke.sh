@@ -105,6 +105,11 @@ poll() {
 ready() { podman exec "$(ctr "$1")" /switchboard probe "http://127.0.0.1:8080/readyz"; }
 for r in "${roles[@]}"; do poll 120 "/readyz of $r" ready "$r"; done
 say "every role ready $(($(date +%s) - up_at))s after up: ${roles[*]}"
+# /metrics is on the admin listener, bound to :9090 in the containers: a
+# scraper on the compose network (here the listener container) reaches it.
+for r in "${roles[@]}"; do
+	podman exec "$(ctr listener)" /switchboard probe "http://$r:9090/metrics" >/dev/null || die "/metrics of $r not reachable on the compose network"
+done
 
 # --- the walk-through's core ---
 ING=http://127.0.0.1:$INGRESS_PORT HIS=http://127.0.0.1:$HISTORY_PORT LC=http://127.0.0.1:$LIFECYCLE_PORT
