@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v5"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-hq/switchboard/pkg/testlog"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
@@ -102,6 +104,32 @@ func documented(doc *openapi3.T) []string {
 	return out
 }
 
+// stubs drafts path items for routes the document lacks, so adding one
+// starts from a paste (role, summary and schemas still to be filled in).
+func stubs(routes []string) string {
+	var b strings.Builder
+	last := ""
+	for _, r := range routes {
+		method, path, _ := strings.Cut(r, " ")
+		if path != last {
+			fmt.Fprintf(&b, "  %s:\n    x-switchboard-role: TODO\n", path)
+			if method == anyMethod {
+				b.WriteString("    x-switchboard-any-method: true\n")
+				method = "POST"
+			}
+			last = path
+		}
+		var params []string
+		for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(path, -1) {
+			params = append(params, fmt.Sprintf("{name: %s, in: path, required: true, schema: {type: string}}", m[1]))
+		}
+		fmt.Fprintf(&b, "    %s:\n      summary: TODO\n      security: [{apiKey: []}]\n      parameters: [%s]\n"+
+			"      responses:\n        '200': {description: TODO, content: {application/json: {schema: {type: object}}}}\n"+
+			"        default: {$ref: '#/components/responses/Error'}\n", strings.ToLower(method), strings.Join(params, ", "))
+	}
+	return b.String()
+}
+
 // startAll runs every role around an embedded NATS, with the examples
 // applied, as `switchboard dev` does.
 func startAll(t *testing.T) *dev.System {
@@ -143,8 +171,8 @@ func TestAgainstApp(t *testing.T) {
 			}
 		}
 		if len(missing) > 0 {
-			t.Errorf("%d of %d registered routes are not in openapi.yaml; add them:\n  %s",
-				len(missing), len(reg), strings.Join(missing, "\n  "))
+			t.Errorf("%d of %d registered routes are not in openapi.yaml; add them:\n  %s\n\nstubs to fill in under paths:\n%s",
+				len(missing), len(reg), strings.Join(missing, "\n  "), stubs(missing))
 		}
 		if len(stale) > 0 {
 			t.Errorf("%d documented routes are not registered by any role; remove or fix them:\n  %s",
@@ -195,6 +223,15 @@ func testResponses(t *testing.T, doc *openapi3.T, sys *dev.System) {
 		{name: "healthz", method: "GET", template: "/healthz", path: "/healthz", want: 200},
 		{name: "readyz", method: "GET", template: "/readyz", path: "/readyz", want: 200},
 		{name: "openapi", method: "GET", template: "/openapi.json", path: "/openapi.json", want: 200},
+		{name: "put project", method: "PUT", template: "/v1/projects/{p}", path: "/v1/projects/dev", auth: "Bearer " + sys.AdminToken,
+			header: jsonCT, body: `{"allowedOrigins":["http://localhost:3000"]}`, want: 200},
+		{name: "api key", method: "POST", template: "/v1/projects/{p}/api-keys", path: "/v1/projects/dev/api-keys", auth: "Bearer " + sys.AdminToken, want: 201},
+		{name: "preflight", method: "OPTIONS", template: "/projects/{p}/sdk/me", path: "/projects/dev/sdk/me",
+			header: map[string]string{"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"}, want: 204},
+		{name: "webhook secrets", method: "PUT", template: "/v1/projects/{p}/integrations/{integration}/webhook-secrets", path: "/v1/projects/dev/integrations/hubspot/webhook-secrets", auth: key,
+			header: jsonCT, body: `{"secrets":[{"value":"hubspot-app-secret"}]}`, want: 200},
+		{name: "unsigned webhook", method: "POST", template: "/v1/hooks/{p}/{integration}", path: "/v1/hooks/dev/hubspot",
+			header: jsonCT, body: `[{"eventId":1}]`, want: 401},
 		{name: "apply", method: "POST", template: "/v1/projects/{p}/apply", path: "/v1/projects/dev/apply", auth: key,
 			header: map[string]string{"Content-Type": "application/yaml"}, body: string(doc1), want: 200},
 		{name: "workflows", method: "GET", template: "/v1/projects/{p}/workflows", path: "/v1/projects/dev/workflows", auth: key, want: 200},
@@ -218,6 +255,8 @@ func testResponses(t *testing.T, doc *openapi3.T, sys *dev.System) {
 		{name: "sdk event", method: "POST", template: "/v2/projects/{p}/sdk/events/trigger", path: "/v2/projects/dev/sdk/events/trigger", auth: user,
 			header: jsonCT, body: `{"name":"Contact Created","payload":{"email":"grace@example.com"}}`, want: 202},
 		{name: "decision", method: "GET", template: "/v1/projects/{p}/events/{event}", path: "/v1/projects/dev/events/{eventID}", auth: key, want: 200},
+		{name: "event replay", method: "POST", template: "/v1/projects/{p}/events/{event}/replay", path: "/v1/projects/dev/events/{eventID}/replay", auth: key, want: 202},
+		{name: "workflow", method: "GET", template: "/v1/projects/{p}/workflows/{w}", path: "/v1/projects/dev/workflows/contact-to-crm", auth: key, want: 200},
 		{name: "runs list", method: "GET", template: "/v1/projects/{p}/runs", path: "/v1/projects/dev/runs?workflow=contact-to-crm", auth: key, want: 200},
 		{name: "run", method: "GET", template: "/v1/projects/{p}/runs/{run}", path: "/v1/projects/dev/runs/{runID}", auth: key, want: 200},
 		{name: "request sync", method: "POST", template: "/v1/projects/{p}/workflows/{w}/trigger", path: "/v1/projects/dev/workflows/quote/trigger", auth: user,
@@ -320,6 +359,34 @@ func validate(t *testing.T, doc *openapi3.T, c call, path string, status int, he
 		}
 		if err := json.Unmarshal(body, &e); err != nil || e.Error == nil || e.Error.Code == "" {
 			t.Errorf("error body %s is not {\"error\":{\"code\",\"message\"}}", body)
+		}
+	}
+}
+
+// TestStubsArePasteable: what the route check suggests for a missing route
+// makes a valid document once pasted under paths.
+func TestStubsArePasteable(t *testing.T) {
+	stub := stubs([]string{"GET /v1/projects/{p}/things/{thing}", "POST /v1/projects/{p}/things/{thing}", "ANY /v1/hooks2/{p}"})
+	src := strings.Replace(string(openapi.YAML()), "\npaths:\n", "\npaths:\n"+stub, 1)
+	var v any
+	if err := yaml.Unmarshal([]byte(src), &v); err != nil {
+		t.Fatalf("stub does not parse: %v\n%s", err, stub)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(b)
+	if err != nil {
+		t.Fatalf("load: %v\n%s", err, stub)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("a document with the stubs is not valid: %v\n%s", err, stub)
+	}
+	got := documented(doc)
+	for _, want := range []string{"GET /v1/projects/{p}/things/{thing}", "POST /v1/projects/{p}/things/{thing}", "ANY /v1/hooks2/{p}"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s not documented by the stubs:\n%s", want, stub)
 		}
 	}
 }
