@@ -6,6 +6,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -201,8 +202,18 @@ func SignalContext() (context.Context, context.CancelFunc) {
 }
 
 // NewLogger returns a JSON slog logger on stderr.
-func NewLogger(level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+func NewLogger(level slog.Level) *slog.Logger { return newLogger(os.Stderr, level) }
+
+// newLogger writes durations as Go duration strings ("200ms"): the JSON
+// handler's default is integer nanoseconds, which nobody reads at a glance
+// and which a log query cannot tell from any other number.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}))
 }
 
 // Health tracks readiness: a process is live as soon as it serves, and

@@ -26,7 +26,9 @@ func newDevCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			logger := service.NewLogger(cfg.LogLevel).With("service", "switchboard-dev")
+			// "process", not "service": each role adds its own "service" key,
+			// and JSON logs with the key twice are ambiguous to every reader.
+			logger := service.NewLogger(cfg.LogLevel).With("process", "switchboard-dev")
 			started := time.Now()
 			ctx, stop := service.SignalContext()
 			defer stop()

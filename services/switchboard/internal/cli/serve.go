@@ -36,7 +36,9 @@ and drains NATS, all within SWITCHBOARD_SHUTDOWN_TIMEOUT.`,
 				return err
 			}
 			list := strings.Join(names, ",")
-			logger := service.NewLogger(cfg.LogLevel).With("service", "switchboard")
+			// "process", not "service": each role adds its own "service" key,
+			// and JSON logs with the key twice are ambiguous to every reader.
+			logger := service.NewLogger(cfg.LogLevel).With("process", "switchboard")
 			box, err := cfg.SecretBox(logger)
 			if err != nil {
 				return err
