@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -378,20 +380,35 @@ func checkNATS(t *testing.T, r *rendered, cfg map[string]string, n int) {
 	if conf == "" {
 		t.Fatal("StatefulSet nats: no mounted ConfigMap with nats.conf")
 	}
+	// The config as nats-server itself reads it (its own parser and option
+	// checks, $SERVER_NAME from the pod's env): a typo in nats.conf is
+	// nothing to the Kubernetes types, and a pod in CrashLoopBackOff later.
+	opts := natsConf(t, conf, ss.Name+"-0")
+	if !opts.JetStream || opts.StoreDir != storeDir {
+		t.Errorf("nats.conf: JetStream %t with store_dir %q, want it on the volume claim's mount %s", opts.JetStream, opts.StoreDir, storeDir)
+	}
+	if opts.ServerName != ss.Name+"-0" {
+		t.Errorf("nats.conf: server_name %q, want the pod name from $SERVER_NAME", opts.ServerName)
+	}
+	if opts.Cluster.Name == "" || opts.Cluster.Port != containerPort(c, "cluster") {
+		t.Errorf("nats.conf: cluster %q on port %d, want a named cluster on the container's cluster port %d", opts.Cluster.Name, opts.Cluster.Port, containerPort(c, "cluster"))
+	}
+	var routes []string
+	for _, r := range opts.Routes {
+		routes = append(routes, r.String())
+	}
 	for i := range n {
-		route := fmt.Sprintf("nats://%s-%d.%s:6222", ss.Name, i, gov.Name)
-		if !strings.Contains(conf, route) {
-			t.Errorf("nats.conf: no cluster route %s", route)
+		route := fmt.Sprintf("nats://%s-%d.%s:%d", ss.Name, i, gov.Name, opts.Cluster.Port)
+		if !slices.Contains(routes, route) {
+			t.Errorf("nats.conf: no cluster route %s (routes %q)", route, routes)
 		}
 	}
-	for _, want := range []string{"jetstream", "store_dir: " + storeDir, "server_name: $SERVER_NAME", "lame_duck_duration"} {
-		if !strings.Contains(conf, want) {
-			t.Errorf("nats.conf lacks %q", want)
-		}
+	if ss.Spec.Template.Spec.TerminationGracePeriodSeconds == nil ||
+		time.Duration(*ss.Spec.Template.Spec.TerminationGracePeriodSeconds)*time.Second <= opts.LameDuckDuration {
+		t.Errorf("StatefulSet nats: terminationGracePeriodSeconds must exceed lame_duck_duration %s", opts.LameDuckDuration)
 	}
-	if ld := confDuration(conf, "lame_duck_duration"); ss.Spec.Template.Spec.TerminationGracePeriodSeconds == nil ||
-		time.Duration(*ss.Spec.Template.Spec.TerminationGracePeriodSeconds)*time.Second <= ld {
-		t.Errorf("StatefulSet nats: terminationGracePeriodSeconds must exceed lame_duck_duration %s", ld)
+	if pid := opts.PidFile; pid == "" || !mountsVolume(ss.Spec.Template.Spec, c, filepath.Dir(pid)) {
+		t.Errorf("nats.conf: pid_file %q is not on a mounted volume (the root file system is read-only; the preStop signal needs it)", pid)
 	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil ||
 		!slices.ContainsFunc(c.Lifecycle.PreStop.Exec.Command, func(s string) bool { return strings.HasPrefix(s, "-sl=ldm") }) {
@@ -559,15 +576,20 @@ func duration(t *testing.T, name, key, v string, def time.Duration) time.Duratio
 	return d
 }
 
-// confDuration reads "key: 30s" from a nats.conf.
-func confDuration(conf, key string) time.Duration {
-	for _, line := range strings.Split(conf, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && k == key {
-			d, _ := time.ParseDuration(strings.TrimSpace(v))
-			return d
-		}
+// natsConf parses a nats.conf with nats-server's own config processing,
+// as the server named serverName (the pod name the StatefulSet gives it).
+func natsConf(t *testing.T, conf, serverName string) *server.Options {
+	t.Helper()
+	t.Setenv("SERVER_NAME", serverName)
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	return 0
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects nats.conf: %v", err)
+	}
+	return opts
 }
 
 func mountsVolume(spec corev1.PodSpec, c corev1.Container, dir string) bool {
