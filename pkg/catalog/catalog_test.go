@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -444,5 +445,32 @@ func TestOpenWithoutBucket(t *testing.T) {
 	}
 	if _, err := catalog.Open(ctxT(t), catalog.Options{JS: js}); err == nil {
 		t.Error("Open succeeded without the catalog bucket")
+	}
+}
+
+// TestApplyIdenticalWritesNothing: re-applying the same documents writes
+// no entry (the catalog's revision stays where it was) and returns a
+// revision WaitRevision accepts; a changed document is written.
+func TestApplyIdenticalWritesNothing(t *testing.T) {
+	c := brokertest.Catalog(t, brokertest.Start(t).JS)
+	first := apply(t, c, "acme", docs)
+	before := c.Revision()
+	again, err := c.Apply(ctxT(t), parse(t, "acme", docs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, again)
+	if again > before {
+		t.Fatalf("identical apply returned revision %d, after %d: it wrote", again, before)
+	}
+	// A write after it is the very next revision: nothing was written in
+	// between.
+	changed := strings.Replace(docs, "timeout: 5s", "timeout: 6s", 1)
+	rev := apply(t, c, "acme", changed)
+	if rev != before+1 {
+		t.Fatalf("one changed document: revision %d, want %d (first apply at %d)", rev, before+1, first)
+	}
+	if w, _ := c.Workflow("acme", "hook"); w.RequestTimeout() != 6*time.Second {
+		t.Fatalf("hook timeout = %v after the change", w.RequestTimeout())
 	}
 }

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,18 +15,6 @@ import (
 
 // Write side. Every write goes to KV and returns the new revision; callers
 // that need to read their own write call WaitRevision with it.
-
-func (c *Catalog) put(ctx context.Context, key string, v any) (uint64, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0, fmt.Errorf("catalog: encode %s: %w", key, err)
-	}
-	rev, err := c.kv.Put(ctx, key, b)
-	if err != nil {
-		return 0, fmt.Errorf("catalog: put %s: %w", key, err)
-	}
-	return rev, nil
-}
 
 // update applies fn to the stored JSON value of key with compare-and-set,
 // retrying on concurrent writes. fn receives nil when the key is absent.
@@ -124,11 +113,36 @@ func (c *Catalog) Apply(ctx context.Context, objs []workflow.Object) (uint64, er
 		default:
 			return rev, fmt.Errorf("catalog: cannot store %T", o)
 		}
-		r, err := c.put(ctx, key, o)
+		r, err := c.putChanged(ctx, key, o)
 		if err != nil {
 			return rev, err
 		}
-		rev = r
+		rev = max(rev, r)
+	}
+	return rev, nil
+}
+
+// putChanged stores v under key unless the stored value is the same
+// encoding already, and returns the revision that holds v: re-applying
+// identical documents (every `switchboard dev` start, a CI job applying
+// its directory on every run) writes nothing, so every process's watch,
+// the revision and KV history stay still. The returned revision is the
+// existing entry's then, which WaitRevision accepts as well.
+func (c *Catalog) putChanged(ctx context.Context, key string, v any) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: encode %s: %w", key, err)
+	}
+	e, err := c.kv.Get(ctx, key)
+	switch {
+	case err == nil && bytes.Equal(e.Value(), b):
+		return e.Revision(), nil
+	case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, fmt.Errorf("catalog: get %s: %w", key, err)
+	}
+	rev, err := c.kv.Put(ctx, key, b)
+	if err != nil {
+		return 0, fmt.Errorf("catalog: put %s: %w", key, err)
 	}
 	return rev, nil
 }
