@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -101,6 +102,36 @@ func (f *crashFixture) claim(t *testing.T) claim {
 	return c
 }
 
+// waitStored polls until the claim is promoted (Publish does not wait for
+// the promote) and returns it.
+func (f *crashFixture) waitStored(t *testing.T) claim {
+	t.Helper()
+	return f.waitStoredKey(t, f.key())
+}
+
+// waitStoredKey is waitStored for the claim of key.
+func (f *crashFixture) waitStoredKey(t *testing.T, key string) claim {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e, err := f.pub.kv.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c claim
+		if err := json.Unmarshal(e.Value(), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.State == stateStored {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claim %+v never promoted", c)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // stored counts the events with id on subject.
 func (f *crashFixture) stored(t *testing.T, subject, id string) int {
 	t.Helper()
@@ -183,7 +214,7 @@ func TestCrashWindows(t *testing.T) {
 			if n := f.stored(t, m.Subject, ev.Id); n != 1 {
 				t.Fatalf("%d copies of the event stored, want exactly 1", n)
 			}
-			if cl := f.claim(t); cl.State != stateStored || cl.EventID != ev.Id || cl.Seq != res.Sequence {
+			if cl := f.waitStored(t); cl.EventID != ev.Id || cl.Seq != res.Sequence {
 				t.Errorf("claim %+v after the retry, want stored at %d", cl, res.Sequence)
 			}
 			// And the key is deduped from here on.
@@ -290,5 +321,78 @@ func TestFingerprintConflictWithPendingClaim(t *testing.T) {
 	}
 	if n := f.stored(t, m.Subject, ev.Id); n != 1 {
 		t.Fatalf("%d copies stored, want 1", n)
+	}
+}
+
+// TestPromoteAfterReturn: Publish returns once the event is stored and
+// promotes the claim without waiting. The claim turns stored, naming the
+// event's sequence; a repeat sent at once — whether or not the promote has
+// landed yet — is the same event, stored once; and a promote that loses
+// its compare-and-set (the claim was promoted by that repeat first) changes
+// nothing.
+func TestPromoteAfterReturn(t *testing.T) {
+	f := startCrash(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		repeats int // publishes of the key right after the first returns
+	}{
+		{name: "promoted, then repeated", repeats: 0},
+		{name: "repeated at once, before or after the promote", repeats: 1},
+		{name: "repeated at once by many", repeats: 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testDedupe
+			d.Key = "promote-" + strconv.Itoa(tc.repeats)
+			first, err := f.pub.Publish(ctx, testEvent(), WithDedupe(d))
+			if err != nil || first.Duplicate {
+				t.Fatalf("first publish: %+v, %v", first, err)
+			}
+			var wg sync.WaitGroup
+			res := make([]Result, tc.repeats)
+			errs := make([]error, tc.repeats)
+			for i := range tc.repeats {
+				wg.Go(func() { res[i], errs[i] = f.pub.Publish(ctx, testEvent(), WithDedupe(d)) })
+			}
+			wg.Wait()
+			for i := range tc.repeats {
+				if errs[i] != nil || !res[i].Duplicate || res[i].EventID != first.EventID {
+					t.Errorf("repeat %d: %+v, %v; want a duplicate of %s", i, res[i], errs[i], first.EventID)
+				}
+			}
+			c := f.waitStoredKey(t, DedupeKey("acme", d.Source, d.Key))
+			if c.EventID != first.EventID || c.Seq != first.Sequence || c.Stream != subjects.StreamTriggers {
+				t.Fatalf("promoted claim %+v, want event %s at %d", c, first.EventID, first.Sequence)
+			}
+			again, err := f.pub.Publish(ctx, testEvent(), WithDedupe(d))
+			if err != nil || !again.Duplicate || again.EventID != first.EventID || again.Sequence != first.Sequence {
+				t.Fatalf("repeat after the promote: %+v, %v", again, err)
+			}
+			if n := f.stored(t, first.Subject, first.EventID); n != 1 {
+				t.Fatalf("%d copies stored, want 1", n)
+			}
+		})
+	}
+}
+
+// TestForgetRightAfterPublish: Forget called as soon as Publish returns,
+// while the promote Publish did not wait for may still land between
+// Forget's read and its purge, still removes the claim.
+func TestForgetRightAfterPublish(t *testing.T) {
+	f := startCrash(t)
+	ctx := context.Background()
+	for i := range 20 {
+		d := testDedupe
+		d.Key = "forget-" + strconv.Itoa(i)
+		first, err := f.pub.Publish(ctx, testEvent(), WithDedupe(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.pub.Forget(ctx, "acme", d, first.EventID); err != nil {
+			t.Fatalf("key %s: %v", d.Key, err)
+		}
+		if e, err := f.pub.kv.Get(ctx, DedupeKey("acme", d.Source, d.Key)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("key %s after Forget: %v (claim %v)", d.Key, err, e)
+		}
 	}
 }

@@ -55,13 +55,30 @@ const MaxDedupeKeyLen = 4 << 10
 //     the stream's duplicate window after the claim, so every copy of the
 //     event lands inside one window from the claim.
 //  4. Promote the claim to {stored, stream, sequence} (a compare-and-set
-//     that renews the TTL; kv.Update would drop the TTL). A failure here is
-//     logged, not returned: the event is stored.
+//     on the revision step 2 wrote, renewing the TTL; kv.Update would drop
+//     the TTL). It is sent only after step 3's acknowledgement, so a claim
+//     says stored only of a stored event, and Publish returns without
+//     waiting for its own acknowledgement (an asynchronous publish): the
+//     event is stored, which is all the caller needs to know. A promote
+//     that never lands — lost with the connection, refused by the
+//     compare-and-set because a concurrent retry promoted or re-armed the
+//     claim first, or never sent because the process stopped — leaves the
+//     claim as a crash between steps 3 and 4 does: pending, with the event
+//     stored, which a later Publish of the key resolves (below). Its
+//     failure is logged, never returned.
+//
+// Steps 2 and 3 are not sent together, although that would save a round
+// trip: the claim is what makes the publish safe. Published beside a
+// Create that then finds the key taken (a provider's retry, hours later),
+// the event would already be stored under a new id — a second copy — and
+// nothing can take it back. The claim and the event are in two streams,
+// so no atomic batch covers both.
 //
 // A later Publish of the key finds the claim and:
 //   - stored: returns it as a duplicate;
-//   - pending and younger than half the window (a crash after 2 or 3, or a
-//     concurrent publisher still in step 3): republishes the same id — if
+//   - pending and younger than half the window (a crash after 2 or 3, a
+//     concurrent publisher still in step 3, or a promote still in flight):
+//     republishes the same id — if
 //     the first copy was stored, JetStream's window absorbs this one — and
 //     promotes;
 //   - pending and older: the window cannot absorb a copy any more, so it
@@ -255,25 +272,31 @@ func (p *Publisher) Forget(ctx context.Context, project string, d Dedupe, eventI
 		return errors.New("trigger: Forget needs Options.Dedupe (the sb_dedupe bucket)")
 	}
 	key := DedupeKey(project, d.Source, d.Key)
-	e, err := p.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	for range maxClaimAttempts {
+		e, err := p.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("trigger: read dedupe claim %s: %w", key, err)
+		}
+		var c claim
+		if err := json.Unmarshal(e.Value(), &c); err != nil || c.EventID != eventID {
+			return nil
+		}
+		err = p.kv.Purge(ctx, key, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(time.Minute))
+		if casConflict(err) {
+			// Changed since we read it: the promote of this very event
+			// (not waited for by Publish) may have landed in between, so
+			// read it again rather than leave the claim behind.
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("trigger: forget dedupe claim %s: %w", key, err)
+		}
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("trigger: read dedupe claim %s: %w", key, err)
-	}
-	var c claim
-	if err := json.Unmarshal(e.Value(), &c); err != nil || c.EventID != eventID {
-		return nil
-	}
-	err = p.kv.Purge(ctx, key, jetstream.LastRevision(e.Revision()), jetstream.PurgeTTL(time.Minute))
-	if casConflict(err) {
-		return nil // changed since we read it: no longer this event's claim
-	}
-	if err != nil {
-		return fmt.Errorf("trigger: forget dedupe claim %s: %w", key, err)
-	}
-	return nil
+	return fmt.Errorf("trigger: dedupe claim %s kept changing over %d attempts", key, maxClaimAttempts)
 }
 
 // publishClaimed publishes m under claim c (revision rev, written at at) and
@@ -292,23 +315,53 @@ func (p *Publisher) publishClaimed(ctx context.Context, m *nats.Msg, key string,
 		return Result{}, fmt.Errorf("trigger: publish event %s on %s: %w", c.EventID, m.Subject, err)
 	}
 	c.State, c.Stream, c.Seq = stateStored, ack.Stream, ack.Sequence
-	if _, err := p.writeClaim(context.WithoutCancel(ctx), key, c, rev, ttl); err != nil && !casConflict(err) {
-		p.log.Warn("dedupe claim not promoted; a duplicate is still recognized", "key", key, "event", c.EventID, "err", err)
-	}
+	p.promote(key, c, rev, ttl)
 	return Result{EventID: c.EventID, Subject: m.Subject, Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// promote writes the stored claim c over revision rev of key without
+// waiting for JetStream's acknowledgement (step 4 of Dedupe): a promote
+// that does not land leaves a pending claim, which the next Publish of the
+// key resolves, so it is not worth a round trip on the caller's path. The
+// outcome is only logged, by a goroutine that waits at most one duplicate
+// window (nats.go never resolves a future whose connection was closed).
+func (p *Publisher) promote(key string, c claim, rev uint64, ttl time.Duration) {
+	f, err := p.js.PublishMsgAsync(p.claimMsg(key, c), jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	if err != nil {
+		p.log.Warn("dedupe claim not promoted; a duplicate is still recognized", "key", key, "event", c.EventID, "err", err)
+		return
+	}
+	go func() {
+		t := time.NewTimer(p.window)
+		defer t.Stop()
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if !casConflict(err) { // a concurrent retry got there first: nothing lost
+				p.log.Warn("dedupe claim not promoted; a duplicate is still recognized", "key", key, "event", c.EventID, "err", err)
+			}
+		case <-t.C:
+			p.log.Warn("dedupe claim promotion not acknowledged; a duplicate is still recognized", "key", key, "event", c.EventID)
+		}
+	}()
 }
 
 // writeClaim replaces revision rev of key with c, setting the TTL again.
 // It publishes to the bucket's subject itself because kv.Update cannot set a
 // TTL: an updated claim would never expire.
 func (p *Publisher) writeClaim(ctx context.Context, key string, c claim, rev uint64, ttl time.Duration) (uint64, error) {
-	m := nats.NewMsg("$KV." + p.kv.Bucket() + "." + key)
-	m.Data = mustJSON(c)
-	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+	ack, err := p.js.PublishMsg(ctx, p.claimMsg(key, c), jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
 	if err != nil {
 		return 0, err
 	}
 	return ack.Sequence, nil
+}
+
+// claimMsg is the message that writes c as the value of key.
+func (p *Publisher) claimMsg(key string, c claim) *nats.Msg {
+	m := nats.NewMsg("$KV." + p.kv.Bucket() + "." + key)
+	m.Data = mustJSON(c)
+	return m
 }
 
 // casConflict reports a compare-and-set that lost: the key changed since

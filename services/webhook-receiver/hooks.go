@@ -193,8 +193,9 @@ func (s *Service) handle(c *echo.Context, src source) error {
 }
 
 // publishConcurrency bounds how many of one delivery's events are stored
-// at once. Each store is a few sequential JetStream round trips (the
-// dedupe's claim, the publish, the promotion); a 100-event HubSpot batch
+// at once. Each store is two sequential JetStream round trips (the
+// dedupe's claim, then the publish; the claim's promotion is not waited
+// for); a 100-event HubSpot batch
 // stored one after the other could outlast the provider's timeout.
 const publishConcurrency = 16
 
