@@ -319,6 +319,24 @@ func do(t *testing.T, base string, c call, path string) (int, http.Header, []byt
 	return resp.StatusCode, resp.Header, b
 }
 
+// pathParams matches a real path to its template, segment by segment;
+// a mismatch fails the lookup (nil), which ValidateRequest reports.
+func pathParams(template, path string) map[string]string {
+	ts, ps := strings.Split(template, "/"), strings.Split(path, "/")
+	if len(ts) != len(ps) {
+		return nil
+	}
+	out := map[string]string{}
+	for i, seg := range ts {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			out[seg[1:len(seg)-1]] = ps[i]
+		} else if seg != ps[i] {
+			return nil
+		}
+	}
+	return out
+}
+
 // validate checks a recorded answer against the document's response for
 // its route, method and status (IncludeResponseStatus: an undocumented
 // status without a default fails too).
@@ -332,12 +350,27 @@ func validate(t *testing.T, doc *openapi3.T, c call, path string, status int, he
 	if op == nil {
 		t.Fatalf("%s %s is not in the document", c.method, c.template)
 	}
-	req, _ := http.NewRequest(c.method, "http://switchboard"+path, nil)
+	req, _ := http.NewRequest(c.method, "http://switchboard"+path, strings.NewReader(c.body))
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	route := &routers.Route{Spec: doc, Path: c.template, PathItem: item, Method: c.method, Operation: op}
+	reqIn := &openapi3filter.RequestValidationInput{
+		Request:    req,
+		PathParams: pathParams(c.template, strings.SplitN(path, "?", 2)[0]),
+		Route:      route,
+		Options:    &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
+	}
+	// The request as sent must be one the document allows, too: a call
+	// the walk-through makes is a call the document describes.
+	if err := openapi3filter.ValidateRequest(context.Background(), reqIn); err != nil {
+		t.Errorf("%s %s: the request does not match the document: %v", c.method, path, err)
+	}
 	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{
-			Request: req,
-			Route:   &routers.Route{Spec: doc, Path: c.template, PathItem: item, Method: c.method, Operation: op},
-		},
+		RequestValidationInput: reqIn,
 		Status: status,
 		Header: header,
 		Body:   io.NopCloser(bytes.NewReader(body)),
