@@ -371,9 +371,9 @@ func validate(t *testing.T, doc *openapi3.T, c call, path string, status int, he
 	}
 	in := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: reqIn,
-		Status: status,
-		Header: header,
-		Body:   io.NopCloser(bytes.NewReader(body)),
+		Status:                 status,
+		Header:                 header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
 		Options: &openapi3filter.Options{
 			IncludeResponseStatus: true,
 			MultiError:            true,
