@@ -113,6 +113,23 @@ func (s *Service) putProject(c *echo.Context) error {
 	return c.JSON(http.StatusOK, viewProject(proj))
 }
 
+// getProject shows a project to the operator or to the project's own API
+// key (key prefixes only, never their hashes).
+func (s *Service) getProject(c *echo.Context) error {
+	pr, err := s.projectCaller(c)
+	if err != nil {
+		return err
+	}
+	if err := access.ServerSide(pr); err != nil {
+		return err
+	}
+	p, ok := s.opts.Catalog.Project(pr.Project)
+	if !ok {
+		return apierr.NotFound("project_not_found", "project %q does not exist", pr.Project)
+	}
+	return c.JSON(http.StatusOK, viewProject(p))
+}
+
 // APIKeyCreated is the one time the key itself is shown.
 type APIKeyCreated struct {
 	ID     string `json:"id"`

@@ -87,6 +87,7 @@ func (s *Service) Start(context.Context) error { return nil }
 // Register mounts the routes on e.
 func (s *Service) Register(e *echo.Echo) {
 	e.PUT("/v1/projects/:p", s.putProject)
+	e.GET("/v1/projects/:p", s.getProject)
 	e.POST("/v1/projects/:p/api-keys", s.createAPIKey)
 
 	e.POST("/v1/projects/:p/apply", s.apply)
