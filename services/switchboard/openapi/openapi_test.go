@@ -181,6 +181,28 @@ func TestAgainstApp(t *testing.T) {
 		t.Logf("%d routes registered, %d documented", len(reg), len(docd))
 	})
 
+	t.Run("served", func(t *testing.T) {
+		resp, err := http.Get("http://" + sys.HTTPAddr + openapi.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET %s: HTTP %d, %s", openapi.Path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		served, err := openapi3.NewLoader().LoadFromData(b)
+		if err != nil {
+			t.Fatalf("the served document does not load: %v", err)
+		}
+		if err := served.Validate(context.Background()); err != nil {
+			t.Fatalf("the served document is not valid: %v", err)
+		}
+		if served.Paths.Len() != doc.Paths.Len() {
+			t.Fatalf("served %d paths, the repository's document has %d", served.Paths.Len(), doc.Paths.Len())
+		}
+	})
+
 	t.Run("responses", func(t *testing.T) {
 		testResponses(t, doc, sys)
 	})
