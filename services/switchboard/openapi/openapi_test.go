@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-hq/switchboard/pkg/testlog"
+	"github.com/switchboard-hq/switchboard/services/switchboard/app"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 	"github.com/switchboard-hq/switchboard/services/switchboard/openapi"
 )
@@ -106,13 +107,17 @@ func documented(doc *openapi3.T) []string {
 
 // stubs drafts path items for routes the document lacks, so adding one
 // starts from a paste (role, summary and schemas still to be filled in).
-func stubs(routes []string) string {
+func stubs(routes []string, roles map[string]string) string {
 	var b strings.Builder
 	last := ""
 	for _, r := range routes {
 		method, path, _ := strings.Cut(r, " ")
 		if path != last {
-			fmt.Fprintf(&b, "  %s:\n    x-switchboard-role: TODO\n", path)
+			role := roles[r]
+			if role == "" {
+				role = "TODO"
+			}
+			fmt.Fprintf(&b, "  %s:\n    x-switchboard-role: %s\n", path, role)
 			if method == anyMethod {
 				b.WriteString("    x-switchboard-any-method: true\n")
 				method = "POST"
@@ -128,6 +133,25 @@ func stubs(routes []string) string {
 			"        default: {$ref: '#/components/responses/Error'}\n", strings.ToLower(method), strings.Join(params, ", "))
 	}
 	return b.String()
+}
+
+// roleRoutes maps each role route ("METHOD /template") to the role that
+// registers it, by mounting every running role again on an echo of its own.
+func roleRoutes(t *testing.T, sys *dev.System) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, name := range app.RoleNames() {
+		r, ok := sys.App.Role(name)
+		if !ok {
+			t.Fatalf("role %s is not running", name)
+		}
+		e := echo.New()
+		r.Register(e)
+		for _, key := range registered(e.Router().Routes()) {
+			out[key] = name
+		}
+	}
+	return out
 }
 
 // startAll runs every role around an embedded NATS, with the examples
@@ -172,13 +196,39 @@ func TestAgainstApp(t *testing.T) {
 		}
 		if len(missing) > 0 {
 			t.Errorf("%d of %d registered routes are not in openapi.yaml; add them:\n  %s\n\nstubs to fill in under paths:\n%s",
-				len(missing), len(reg), strings.Join(missing, "\n  "), stubs(missing))
+				len(missing), len(reg), strings.Join(missing, "\n  "), stubs(missing, roleRoutes(t, sys)))
 		}
 		if len(stale) > 0 {
 			t.Errorf("%d documented routes are not registered by any role; remove or fix them:\n  %s",
 				len(stale), strings.Join(stale, "\n  "))
 		}
 		t.Logf("%d routes registered, %d documented", len(reg), len(docd))
+	})
+
+	t.Run("roles", func(t *testing.T) {
+		// Each role's routes, mounted again on an echo of their own, must
+		// be documented under that role (x-switchboard-role on the path
+		// item, or on the operation where one path spans roles): it is
+		// what tells an operator which process answers a path.
+		checked := 0
+		for key, name := range roleRoutes(t, sys) {
+			method, path, _ := strings.Cut(key, " ")
+			item := doc.Paths.Find(path)
+			if item == nil {
+				continue // the routes subtest reports it
+			}
+			role, _ := item.Extensions["x-switchboard-role"].(string)
+			if op := item.GetOperation(method); op != nil {
+				if r, ok := op.Extensions["x-switchboard-role"].(string); ok {
+					role = r
+				}
+			}
+			if role != name {
+				t.Errorf("%s is registered by role %s but documented under x-switchboard-role %q", key, name, role)
+			}
+			checked++
+		}
+		t.Logf("%d role routes checked", checked)
 	})
 
 	t.Run("served", func(t *testing.T) {
@@ -421,7 +471,8 @@ func validate(t *testing.T, doc *openapi3.T, c call, path string, status int, he
 // TestStubsArePasteable: what the route check suggests for a missing route
 // makes a valid document once pasted under paths.
 func TestStubsArePasteable(t *testing.T) {
-	stub := stubs([]string{"GET /v1/projects/{p}/things/{thing}", "POST /v1/projects/{p}/things/{thing}", "ANY /v1/hooks2/{p}"})
+	stub := stubs([]string{"GET /v1/projects/{p}/things/{thing}", "POST /v1/projects/{p}/things/{thing}", "ANY /v1/hooks2/{p}"},
+		map[string]string{"GET /v1/projects/{p}/things/{thing}": "ingress"})
 	src := strings.Replace(string(openapi.YAML()), "\npaths:\n", "\npaths:\n"+stub, 1)
 	var v any
 	if err := yaml.Unmarshal([]byte(src), &v); err != nil {
