@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -195,7 +196,7 @@ func WaitConnected(ctx context.Context, nc *nats.Conn, log func(msg string, args
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("broker: NATS not reachable: %w", ctx.Err())
+			return fmt.Errorf("broker: cannot reach NATS at %s: %w", strings.Join(nc.Servers(), ", "), ctx.Err())
 		case <-tick.C:
 		}
 	}

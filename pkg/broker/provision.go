@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -132,6 +133,16 @@ func StreamConfigs(l Limits) []jetstream.StreamConfig {
 // and safe to call from every service at start.
 func Provision(ctx context.Context, js jetstream.JetStream, l Limits) error {
 	l = l.withDefaults()
+	// Asked first so that a server without JetStream, or one that does not
+	// answer, is named as such and by its URL, instead of surfacing as the
+	// first stream's "context deadline exceeded".
+	if _, err := js.AccountInfo(ctx); err != nil {
+		url := js.Conn().ConnectedUrlRedacted()
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("broker: NATS at %s has no JetStream: run nats-server with -js (or jetstream {} in its config): %w", url, err)
+		}
+		return fmt.Errorf("broker: JetStream at NATS %s did not answer: %w", url, err)
+	}
 	for _, cfg := range StreamConfigs(l) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("broker: stream %s: %w", cfg.Name, err)
