@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -55,6 +57,8 @@ const (
 	// refreshLockTTL bounds a refresh's lock; a refresh times out first.
 	refreshLockTTL = 30 * time.Second
 	refreshTimeout = 20 * time.Second
+	// refreshConcurrency bounds one replica's refreshes in flight.
+	refreshConcurrency = 16
 	// maxCatchUpMinutes bounds the minutes one pass reads after a pause.
 	maxCatchUpMinutes = 24 * 60
 )
@@ -180,13 +184,24 @@ func (r *refresher) pass(ctx context.Context) error {
 		// random order, so they mostly take different credentials instead
 		// of queueing on the same locks.
 		rand.Shuffle(len(due), func(i, j int) { due[i], due[j] = due[j], due[i] })
-		left := 0
+		// Refreshes wait on the provider: a bounded number run at once.
+		var left atomic.Int64
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, refreshConcurrency)
 		for _, k := range due {
-			if !r.refreshDue(ctx, k) {
-				left++
+			if ctx.Err() != nil {
+				break
 			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if !r.refreshDue(ctx, k) {
+					left.Add(1)
+				}
+			})
 		}
-		if left > 0 || m == now {
+		wg.Wait()
+		if left.Load() > 0 || m == now || ctx.Err() != nil {
 			return nil // the cursor stays on a minute with work left
 		}
 		// Another replica may advance it first; then this one's view is
