@@ -33,6 +33,7 @@ import (
 // Answer types, by the name the OpenAPI document gives their schema.
 type (
 	ApplyResult         = ingress.ApplyResult
+	Project             = ingress.ProjectView
 	EventRequest        = ingress.EventRequest
 	EventAccepted       = ingress.EventAccepted
 	Run                 = runs.Run
@@ -203,6 +204,13 @@ func projectPath(project string, rest ...string) string {
 		p += "/" + url.PathEscape(s)
 	}
 	return p
+}
+
+// GetProject returns a project (the operator's token or the project's API
+// key; API key prefixes only).
+func (c *Client) GetProject(ctx context.Context, project string) (*Project, error) {
+	var out Project
+	return &out, c.do(ctx, request{method: http.MethodGet, path: projectPath(project)}, &out)
 }
 
 // Apply applies documents (a multi-document YAML stream, or JSON) all or

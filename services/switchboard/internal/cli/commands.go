@@ -79,7 +79,7 @@ func readDocuments(path string) ([]byte, error) {
 }
 
 func newTokenCmd() *cobra.Command {
-	var project, user, dataDir string
+	var project, user, dataDir, baseURL string
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "token --user U",
@@ -96,6 +96,11 @@ func newTokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if project != dev.Project {
+				if err := checkTokenProject(cmd.Context(), baseURL, dataDir, project, &key.PublicKey); err != nil {
+					return err
+				}
+			}
 			tok, err := auth.MintUserToken(key, project, user, ttl, time.Now())
 			if err != nil {
 				return err
@@ -107,6 +112,7 @@ func newTokenCmd() *cobra.Command {
 	cmd.Flags().StringVar(&project, "project", dev.Project, "project id (the token's audience)")
 	cmd.Flags().StringVar(&user, "user", "", "connected user id (the token's subject)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", DefaultDataDir, "dev data dir holding signing-key.pem")
+	cmd.Flags().StringVar(&baseURL, "url", envOr("SWITCHBOARD_URL", "http://127.0.0.1:8080"), "API base URL, asked whether a --project other than dev exists (SWITCHBOARD_URL)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "token lifetime")
 	return cmd
 }
