@@ -40,7 +40,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDevCmd(), newServeCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newUsersCmd(), newSchedulesCmd(), newWebhooksCmd(), newEchoServerCmd(), newProbeCmd(), newFakeProviderCmd())
+	root.AddCommand(newDevCmd(), newServeCmd(), newApplyCmd(), newTokenCmd(), newEventsCmd(), newRunsCmd(), newDeadCmd(), newUsersCmd(), newSchedulesCmd(), newWebhooksCmd(), newEchoServerCmd(), newProbeCmd(), newFakeProviderCmd(), newVersionCmd())
 	return root
 }
 
