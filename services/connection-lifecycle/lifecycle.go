@@ -187,10 +187,12 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET(user, s.getUser)
 	e.PUT(user+"/workflows/:w", s.putUserWorkflow)
 	e.PUT(user+"/credentials/:c", s.putCredential)
+	e.GET(user+"/credentials/:c", s.getCredential)
 	e.DELETE(user+"/credentials/:c", s.deleteCredential)
 	e.PUT(user+"/credentials/:c/workflows/:w", s.putCredentialWorkflow)
 	s.registerSettings(e)
 	s.registerConnect(e)
+	e.GET("/v1/projects/:p/users", s.listUsers)
 	e.POST("/v1/projects/:p/users/import", s.importUsers)
 	// The connected user's own view, for the SDK in their browser (sdk.go).
 	s.registerSDK(e)
