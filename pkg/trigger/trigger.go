@@ -12,6 +12,9 @@
 //   - Content-Type: application/protobuf and the envelope as protobuf;
 //   - traceparent from ev.Trace when it is a well-formed W3C traceparent
 //     (a malformed one is dropped, not an error), tracestate by option;
+//     with a TracerProvider, ev.Trace is first set to Publish's producer
+//     span (a child of ctx's span, else of the ev.Trace given), so the
+//     router's span is its child (see startSpan);
 //   - Sb-Hops = ev.Hops when it is not 0 (ChildOf sets it);
 //   - any header added by option (WithCatalogRevision, WithHeader).
 //
@@ -35,10 +38,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/tracing"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
@@ -60,6 +65,9 @@ type Options struct {
 	// dedupe claims are timed against. Zero means: read it from the stream
 	// in New (only when Dedupe is set).
 	DuplicateWindow time.Duration
+	// TracerProvider makes each Publish's producer span; nil traces
+	// nothing (ev.Trace is passed on as it is).
+	TracerProvider trace.TracerProvider
 }
 
 // Publisher publishes trigger events. It is safe for concurrent use.
@@ -69,6 +77,7 @@ type Publisher struct {
 	log     *slog.Logger
 	kv      jetstream.KeyValue
 	window  time.Duration
+	tracer  trace.Tracer
 }
 
 // New returns a Publisher. With opts.Dedupe set and no DuplicateWindow it
@@ -83,7 +92,8 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow}
+	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow,
+		tracer: tracing.Tracer(opts.TracerProvider)}
 	if p.kv != nil && p.window <= 0 {
 		s, err := opts.JS.Stream(ctx, subjects.StreamTriggers)
 		if err != nil {
@@ -182,9 +192,10 @@ func NewID() string { return envelope.NewID() }
 func DerivedID(t time.Time, parts ...string) string { return envelope.DerivedID(t, parts...) }
 
 // Publish publishes ev and returns once JetStream acknowledged it. See the
-// package documentation for the contract. Publish sets ev.Hops (ChildOf) and,
-// with WithDedupe, ev.Id; ev must not be used concurrently meanwhile.
-func (p *Publisher) Publish(ctx context.Context, ev *sbv1.TriggerEvent, opts ...PublishOption) (Result, error) {
+// package documentation for the contract. Publish sets ev.Hops (ChildOf),
+// ev.Trace (traced) and, with WithDedupe, ev.Id; ev must not be used
+// concurrently meanwhile.
+func (p *Publisher) Publish(ctx context.Context, ev *sbv1.TriggerEvent, opts ...PublishOption) (res Result, err error) {
 	var o publishOpts
 	for _, opt := range opts {
 		opt(&o)
@@ -211,6 +222,8 @@ func (p *Publisher) Publish(ctx context.Context, ev *sbv1.TriggerEvent, opts ...
 	if err != nil {
 		return Result{}, fmt.Errorf("trigger: %w", err)
 	}
+	ctx, span := p.startSpan(ctx, ev, subject)
+	defer func() { endSpan(span, res, err) }()
 	if o.dedupe != nil {
 		return p.publishDeduped(ctx, ev, subject, &o)
 	}

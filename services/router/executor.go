@@ -136,8 +136,11 @@ func checkRunSubject(subject, project, workflow string) error {
 // durably until the run is done — a RUNS message, or the trigger itself
 // for a run the router executes in place — and the error says how to
 // settle m.
-func (s *Service) run(ctx context.Context, m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) error {
-	x, err := s.prepare(m, ref, ev)
+func (s *Service) run(ctx context.Context, m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (err error) {
+	ctx, span := s.startRun(ctx, m, ref, ev)
+	var x *execution
+	defer func() { endRun(span, x, err) }()
+	x, err = s.prepare(m, ref, ev)
 	if err != nil {
 		return err
 	}
@@ -485,7 +488,7 @@ func (x *execution) runSteps(ctx context.Context) error {
 		if _, done := x.run.StepByID(st.ID); done {
 			continue
 		}
-		rec, retryIn := x.runStep(ctx, st)
+		rec, retryIn := x.tracedStep(ctx, st)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

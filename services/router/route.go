@@ -196,6 +196,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 			rm.Header.Set(jetstream.ScheduleHeader, "@at "+c.At.UTC().Format(scheduleAtLayout))
 			rm.Header.Set(jetstream.ScheduleTargetHeader, subjects.Run(ev.Project, c.Workflow))
 		}
+		s.tracePublishRun(ctx, rm, c)
 		if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
 			return nil, nil, nil, err
 		}

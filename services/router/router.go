@@ -28,6 +28,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/broker"
@@ -104,6 +105,9 @@ type Options struct {
 	// DecisionPage is the number of candidates per decision record (default
 	// the connection's budget, wire.Budgets.DecisionPage).
 	DecisionPage int
+	// TracerProvider makes the decide, run and step spans (tracing.go);
+	// nil traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Service is the router plus executor.
@@ -224,7 +228,7 @@ func (s *Service) Start(ctx context.Context) error {
 				Name: ConsumerRouter, Stream: subjects.StreamTriggers, Durable: RouterDurable(project),
 				FilterSubjects: []string{subjects.TriggersOfProject(project)},
 				AckWait:        s.opts.AckWait, MaxAckPending: s.opts.RouteConcurrency * 16,
-				MaxDeliver: maxDeliver, Handler: s.route, OnReceive: s.noteDelivery, Middleware: []consume.Middleware{consume.KeepAlive(0)},
+				MaxDeliver: maxDeliver, Handler: s.route, OnReceive: s.noteDelivery, Middleware: []consume.Middleware{s.traceDecide, consume.KeepAlive(0)},
 				DeadLetter: consume.DeadLetterTo(js, func(jetstream.Msg) string { return subjects.DeadTrigger(project) }),
 				Logger:     s.log, Registerer: reg,
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/tracing"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
@@ -111,6 +112,11 @@ func (s *Service) httpStep(ctx context.Context, x *execution, st *workflow.Step)
 	req.Header = headers
 	if req.Header.Get("User-Agent") == "" {
 		req.Header.Set("User-Agent", "switchboard/1")
+	}
+	if req.Header.Get("traceparent") == "" {
+		// The called service continues the run's trace, from this step's
+		// span; a traceparent the workflow sets itself is its author's.
+		tracing.InjectHTTP(rctx, req.Header)
 	}
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/tracing"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
 
@@ -123,6 +124,7 @@ func (s *Service) functionStep(ctx context.Context, x *execution, st *workflow.S
 	m := nats.NewMsg(subject)
 	m.Data = data
 	m.Header.Set("Sb-Run-Id", x.run.ID)
+	tracing.Inject(rctx, m.Header) // the worker may continue the step's trace
 	resp, err := s.opts.NC.RequestMsgWithContext(rctx, m)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

@@ -15,7 +15,8 @@
 // Stop order: not ready (/readyz 503) while still serving, the drain delay
 // (so load balancers notice), HTTP intake stopped and in-flight requests
 // finished, the roles in reverse start order, the catalog and directory
-// watches, and last the NATS connection drained.
+// watches, the NATS connection drained, and last the tracer provider
+// flushed and shut down.
 //
 // A role takes what it needs from Deps in its build function (roles.go); a
 // dependency roles share is built once, in buildDeps.
@@ -34,6 +35,8 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/blob"
@@ -108,6 +111,10 @@ type Options struct {
 	// order roles are driven in.
 	Wrap   func(service.Role) service.Role
 	Logger *slog.Logger
+	// TracerProvider, when set (tests), makes every span and is not shut
+	// down by Stop; nil builds one from the OTEL_* environment (tracing.go),
+	// which is none unless OTEL_TRACES_EXPORTER names an exporter.
+	TracerProvider trace.TracerProvider
 
 	// notReady, when set (tests), runs inside Stop right after readiness
 	// flipped and before the drain delay: the server still serves.
@@ -130,6 +137,8 @@ type Deps struct {
 	// Blobs holds values too large to keep inline in a record.
 	Blobs  *blob.Store
 	Health *service.Health
+	// Tracing makes the roles' spans; nil when tracing is off.
+	Tracing trace.TracerProvider
 }
 
 // App is a running process: its roles around shared dependencies and one
@@ -148,6 +157,8 @@ type App struct {
 	admin   *profiler
 	once    sync.Once
 	stopErr error
+	// ownTracing is the provider Start built, which Stop shuts down.
+	ownTracing *sdktrace.TracerProvider
 }
 
 // Start builds the shared dependencies, starts the chosen roles in order,
@@ -187,6 +198,9 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
+	if err := a.startTracing(ctx, names); err != nil {
+		return nil, err
+	}
 	if err := a.buildDeps(ctx); err != nil {
 		return nil, err
 	}
@@ -207,6 +221,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 	}
 	e := httpx.NewEcho(opts.Logger)
 	a.echo = e
+	e.Use(httpTracing(a.Tracing))
 	a.Health.Register(e)
 	// The API's own description is public and role-independent (openapi/).
 	if err := openapi.Register(e); err != nil {
@@ -293,7 +308,8 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	if a.Triggers, err = trigger.New(ctx, trigger.Options{JS: a.JS, Budgets: wire.FromConn(a.NC), Dedupe: dedupe, Logger: o.Logger}); err != nil {
+	if a.Triggers, err = trigger.New(ctx, trigger.Options{JS: a.JS, Budgets: wire.FromConn(a.NC), Dedupe: dedupe, Logger: o.Logger,
+		TracerProvider: a.Tracing}); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	if a.Blobs, err = blob.Open(ctx, blob.Options{JS: a.JS, Budgets: wire.FromConn(a.NC)}); err != nil {
@@ -372,6 +388,8 @@ func (a *App) stop(ctx context.Context) error {
 	}
 	errs = append(errs, a.stopRoles(ctx))
 	a.closeDeps(ctx)
+	// After the roles, so the spans of their last work are exported.
+	errs = append(errs, a.stopTracing(ctx))
 	if err := a.pprof.stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -419,6 +437,7 @@ func (a *App) abort() {
 		_ = a.srv.Serve()
 	}
 	a.closeDeps(ctx)
+	_ = a.stopTracing(ctx)
 	_ = a.pprof.stop(ctx)
 	_ = a.admin.stop(ctx)
 }

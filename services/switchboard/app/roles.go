@@ -107,7 +107,7 @@ func buildRouter(d *Deps, o *Options) (service.Role, error) {
 	svc, err := router.New(router.Options{
 		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Metrics: d.Metrics, Logger: d.Logger, Triggers: d.Triggers,
 		Directory: d.Directory, Blobs: d.Blobs, HTTPClient: d.HTTPClient, Concurrency: o.Concurrency, RunStateTTL: o.Limits.RunStateTTL,
-		DuplicateWindow: o.Limits.DuplicateWindow,
+		DuplicateWindow: o.Limits.DuplicateWindow, TracerProvider: d.Tracing,
 	})
 	if err != nil {
 		return nil, err
