@@ -29,7 +29,8 @@ import (
 //	            └─ step http      internal; its request carries its traceparent
 //
 // once with a caller's traceparent (whose trace id it keeps) and once
-// without one (a new trace, rooted at the server span).
+// without one (a new trace, rooted at the server span); and a request
+// trigger, whose run the router executes in place under its decide span.
 func TestTraceOfAnAppEvent(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -58,6 +59,19 @@ kind: Workflow
 id: traced
 trigger: {type: app_event, event: Traced}
 steps:
+  - id: notify
+    type: http
+    method: POST
+    url: `+hook.URL+`/hook
+    json: {run: "{{ run.id }}"}
+---
+kind: Workflow
+id: traced-request
+trigger: {type: request, methods: [POST]}
+steps:
+  - id: reply
+    type: response
+    json: {ok: true}
   - id: notify
     type: http
     method: POST
@@ -139,6 +153,35 @@ steps:
 			}
 		})
 	}
+
+	// A request's one run is executed in place by the router that decided
+	// it: no RUNS publish, the run is the decide span's child.
+	t.Run("request trigger", func(t *testing.T) {
+		exp.Reset()
+		h := http.Header{"X-Switchboard-User": {"u1"}, "traceparent": {"00-" + callerTrace + "-" + callerSpan + "-01"}}
+		trCall(t, base, "POST", "/v1/projects/dev/workflows/traced-request/trigger", key.Key, `{}`, h, http.StatusOK)
+		select {
+		case <-received:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the workflow's http step was not called within 20s")
+		}
+		chain := []string{"POST /v1/projects/:p/workflows/:w/trigger", "publish TRIGGERS", "decide", "run"}
+		spans := waitSpans(t, exp, append(chain, "step response", "step http"), 10*time.Second)
+		for i, name := range chain {
+			s := spans[name]
+			if s.SpanContext.TraceID().String() != callerTrace {
+				t.Errorf("%s: trace id %s, want the caller's %s", name, s.SpanContext.TraceID(), callerTrace)
+			}
+			if i > 0 && s.Parent.SpanID() != spans[chain[i-1]].SpanContext.SpanID() {
+				t.Errorf("%s: parent span %s, want %s's", name, s.Parent.SpanID(), chain[i-1])
+			}
+		}
+		for _, step := range []string{"step response", "step http"} {
+			if p := spans[step].Parent.SpanID(); p != spans["run"].SpanContext.SpanID() {
+				t.Errorf("%s: parent span %s, want the run's", step, p)
+			}
+		}
+	})
 }
 
 // waitSpans polls exp until a span of every name in names has ended, and
