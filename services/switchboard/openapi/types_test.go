@@ -94,6 +94,7 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 		{schema: "DeadLetter", value: historyrole.DeadLetter{}},
 		{schema: "DeadPage", value: historyrole.DeadPage{}},
 		{schema: "User", value: directory.User{}},
+		{schema: "UserPage", value: directory.UserPage{}},
 		{schema: "Credential", value: directory.Credential{}},
 		{schema: "ImportResult", value: lifecycle.ImportResponse{}},
 		{schema: "SDKMe", value: lifecycle.SDKMe{}},
