@@ -235,6 +235,10 @@ func (s scrape) check(t *testing.T, where string, expr parser.Expr) []string {
 	return names
 }
 
+// client bounds every call to the dev system, so a stuck process fails the
+// test instead of hanging it.
+var client = &http.Client{Timeout: 15 * time.Second}
+
 var (
 	scrapeOnce   sync.Once
 	scrapeResult scrape
@@ -321,7 +325,7 @@ func runDevAndScrape() (scrape, error) {
 
 	sb := "http://" + httpAddr
 	if err := poll(30*time.Second, func() error {
-		res, err := http.Get(sb + "/readyz")
+		res, err := client.Get(sb + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -347,7 +351,7 @@ func runDevAndScrape() (scrape, error) {
 		req, _ := http.NewRequest(method, sb+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+bearer)
 		req.Header.Set("Content-Type", "application/json")
-		res, err := http.DefaultClient.Do(req)
+		res, err := client.Do(req)
 		if err != nil {
 			return err
 		}
@@ -419,7 +423,7 @@ func runDevAndScrape() (scrape, error) {
 }
 
 func scrapeMetrics(url string) (scrape, map[string]*dto.MetricFamily, error) {
-	res, err := http.Get(url)
+	res, err := client.Get(url)
 	if err != nil {
 		return nil, nil, err
 	}
