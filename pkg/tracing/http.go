@@ -11,8 +11,8 @@ import (
 
 // HTTPOptions configure Middleware.
 type HTTPOptions struct {
-	// TracerProvider makes the spans; nil makes none (but an incoming
-	// traceparent still reaches the handlers' context).
+	// TracerProvider makes the spans; nil makes none, and the middleware
+	// passes requests straight through.
 	TracerProvider trace.TracerProvider
 	// Skip, when set, leaves requests it reports true for untraced
 	// (health probes: one span every few seconds per pod, telling nothing).
@@ -29,6 +29,9 @@ type HTTPOptions struct {
 // only the router knows the route, and a span name with raw paths (project
 // ids, run ids) would make one span name per URL.
 func Middleware(opts HTTPOptions) echo.MiddlewareFunc {
+	if opts.TracerProvider == nil {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
 	tracer := Tracer(opts.TracerProvider)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
@@ -38,14 +41,17 @@ func Middleware(opts HTTPOptions) echo.MiddlewareFunc {
 			r := c.Request()
 			route := c.Path()
 			ctx, span := tracer.Start(ExtractHTTP(r.Context(), r.Header), r.Method+" "+route,
-				trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(
-					attribute.String("http.request.method", r.Method),
-					attribute.String("http.route", route),
-					attribute.String("url.path", r.URL.Path),
-				))
+				trace.WithSpanKind(trace.SpanKindServer))
 			defer span.End()
 			c.SetRequest(r.WithContext(ctx))
+			if !span.IsRecording() {
+				return next(c)
+			}
+			span.SetAttributes(
+				attribute.String("http.request.method", r.Method),
+				attribute.String("http.route", route),
+				attribute.String("url.path", r.URL.Path),
+			)
 			err := next(c)
 			status := 0
 			if err != nil {

@@ -5,9 +5,10 @@
 // It holds no provider of its own and never touches otel's global one: every
 // role gets its trace.TracerProvider through its Options (the composition
 // root builds it from the OTEL_* environment), and a nil provider means
-// "not traced" (a no-op tracer). A no-op tracer still passes a parent's span
-// context on, so with tracing off an incoming traceparent travels through
-// NATS headers and envelopes unchanged.
+// "not traced": the roles then skip their tracing work altogether, so a
+// process without tracing pays nothing for it on the hot paths, and an
+// incoming traceparent is still copied into the envelope and the trigger's
+// header as before.
 //
 // Only W3C trace context is propagated (traceparent, tracestate), not
 // baggage: the envelope has a field for the traceparent only, and baggage

@@ -5,6 +5,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/tracing"
@@ -23,9 +24,12 @@ import (
 // replayed event published under a new request keeps a link to the trace
 // it was first produced in.
 //
-// Without a TracerProvider the no-op span carries the parent's context on,
-// so ev.Trace stays the traceparent it was given.
+// Without a TracerProvider it does nothing: ev.Trace stays the traceparent
+// it was given, as it was before tracing, at no cost on the hot path.
 func (p *Publisher) startSpan(ctx context.Context, ev *sbv1.TriggerEvent, subject string) (context.Context, trace.Span) {
+	if p.tracer == nil {
+		return ctx, noop.Span{}
+	}
 	var carried trace.SpanContext
 	if wire.ValidTraceparent(ev.Trace) {
 		carried = tracing.SpanContextOf(ev.Trace)
@@ -38,15 +42,18 @@ func (p *Publisher) startSpan(ctx context.Context, ev *sbv1.TriggerEvent, subjec
 	case own.IsValid() && carried.IsValid() && own.TraceID() != carried.TraceID():
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: carried}))
 	}
-	opts = append(opts, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		attribute.String("messaging.system", "nats"),
-		attribute.String("messaging.operation.type", "send"),
-		attribute.String("messaging.destination.name", subject),
-		attribute.String("messaging.message.id", ev.Id),
-		tracing.AttrProject.String(ev.Project),
-		tracing.AttrKind.String(ev.Kind.String()),
-	))
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindProducer))
 	ctx, span := p.tracer.Start(parent, "publish "+subjects.StreamTriggers, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", subject),
+			attribute.String("messaging.message.id", ev.Id),
+			tracing.AttrProject.String(ev.Project),
+			tracing.AttrKind.String(ev.Kind.String()),
+		)
+	}
 	if tp := tracing.Traceparent(ctx); tp != "" {
 		ev.Trace = tp
 	}
@@ -55,6 +62,10 @@ func (p *Publisher) startSpan(ctx context.Context, ev *sbv1.TriggerEvent, subjec
 
 // endSpan records what JetStream did with the event.
 func endSpan(span trace.Span, res Result, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	if err == nil {
 		span.SetAttributes(tracing.AttrEventID.String(res.EventID), attribute.Bool("switchboard.duplicate", res.Duplicate))
 	}

@@ -77,7 +77,7 @@ type Publisher struct {
 	log     *slog.Logger
 	kv      jetstream.KeyValue
 	window  time.Duration
-	tracer  trace.Tracer
+	tracer  trace.Tracer // nil: not traced
 }
 
 // New returns a Publisher. With opts.Dedupe set and no DuplicateWindow it
@@ -92,8 +92,10 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow,
-		tracer: tracing.Tracer(opts.TracerProvider)}
+	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow}
+	if opts.TracerProvider != nil {
+		p.tracer = tracing.Tracer(opts.TracerProvider)
+	}
 	if p.kv != nil && p.window <= 0 {
 		s, err := opts.JS.Stream(ctx, subjects.StreamTriggers)
 		if err != nil {

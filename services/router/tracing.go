@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/switchboard-hq/switchboard/pkg/consume"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -30,15 +31,27 @@ import (
 // The context travels in the messages' traceparent header (the trigger's is
 // also its envelope's Trace, set by pkg/trigger).
 
-// tracer is the router's tracer; no provider is a no-op one.
+// Without a TracerProvider the router does no tracing work at all (no
+// header parsed or written, no span, no attribute): a schedule tick's
+// fan-out publishes as many run messages as before, as small.
+
+// traced reports whether the router makes spans.
+func (s *Service) traced() bool { return s.opts.TracerProvider != nil }
+
+// tracer is the router's tracer.
 func (s *Service) tracer() trace.Tracer { return tracing.Tracer(s.opts.TracerProvider) }
 
 // traceDecide is the router consumer's middleware: a consumer span per
 // delivery of a trigger message, the child of its producer's span.
 func (s *Service) traceDecide(next consume.Handler) consume.Handler {
+	if !s.traced() {
+		return next
+	}
 	return func(ctx context.Context, m jetstream.Msg) error {
-		ctx, span := s.tracer().Start(tracing.Extract(ctx, m.Headers()), "decide",
-			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(messageAttrs(m)...))
+		ctx, span := s.tracer().Start(tracing.Extract(ctx, m.Headers()), "decide", trace.WithSpanKind(trace.SpanKindConsumer))
+		if span.IsRecording() {
+			span.SetAttributes(messageAttrs(m)...)
+		}
 		err := next(ctx, m)
 		tracing.End(span, err)
 		return err
@@ -66,14 +79,21 @@ func messageAttrs(m jetstream.Msg) []attribute.KeyValue {
 // is asynchronous (its ack is awaited with the decision's), so the span
 // ends when the message is handed to the connection.
 func (s *Service) tracePublishRun(ctx context.Context, rm *nats.Msg, c runs.Candidate) {
-	ctx, span := s.tracer().Start(ctx, "publish "+subjects.StreamRuns, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	if !s.traced() {
+		return
+	}
+	ctx, span := s.tracer().Start(ctx, "publish "+subjects.StreamRuns, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.operation.type", "send"),
 			attribute.String("messaging.destination.name", rm.Subject),
 			attribute.String("messaging.message.id", c.RunID),
 			tracing.AttrRunID.String(c.RunID), tracing.AttrWorkflow.String(c.Workflow),
-		))
+		)
+	}
+	// A span not sampled is propagated too: its flags tell the executor not
+	// to sample the run either.
 	tracing.Inject(ctx, rm.Header)
 	span.End()
 }
@@ -83,6 +103,9 @@ func (s *Service) tracePublishRun(ctx context.Context, rm *nats.Msg, c runs.Cand
 // the run message's producer span (its traceparent header), else of the
 // trigger's (its envelope).
 func (s *Service) startRun(ctx context.Context, m jetstream.Msg, ref runRef, ev *sbv1.TriggerEvent) (context.Context, trace.Span) {
+	if !s.traced() {
+		return ctx, noop.Span{}
+	}
 	kind := trace.SpanKindInternal
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		kind = trace.SpanKindConsumer
@@ -90,15 +113,22 @@ func (s *Service) startRun(ctx context.Context, m jetstream.Msg, ref runRef, ev 
 			ctx = tracing.WithTraceparent(ctx, ev.Trace)
 		}
 	}
-	attrs := append(messageAttrs(m), tracing.AttrRunID.String(ref.id), tracing.AttrWorkflow.String(ref.workflow),
-		tracing.AttrProject.String(ev.Project), tracing.AttrEventID.String(ev.Id))
-	return s.tracer().Start(ctx, "run", trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	ctx, span := s.tracer().Start(ctx, "run", trace.WithSpanKind(kind))
+	if span.IsRecording() {
+		span.SetAttributes(append(messageAttrs(m), tracing.AttrRunID.String(ref.id), tracing.AttrWorkflow.String(ref.workflow),
+			tracing.AttrProject.String(ev.Project), tracing.AttrEventID.String(ev.Id))...)
+	}
+	return ctx, span
 }
 
 // endRun ends a run's span with what the delivery came to: the run's
 // status, or the error that hands the message back. A step waiting for its
 // next attempt is not an error of the run.
 func endRun(span trace.Span, x *execution, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	if x != nil && x.run != nil {
 		span.SetAttributes(tracing.AttrStatus.String(string(x.run.Status)))
 		if x.run.Status == runs.StatusFailed {
@@ -117,8 +147,15 @@ func endRun(span trace.Span, x *execution, err error) {
 // request (which carries the span's traceparent), an emit step's publish and
 // a function call are its children.
 func (x *execution) tracedStep(ctx context.Context, st *workflow.Step) (runs.Step, time.Duration) {
-	ctx, span := x.s.tracer().Start(ctx, "step "+st.Type, trace.WithAttributes(
-		tracing.AttrStepID.String(st.ID), tracing.AttrStepType.String(st.Type), tracing.AttrRunID.String(x.run.ID)))
+	if !x.s.traced() {
+		return x.runStep(ctx, st)
+	}
+	ctx, span := x.s.tracer().Start(ctx, "step "+st.Type)
+	if !span.IsRecording() {
+		defer span.End()
+		return x.runStep(ctx, st)
+	}
+	span.SetAttributes(tracing.AttrStepID.String(st.ID), tracing.AttrStepType.String(st.Type), tracing.AttrRunID.String(x.run.ID))
 	rec, retryIn := x.runStep(ctx, st)
 	span.SetAttributes(tracing.AttrStatus.String(string(rec.Status)), tracing.AttrAttempt.Int(rec.Attempts))
 	if rec.Status == runs.StepFailed {
