@@ -2,8 +2,8 @@
 // project "dev" at start (the *.yaml files at this directory's top level;
 // the subdirectories are applied by hand in the README's walk-throughs).
 // Embedding them lets the binary apply them from any working directory,
-// not only from the repository root. It is a module of its own because
-// go:embed reaches only into its own module's directory.
+// not only from the repository root. It is a module of its own because an
+// embed pattern reaches only into its own module's directory.
 package examples
 
 import (
