@@ -139,7 +139,7 @@ steps:
 			step := spans["step http"]
 			attrs := map[string]string{}
 			for _, kv := range step.Attributes {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			if attrs[string(tracing.AttrStepID)] != "notify" || attrs[string(tracing.AttrStepType)] != "http" {
 				t.Errorf("step span attributes %v, want step id notify and type http", attrs)
@@ -218,7 +218,7 @@ func waitSpans(t *testing.T, exp *tracetest.InMemoryExporter, names []string, wi
 
 func hasAttr(s tracetest.SpanStub, key, value string) bool {
 	for _, kv := range s.Attributes {
-		if string(kv.Key) == key && kv.Value.Emit() == value {
+		if string(kv.Key) == key && kv.Value.String() == value {
 			return true
 		}
 	}
