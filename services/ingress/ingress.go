@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
+	"github.com/switchboard-hq/switchboard/pkg/blob"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
 	"github.com/switchboard-hq/switchboard/pkg/idempotency"
@@ -41,6 +42,10 @@ type Options struct {
 	// IdempotencyTTL is how long an Idempotency-Key is remembered
 	// (default idempotency.DefaultTTL).
 	IdempotencyTTL time.Duration
+	// Blobs reads a run's response step spilled to the object store, for
+	// the answer to a repeated synchronous request; nil answers such a
+	// repeat with a 202 instead.
+	Blobs *blob.Store
 }
 
 // Service serves the ingress routes.

@@ -91,7 +91,11 @@ func (s *Service) recordedAnswer(ctx context.Context, project, runID string) (*r
 			return &runs.Reply{RunID: run.ID, Status: http.StatusInternalServerError, Error: "response_template_failed",
 				Message: "the response step failed: " + st.Error}, nil
 		}
-		return replyFromOutput(run.ID, st.Output)
+		out, err := s.unspill(ctx, st.Output)
+		if err != nil {
+			return nil, err
+		}
+		return replyFromOutput(run.ID, out)
 	}
 	switch run.Status {
 	case runs.StatusFailed:
@@ -100,6 +104,27 @@ func (s *Service) recordedAnswer(ctx context.Context, project, runID string) (*r
 		return &runs.Reply{RunID: run.ID, Status: http.StatusNoContent}, nil
 	}
 	return nil, nil
+}
+
+// unspill reads a response step's output that the executor kept in the
+// object store (over the inline budget) instead of the record.
+func (s *Service) unspill(ctx context.Context, output any) (any, error) {
+	ref, spilled := blob.IsRef(output)
+	if !spilled {
+		return output, nil
+	}
+	if s.opts.Blobs == nil {
+		return nil, errNoRecordedAnswer
+	}
+	b, err := s.opts.Blobs.Get(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("read the recorded response: %w", err)
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("decode the recorded response: %w", err)
+	}
+	return out, nil
 }
 
 // replyFromOutput is the inverse of the router's record of a response step

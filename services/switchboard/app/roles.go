@@ -133,7 +133,7 @@ func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
 func buildIngress(d *Deps, o *Options) (service.Role, error) {
 	return ingress.New(ingress.Options{
 		NC: d.NC, JS: d.JS, Catalog: d.Catalog, Access: d.Access, Metrics: d.Metrics, Logger: d.Logger,
-		MaxBody: o.MaxBody, Triggers: d.Triggers, IdempotencyTTL: o.Limits.IdempotencyTTL,
+		MaxBody: o.MaxBody, Triggers: d.Triggers, IdempotencyTTL: o.Limits.IdempotencyTTL, Blobs: d.Blobs,
 	})
 }
 
