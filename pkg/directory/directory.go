@@ -154,31 +154,39 @@ func (d *Directory) Start(ctx context.Context) error {
 	}
 	d.rev.Advance(last)
 	d.cache.setEnabled(true)
-	go func() {
-		defer func() {
-			d.cache.setEnabled(false)
-			_ = w.Stop()
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					d.logger.Warn("directory: watch ended; reading without cache")
-					return
-				}
-				if e == nil {
-					continue
-				}
-				// The cache drops the key before the position moves, so
-				// whoever WaitRevision wakes reads the new record.
-				d.cache.changed(e.Key(), e.Revision())
-				d.rev.Advance(e.Revision())
-			}
-		}
-	}()
+	go d.follow(ctx, w, "directory: watch ended; reading without cache",
+		func() { d.cache.setEnabled(false) },
+		func(e jetstream.KeyValueEntry) {
+			// The cache drops the key before the position moves, so
+			// whoever WaitRevision wakes reads the new record.
+			d.cache.changed(e.Key(), e.Revision())
+			d.rev.Advance(e.Revision())
+		})
 	return nil
+}
+
+// follow hands each update of w to each until ctx ends or the watch does
+// (then it logs ended); either way it calls off and stops w.
+func (d *Directory) follow(ctx context.Context, w jetstream.KeyWatcher, ended string, off func(), each func(jetstream.KeyValueEntry)) {
+	defer func() {
+		off()
+		_ = w.Stop()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				d.logger.Warn(ended)
+				return
+			}
+			if e == nil {
+				continue
+			}
+			each(e)
+		}
+	}
 }
 
 // Revision is the newest user record revision the cache reflects.

@@ -250,31 +250,15 @@ func (d *Directory) watchWebhookSecrets(ctx context.Context) error {
 		return fmt.Errorf("directory: watch webhook secrets: %w", err)
 	}
 	d.hooks.setOn(true)
-	go func() {
-		defer func() {
-			d.hooks.setOn(false)
-			_ = w.Stop()
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					d.logger.Warn("directory: webhook secrets watch ended; reading them from storage")
-					return
-				}
-				if e == nil {
-					continue
-				}
-				put := e.Operation() == jetstream.KeyValuePut
-				var raw []byte
-				if put {
-					raw = e.Value()
-				}
-				d.hooks.observe(e.Key(), raw, e.Revision(), put)
+	go d.follow(ctx, w, "directory: webhook secrets watch ended; reading them from storage",
+		func() { d.hooks.setOn(false) },
+		func(e jetstream.KeyValueEntry) {
+			put := e.Operation() == jetstream.KeyValuePut
+			var raw []byte
+			if put {
+				raw = e.Value()
 			}
-		}
-	}()
+			d.hooks.observe(e.Key(), raw, e.Revision(), put)
+		})
 	return nil
 }
