@@ -457,16 +457,9 @@ func (s *Service) accountID(ctx context.Context, m *manifest.Manifest, tok *oaut
 // putOAuthClient stores the project's OAuth client of an integration (API
 // key only): {"clientId", "clientSecret"}.
 func (s *Service) putOAuthClient(c *echo.Context) error {
-	p, err := pathParam(c, "p")
+	p, err := s.authorizeKey(c, "an OAuth client is set with an API key, not a user token")
 	if err != nil {
 		return err
-	}
-	pr, err := s.access.Project(c.Request(), p)
-	if err != nil {
-		return err
-	}
-	if pr.Role == access.RoleUser {
-		return apierr.Forbidden("an OAuth client is set with an API key, not a user token")
 	}
 	i, err := pathParam(c, "i")
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
@@ -52,16 +51,9 @@ type ImportResponse struct {
 // directory (never read whole) under its own size cap. Bad lines are
 // reported with their line numbers; the rest are imported.
 func (s *Service) importUsers(c *echo.Context) error {
-	p, err := pathParam(c, "p")
+	p, err := s.authorizeKey(c, "importing users needs the project API key, not a user token")
 	if err != nil {
 		return err
-	}
-	pr, err := s.access.Project(c.Request(), p)
-	if err != nil {
-		return err
-	}
-	if pr.Role == access.RoleUser {
-		return apierr.Forbidden("importing users needs the project API key, not a user token")
 	}
 	if _, ok := s.cat.Project(p); !ok {
 		return apierr.NotFound("project_not_found", "project %q does not exist", p)

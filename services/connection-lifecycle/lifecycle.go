@@ -230,6 +230,38 @@ func (s *Service) authorize(c *echo.Context) (call, error) {
 	return call{project: p, user: u}, nil
 }
 
+// authorizeCredential is authorize plus the credential id {c} from the
+// path.
+func (s *Service) authorizeCredential(c *echo.Context) (call, string, error) {
+	cl, err := s.authorize(c)
+	if err != nil {
+		return call{}, "", err
+	}
+	credID, err := pathID(c, "c", "credential")
+	if err != nil {
+		return call{}, "", err
+	}
+	return cl, credID, nil
+}
+
+// authorizeKey authenticates the caller for project p from the path and
+// refuses a user token (403 with forbidden): the request needs the
+// project's API key. It does not check that the project exists.
+func (s *Service) authorizeKey(c *echo.Context, forbidden string) (string, error) {
+	p, err := pathParam(c, "p")
+	if err != nil {
+		return "", err
+	}
+	pr, err := s.access.Project(c.Request(), p)
+	if err != nil {
+		return "", err
+	}
+	if pr.Role == access.RoleUser {
+		return "", apierr.Forbidden("%s", forbidden)
+	}
+	return p, nil
+}
+
 // pathParam returns path parameter name, unescaped. Echo matches on the raw
 // path when it differs from the decoded one (e.g. an id containing "%2F"),
 // and then hands out the still-escaped value.
@@ -527,11 +559,7 @@ func integrationMismatch(cred, have, want string) *apierr.Error {
 }
 
 func (s *Service) putCredential(c *echo.Context) error {
-	cl, err := s.authorize(c)
-	if err != nil {
-		return err
-	}
-	credID, err := pathID(c, "c", "credential")
+	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
 		return err
 	}
@@ -583,11 +611,7 @@ func (s *Service) putCredential(c *echo.Context) error {
 }
 
 func (s *Service) deleteCredential(c *echo.Context) error {
-	cl, err := s.authorize(c)
-	if err != nil {
-		return err
-	}
-	credID, err := pathID(c, "c", "credential")
+	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
 		return err
 	}
@@ -607,11 +631,7 @@ func (s *Service) deleteCredential(c *echo.Context) error {
 }
 
 func (s *Service) putCredentialWorkflow(c *echo.Context) error {
-	cl, err := s.authorize(c)
-	if err != nil {
-		return err
-	}
-	credID, err := pathID(c, "c", "credential")
+	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
 		return err
 	}

@@ -46,11 +46,7 @@ func (s *Service) listUsers(c *echo.Context) error {
 // getCredential is GET /v1/projects/{p}/users/{u}/credentials/{c}: the
 // credential without its secret.
 func (s *Service) getCredential(c *echo.Context) error {
-	cl, err := s.authorize(c)
-	if err != nil {
-		return err
-	}
-	credID, err := pathID(c, "c", "credential")
+	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
 		return err
 	}

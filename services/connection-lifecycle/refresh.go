@@ -382,11 +382,7 @@ func (s *Service) refresh(ctx context.Context, kv jetstream.KeyValue, p, u, c st
 // the expiry (waits a little for a refresh already under way). It answers
 // the credential as it is afterwards — INVALID when the provider refused.
 func (s *Service) forceRefresh(c *echo.Context) error {
-	cl, err := s.authorize(c)
-	if err != nil {
-		return err
-	}
-	credID, err := pathID(c, "c", "credential")
+	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
 		return err
 	}

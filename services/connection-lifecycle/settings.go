@@ -82,11 +82,7 @@ func (s *Service) registerSettings(e *echo.Echo) {
 }
 
 func (s *Service) writeSettings(c *echo.Context, merge bool) error {
-	cl, err := s.authorize(c)
-	if err != nil {
-		return err
-	}
-	credID, err := pathID(c, "c", "credential")
+	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
 		return err
 	}
