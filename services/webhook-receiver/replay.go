@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/apierr"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/httpx"
@@ -65,11 +64,7 @@ type ReplayPage struct {
 // — against the credentials and workflows of now.
 func (s *Service) replay(c *echo.Context) error {
 	p, id := c.Param("p"), c.Param("integration")
-	pr, err := s.opts.Access.ExistingProject(c.Request(), p)
-	if err != nil {
-		return err
-	}
-	if err := access.ServerSide(pr); err != nil {
+	if err := s.serverSide(c, p); err != nil {
 		return err
 	}
 	if s.opts.JS == nil {

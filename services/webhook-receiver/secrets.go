@@ -136,15 +136,21 @@ type SecretInfo struct {
 	Expired   bool       `json:"expired,omitempty"`
 }
 
-// putSecrets replaces an integration's app-level webhook secrets (API key
-// only). Several at once: during a rotation the old one gets an expiresAt.
-func (s *Service) putSecrets(c *echo.Context) error {
-	p, id := c.Param("p"), c.Param("integration")
+// serverSide authenticates the caller for existing project p and refuses a
+// user token: the request needs the project's API key.
+func (s *Service) serverSide(c *echo.Context, p string) error {
 	pr, err := s.opts.Access.ExistingProject(c.Request(), p)
 	if err != nil {
 		return err
 	}
-	if err := access.ServerSide(pr); err != nil {
+	return access.ServerSide(pr)
+}
+
+// putSecrets replaces an integration's app-level webhook secrets (API key
+// only). Several at once: during a rotation the old one gets an expiresAt.
+func (s *Service) putSecrets(c *echo.Context) error {
+	p, id := c.Param("p"), c.Param("integration")
+	if err := s.serverSide(c, p); err != nil {
 		return err
 	}
 	in, ok := s.opts.Catalog.Integration(p, id)
