@@ -24,11 +24,7 @@ import (
 func TestDeadList(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sys, err := dev.Start(ctx, dev.Options{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sys.Stop(context.Background()) })
+	sys := startDev(ctx, t)
 	publish := func(project, wf, runID, reason string) uint64 {
 		m := nats.NewMsg(subjects.DeadRun(project, wf))
 		m.Header.Set(wire.HeaderDeadReason, reason)

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v82/webhook"
-
-	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
 // TestEventsReplay runs `switchboard events replay` against a dev system:
@@ -20,11 +18,7 @@ import (
 func TestEventsReplay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sys, err := dev.Start(ctx, dev.Options{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sys.Stop(context.Background()) })
+	sys := startDev(ctx, t)
 	base := "http://" + sys.HTTPAddr
 	var last []byte // the body of the last answer
 	do := func(method, path, body string, hdr ...string) int {

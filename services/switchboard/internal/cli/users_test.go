@@ -8,19 +8,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
 // TestUsersImport runs `switchboard users import` against a real dev system.
 func TestUsersImport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sys, err := dev.Start(ctx, dev.Options{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sys.Stop(context.Background()) })
+	sys := startDev(ctx, t)
 	file := filepath.Join(t.TempDir(), "users.ndjson")
 	body := `{"id":"u1","metadata":{"timezone":"UTC"}}` + "\n" +
 		`{"id":"u2","credentials":[{"id":"c1","integration":"nope"}]}` + "\n" +
