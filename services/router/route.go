@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 	"github.com/switchboard-hq/switchboard/services/router/decide"
@@ -47,7 +49,7 @@ var errPoison = errors.New("poison message")
 // caller waits on. A redelivered trigger is decided again (to the same run
 // id) and the run resumes from its checkpoint, as a run message would.
 func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
-	rctx, cancel := context.WithTimeout(ctx, s.opts.AckWait)
+	rctx, cancel := context.WithTimeout(ctx, s.routeTimeout(m.Subject()))
 	ev, inline, decided, err := s.routeMsg(rctx, m)
 	cancel()
 	switch {
@@ -77,6 +79,22 @@ func (s *Service) route(ctx context.Context, m jetstream.Msg) error {
 		return err
 	}
 }
+
+// routeTimeout bounds the routing of a trigger message on subject: AckWait, except
+// for a schedule tick, whose fan-out reads and publishes one run per user
+// of its shard of the zone (125,000 runs a shard for a million users in 8
+// shards) and may need minutes: FanoutTimeout. KeepAlive keeps the message
+// meanwhile. Bounding a tick by AckWait would make a large enough fan-out
+// fail at the same point on every delivery, until it is dead-lettered.
+func (s *Service) routeTimeout(subject string) time.Duration {
+	if parts := strings.SplitN(subject, ".", 5); len(parts) == 5 && parts[3] == scheduleToken {
+		return max(s.opts.AckWait, s.opts.FanoutTimeout)
+	}
+	return s.opts.AckWait
+}
+
+// scheduleToken is the kind token of schedule tick subjects.
+var scheduleToken, _ = trigger.KindToken(sbv1.Kind_SCHEDULE)
 
 // decodeTrigger decodes and normalizes an envelope; every problem with the
 // message itself is errPoison. normalized reports whether fields were

@@ -82,6 +82,9 @@ type Options struct {
 	// AckWait is how long a delivered message may go unacknowledged before
 	// redelivery (default 30s); long steps extend it with InProgress.
 	AckWait time.Duration
+	// FanoutTimeout bounds the routing of one schedule tick shard: its
+	// enrollment walk and run publishes (default 10m; at least AckWait).
+	FanoutTimeout time.Duration
 	// MaxBackoff caps a step's retry backoff (default 5m).
 	MaxBackoff time.Duration
 	// RunningDelay is how long a run must be going before its "running"
@@ -160,6 +163,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.AckWait <= 0 {
 		opts.AckWait = 30 * time.Second
+	}
+	if opts.FanoutTimeout <= 0 {
+		opts.FanoutTimeout = 10 * time.Minute
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Minute
