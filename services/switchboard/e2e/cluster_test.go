@@ -247,6 +247,25 @@ func streamLeader(js jetstream.JetStream, stream string) (string, error) {
 	return info.Cluster.Leader, nil
 }
 
+// consumersDrained reports whether no consumer of TRIGGERS or RUNS has
+// anything pending or unacknowledged: everything stored is processed.
+func consumersDrained(js jetstream.JetStream) (bool, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, stream := range []string{subjects.StreamTriggers, subjects.StreamRuns} {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false, err.Error()
+		}
+		for ci := range s.ListConsumers(ctx).Info() {
+			if ci.NumPending > 0 || ci.NumAckPending > 0 {
+				return false, fmt.Sprintf("%s/%s: %d pending, %d unacknowledged", stream, ci.Name, ci.NumPending, ci.NumAckPending)
+			}
+		}
+	}
+	return true, ""
+}
+
 // allCurrent reports whether every stream (KV buckets included) has a
 // leader and every replica current: a restarted node has caught up, so
 // losing another node keeps every stream's quorum.
@@ -297,12 +316,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 	}
 	t.Run("shutdown", func(t *testing.T) { clusterLeaderLoss(t, "") })
 	t.Run("sigkill", func(t *testing.T) {
-		bin := filepath.Join(t.TempDir(), "nats-server")
-		build := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build nats-server: %v\n%s", err, out)
-		}
-		clusterLeaderLoss(t, bin)
+		clusterLeaderLoss(t, buildNATSServer(t))
 	})
 }
 
@@ -490,22 +504,7 @@ steps:
 	// Everything stored is processed: no consumer has anything pending or
 	// unacknowledged (deliveries in flight on a lost node come back after
 	// the consumers' AckWait).
-	eventually(t, 90*time.Second, "TRIGGERS and RUNS consumers to drain", func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, stream := range []string{subjects.StreamTriggers, subjects.StreamRuns} {
-			s, err := js.Stream(ctx, stream)
-			if err != nil {
-				return false, err.Error()
-			}
-			for ci := range s.ListConsumers(ctx).Info() {
-				if ci.NumPending > 0 || ci.NumAckPending > 0 {
-					return false, fmt.Sprintf("%s/%s: %d pending, %d unacknowledged", stream, ci.Name, ci.NumPending, ci.NumAckPending)
-				}
-			}
-		}
-		return true, ""
-	})
+	eventually(t, 90*time.Second, "TRIGGERS and RUNS consumers to drain", func() (bool, string) { return consumersDrained(js) })
 
 	// What ran: distinct run ids per key at the listener.
 	ran := map[string]map[string]bool{}

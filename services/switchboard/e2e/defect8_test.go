@@ -59,10 +59,7 @@ type natsProcess struct {
 
 func buildNATSProcess(t *testing.T) *natsProcess {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
-	}
+	bin := buildNATSServer(t)
 	host, port, _ := net.SplitHostPort(freeAddr(t))
 	p := &natsProcess{bin: bin, host: host, port: port, store: t.TempDir()}
 	t.Cleanup(func() {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/services/switchboard/app"
 )
 
@@ -65,11 +63,7 @@ type outageNATS struct {
 
 func startOutageNATS(t *testing.T) *outageNATS {
 	t.Helper()
-	n := &outageNATS{t: t, bin: filepath.Join(t.TempDir(), "nats-server"), dir: t.TempDir()}
-	build := exec.Command("go", "build", "-o", n.bin, "github.com/nats-io/nats-server/v2")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
-	}
+	n := &outageNATS{t: t, bin: buildNATSServer(t), dir: t.TempDir()}
 	n.host, n.prt, _ = net.SplitHostPort(freeAddr(t))
 	n.start()
 	t.Cleanup(func() {
@@ -305,22 +299,7 @@ func TestDefect2IdempotencyKeyDuringNATSOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "TRIGGERS and RUNS consumers to drain", func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, stream := range []string{subjects.StreamTriggers, subjects.StreamRuns} {
-			s, err := js.Stream(ctx, stream)
-			if err != nil {
-				return false, err.Error()
-			}
-			for ci := range s.ListConsumers(ctx).Info() {
-				if ci.NumPending > 0 || ci.NumAckPending > 0 {
-					return false, fmt.Sprintf("%s/%s: %d pending, %d unacknowledged", stream, ci.Name, ci.NumPending, ci.NumAckPending)
-				}
-			}
-		}
-		return true, ""
-	})
+	eventually(t, 30*time.Second, "TRIGGERS and RUNS consumers to drain", func() (bool, string) { return consumersDrained(js) })
 
 	t.Logf("consumers drained at %s", time.Since(begin).Round(time.Millisecond))
 

@@ -186,11 +186,7 @@ func TestSplitMode(t *testing.T) {
 // defaults, on a free 127.0.0.1 port; it returns the client URL.
 func startNATSServer(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nats-server")
-	build := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
-	}
+	bin := buildNATSServer(t)
 	addr := freeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin, "-js", "-sd", t.TempDir(), "-a", host, "-p", port)
@@ -219,6 +215,17 @@ func startNATSServer(t *testing.T) string {
 		return true, ""
 	})
 	return url
+}
+
+// buildNATSServer builds the nats-server binary from its module into a
+// temporary directory and returns its path.
+func buildNATSServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
