@@ -2,7 +2,6 @@ package directory
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -30,11 +29,6 @@ func oauthClientKey(p, i string) string { return "o." + p + "." + i }
 // webhook secret (\x01) associated data.
 func oauthClientAD(p, i string) []byte { return []byte("\x02oauth\x00" + p + "\x00" + i) }
 
-type storedOAuthClient struct {
-	Sealed []byte       `json:"sealed,omitempty"`
-	Plain  *OAuthClient `json:"plain,omitempty"`
-}
-
 // SetOAuthClient stores project p's OAuth client for integration i; nil
 // removes it.
 func (d *Directory) SetOAuthClient(ctx context.Context, p, i string, c *OAuthClient) (uint64, error) {
@@ -56,20 +50,9 @@ func (d *Directory) SetOAuthClient(ctx context.Context, p, i string, c *OAuthCli
 	case len(c.ClientSecret) > MaxOAuthClientBytes:
 		return 0, invalid("clientSecret", "too_large", "is longer than %d bytes", MaxOAuthClientBytes)
 	}
-	st := storedOAuthClient{Plain: c}
-	if d.box != nil {
-		plain, err := json.Marshal(c)
-		if err != nil {
-			return 0, fmt.Errorf("directory: encode oauth client: %w", err)
-		}
-		if st.Sealed, err = d.box.Seal(plain, oauthClientAD(p, i)); err != nil {
-			return 0, fmt.Errorf("directory: seal oauth client: %w", err)
-		}
-		st.Plain = nil
-	}
-	b, err := json.Marshal(st)
+	b, err := sealValue(d.box, c, oauthClientAD(p, i))
 	if err != nil {
-		return 0, fmt.Errorf("directory: encode oauth client: %w", err)
+		return 0, fmt.Errorf("directory: oauth client: %w", err)
 	}
 	rev, err := d.secKV.Put(ctx, key, b)
 	if err != nil {
@@ -92,26 +75,12 @@ func (d *Directory) OAuthClient(ctx context.Context, p, i string) (*OAuthClient,
 	if err != nil {
 		return nil, fmt.Errorf("directory: oauth client of %s: %w", i, err)
 	}
-	var st storedOAuthClient
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return nil, fmt.Errorf("directory: oauth client of %s: unreadable: %w", i, err)
-	}
-	if len(st.Sealed) == 0 {
-		if st.Plain == nil {
-			return nil, ErrNotFound
-		}
-		return st.Plain, nil
-	}
-	if d.box == nil {
-		return nil, fmt.Errorf("%w: the oauth client of %s is sealed and no SWITCHBOARD_SECRET_KEY is configured", ErrSecretUnavailable, i)
-	}
-	plain, err := d.box.Open(st.Sealed, oauthClientAD(p, i))
+	c, err := openValue[*OAuthClient](d.box, e.Value(), oauthClientAD(p, i), "the oauth client of "+i)
 	if err != nil {
-		return nil, fmt.Errorf("%w: oauth client of %s: %v", ErrSecretUnavailable, i, err)
+		return nil, err
 	}
-	var c OAuthClient
-	if err := json.Unmarshal(plain, &c); err != nil {
-		return nil, fmt.Errorf("directory: oauth client of %s: decode: %w", i, err)
+	if c == nil {
+		return nil, ErrNotFound
 	}
-	return &c, nil
+	return c, nil
 }

@@ -7,17 +7,68 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/secrets"
 )
 
-// storedSecret is a secret as sb_secrets holds it under s.<p>.<U>.<C>.<ver>:
-// sealed with the Box (bound to project, user, credential and version, so
-// a sealed value cannot be moved to another credential or replayed as
-// another version), or plain JSON when no Box is configured.
-type storedSecret struct {
-	Sealed []byte         `json:"sealed,omitempty"`
-	Plain  map[string]any `json:"plain,omitempty"`
+// storedValue is a value as sb_secrets holds it: sealed with the Box
+// (bound to associated data naming what it is, so a sealed value cannot be
+// moved elsewhere), or plain JSON when no Box is configured.
+type storedValue[T any] struct {
+	Sealed []byte `json:"sealed,omitempty"`
+	Plain  T      `json:"plain,omitempty"`
 }
 
+// sealValue returns the stored form of v, sealed to ad when box is set.
+func sealValue[T any](box *secrets.Box, v T, ad []byte) ([]byte, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	st := storedValue[T]{Plain: v}
+	if box != nil {
+		if st.Sealed, err = box.Seal(plain, ad); err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		var zero T
+		st.Plain = zero
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return b, nil
+}
+
+// openValue returns the value whose stored form is raw, sealed to ad;
+// what names it in errors. A sealed value without box, or one box cannot
+// open, is ErrSecretUnavailable.
+func openValue[T any](box *secrets.Box, raw, ad []byte, what string) (T, error) {
+	var zero T
+	var st storedValue[T]
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return zero, fmt.Errorf("directory: %s: unreadable: %w", what, err)
+	}
+	if len(st.Sealed) == 0 {
+		return st.Plain, nil
+	}
+	if box == nil {
+		return zero, fmt.Errorf("%w: %s is sealed and no SWITCHBOARD_SECRET_KEY is configured", ErrSecretUnavailable, what)
+	}
+	plain, err := box.Open(st.Sealed, ad)
+	if err != nil {
+		return zero, fmt.Errorf("%w: %s: %v", ErrSecretUnavailable, what, err)
+	}
+	var v T
+	if err := json.Unmarshal(plain, &v); err != nil {
+		return zero, fmt.Errorf("directory: %s: decode: %w", what, err)
+	}
+	return v, nil
+}
+
+// secretAD binds a credential's secret to project, user, credential and
+// version, so it cannot be moved to another credential or replayed as
+// another version.
 func secretAD(p, u, c, ver string) []byte {
 	return []byte(p + "\x00" + u + "\x00" + c + "\x00" + ver)
 }
@@ -25,20 +76,9 @@ func secretAD(p, u, c, ver string) []byte {
 // sealSecret returns the stored form of secret as version ver of
 // credential c, and its subject in sb_secrets.
 func (d *Directory) sealSecret(p, u, c, ver string, secret map[string]any) (string, []byte, error) {
-	plain, err := json.Marshal(secret)
+	b, err := sealValue(d.box, secret, secretAD(p, u, c, ver))
 	if err != nil {
-		return "", nil, fmt.Errorf("directory: encode secret: %w", err)
-	}
-	st := storedSecret{Plain: secret}
-	if d.box != nil {
-		if st.Sealed, err = d.box.Seal(plain, secretAD(p, u, c, ver)); err != nil {
-			return "", nil, fmt.Errorf("directory: seal secret: %w", err)
-		}
-		st.Plain = nil
-	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return "", nil, fmt.Errorf("directory: encode secret: %w", err)
+		return "", nil, fmt.Errorf("directory: secret: %w", err)
 	}
 	return d.sec.pre + secretPrefix(p, u, c) + "." + ver, b, nil
 }
@@ -90,23 +130,5 @@ func (d *Directory) Secret(ctx context.Context, p, u, c string) (map[string]any,
 }
 
 func (d *Directory) openSecret(p, u, c, ver string, raw []byte) (map[string]any, error) {
-	var st storedSecret
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, fmt.Errorf("directory: credential %s/%s: unreadable secret: %w", u, c, err)
-	}
-	if len(st.Sealed) == 0 {
-		return st.Plain, nil
-	}
-	if d.box == nil {
-		return nil, fmt.Errorf("%w: credential %s/%s is sealed and no SWITCHBOARD_SECRET_KEY is configured", ErrSecretUnavailable, u, c)
-	}
-	plain, err := d.box.Open(st.Sealed, secretAD(p, u, c, ver))
-	if err != nil {
-		return nil, fmt.Errorf("%w: credential %s/%s: %v", ErrSecretUnavailable, u, c, err)
-	}
-	var out map[string]any
-	if err := json.Unmarshal(plain, &out); err != nil {
-		return nil, fmt.Errorf("directory: credential %s/%s: decode secret: %w", u, c, err)
-	}
-	return out, nil
+	return openValue[map[string]any](d.box, raw, secretAD(p, u, c, ver), fmt.Sprintf("credential %s/%s", u, c))
 }

@@ -2,7 +2,6 @@ package directory
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -72,20 +71,9 @@ func (d *Directory) SetWebhookSecrets(ctx context.Context, p, i string, secrets 
 		d.hooks.forget(key)
 		return 0, nil
 	}
-	plain, err := json.Marshal(secrets)
+	b, err := sealValue(d.box, secrets, webhookSecretsAD(p, i))
 	if err != nil {
-		return 0, fmt.Errorf("directory: encode webhook secrets: %w", err)
-	}
-	st := storedWebhookSecrets{Plain: secrets}
-	if d.box != nil {
-		if st.Sealed, err = d.box.Seal(plain, webhookSecretsAD(p, i)); err != nil {
-			return 0, fmt.Errorf("directory: seal webhook secrets: %w", err)
-		}
-		st.Plain = nil
-	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return 0, fmt.Errorf("directory: encode webhook secrets: %w", err)
+		return 0, fmt.Errorf("directory: webhook secrets: %w", err)
 	}
 	rev, err := d.secKV.Put(ctx, key, b)
 	if err != nil {
@@ -95,11 +83,6 @@ func (d *Directory) SetWebhookSecrets(ctx context.Context, p, i string, secrets 
 	// the watch reports it.
 	d.hooks.observe(key, b, rev, true)
 	return rev, nil
-}
-
-type storedWebhookSecrets struct {
-	Sealed []byte          `json:"sealed,omitempty"`
-	Plain  []WebhookSecret `json:"plain,omitempty"`
 }
 
 // WebhookSecrets returns the app-level webhook secrets of integration i
@@ -139,25 +122,7 @@ func (d *Directory) WebhookSecrets(ctx context.Context, p, i string) ([]WebhookS
 }
 
 func (d *Directory) openWebhookSecrets(p, i string, raw []byte) ([]WebhookSecret, error) {
-	var st storedWebhookSecrets
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, fmt.Errorf("directory: webhook secrets of %s: unreadable: %w", i, err)
-	}
-	if len(st.Sealed) == 0 {
-		return st.Plain, nil
-	}
-	if d.box == nil {
-		return nil, fmt.Errorf("%w: webhook secrets of %s are sealed and no SWITCHBOARD_SECRET_KEY is configured", ErrSecretUnavailable, i)
-	}
-	plain, err := d.box.Open(st.Sealed, webhookSecretsAD(p, i))
-	if err != nil {
-		return nil, fmt.Errorf("%w: webhook secrets of %s: %v", ErrSecretUnavailable, i, err)
-	}
-	var out []WebhookSecret
-	if err := json.Unmarshal(plain, &out); err != nil {
-		return nil, fmt.Errorf("directory: webhook secrets of %s: decode: %w", i, err)
-	}
-	return out, nil
+	return openValue[[]WebhookSecret](d.box, raw, webhookSecretsAD(p, i), "the webhook secrets of "+i)
 }
 
 // hookSecrets is the in-memory copy of the app-level webhook secrets, as
