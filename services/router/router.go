@@ -344,14 +344,28 @@ type publishes struct {
 	futures []jetstream.PubAckFuture
 }
 
+// add publishes m asynchronously. The connection bounds publishes in
+// flight; when it stays full for the stall wait (a schedule tick's fan-out
+// publishes a hundred thousand runs while the server is busy), add tries
+// again after a pause instead of failing the whole trigger, whose
+// redelivery would decide and publish it all again.
 func (p *publishes) add(m *nats.Msg, opts ...jetstream.PublishOpt) error {
-	f, err := p.js.PublishMsgAsync(m, opts...)
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", m.Subject, err)
+	for attempt := 1; ; attempt++ {
+		f, err := p.js.PublishMsgAsync(m, opts...)
+		if err == nil {
+			p.futures = append(p.futures, f)
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) || attempt >= maxStalls {
+			return fmt.Errorf("publish %s: %w", m.Subject, err)
+		}
+		time.Sleep(time.Duration(min(attempt, 10)) * 20 * time.Millisecond)
 	}
-	p.futures = append(p.futures, f)
-	return nil
 }
+
+// maxStalls is how many times add tries a publish the full in-flight
+// budget refused (about 20 s of stall waits and pauses) before failing.
+const maxStalls = 50
 
 func (p *publishes) wait(ctx context.Context) error {
 	var errs []error
