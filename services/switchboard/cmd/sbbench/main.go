@@ -76,6 +76,11 @@ var scenarios = []scenario{
 	{"devproc", false, runDevProc},
 }
 
+// extraScenarios run only when -only names them.
+var extraScenarios = []scenario{
+	{"schedule", false, runSchedule},
+}
+
 func main() {
 	// The same GC setting as the switchboard binary; it applies to the bare
 	// baseline in this process too, so the comparison stays even.
@@ -87,7 +92,7 @@ func main() {
 	flag.StringVar(&cfg.dataDir, "data-dir", "", "parent directory of the run's scratch dir (default: the system temp dir); the scratch dir is removed at the end")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write CPU profiles of the whole process during each ingest round (FILE.ingest.<target>.<round>), each sync round (FILE.sync.<conns>c.<target>.<round>) and the e2e send (FILE.e2e)")
 	flag.StringVar(&cfg.trace, "trace", "", "write a 2s runtime/trace of the whole process from the middle of the first switchboard ingest round to FILE (go tool trace -pprof=sync FILE)")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (default all: ingest,e2e,sync,devproc)")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (default all: ingest,e2e,sync,fair,devproc; schedule only when named)")
 	flag.StringVar(&cfg.repo, "repo", "", "repository root for building the switchboard binary (default: found from the working directory)")
 	flag.Parse()
 
@@ -163,7 +168,7 @@ func selectScenarios(only string) ([]scenario, error) {
 	for _, name := range strings.Split(only, ",") {
 		name = strings.TrimSpace(name)
 		found := false
-		for _, s := range scenarios {
+		for _, s := range append(scenarios[:len(scenarios):len(scenarios)], extraScenarios...) {
 			if s.name == name {
 				out, found = append(out, s), true
 			}
