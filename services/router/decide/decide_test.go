@@ -130,22 +130,9 @@ func (f failing) Credentials(ctx context.Context, p, u string) ([]*directory.Cre
 //	u-one:  a valid, b invalid
 func world(t *testing.T) (*catalog.Catalog, decide.Directory) {
 	t.Helper()
-	srv := brokertest.Start(t)
-	cat := brokertest.Catalog(t, srv.JS)
-	dir := brokertest.Directory(t, srv.JS)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	objs, err := workflow.Parse([]byte(docs), project)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rev, err := cat.Apply(ctx, objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.WaitRevision(ctx, rev); err != nil {
-		t.Fatal(err)
-	}
+	cat, dir := applied(ctx, t, docs)
 	cred := func(u, c, integration string, fn func(*directory.Credential)) {
 		t.Helper()
 		_, _, err := dir.UpdateCredential(ctx, project, u, c, func(cr *directory.Credential, _ bool) error {
@@ -529,4 +516,24 @@ func TestRequestAnswer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applied is an embedded NATS whose catalog holds docs (applied and seen)
+// and whose directory is empty.
+func applied(ctx context.Context, t *testing.T, docs string) (*catalog.Catalog, *directory.Directory) {
+	t.Helper()
+	srv := brokertest.Start(t)
+	cat := brokertest.Catalog(t, srv.JS)
+	objs, err := workflow.Parse([]byte(docs), project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := cat.Apply(ctx, objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cat.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	return cat, brokertest.Directory(t, srv.JS)
 }

@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
-	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 	"github.com/switchboard-hq/switchboard/services/router/decide"
 )
@@ -40,22 +38,9 @@ steps: [{id: s, type: emit, event: Nothing, payload: {}}]
 // its account, a per-credential one for that credential only, and every
 // candidate that does not run says which rule stopped it.
 func TestIntegrationDecider(t *testing.T) {
-	srv := brokertest.Start(t)
-	cat := brokertest.Catalog(t, srv.JS)
-	dir := brokertest.Directory(t, srv.JS)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	objs, err := workflow.Parse([]byte(integrationDocs), project)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rev, err := cat.Apply(ctx, objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cat.WaitRevision(ctx, rev); err != nil {
-		t.Fatal(err)
-	}
+	cat, dir := applied(ctx, t, integrationDocs)
 	cred := func(u, c, acct string, fn func(*directory.Credential)) {
 		t.Helper()
 		if _, _, err := dir.UpdateCredential(ctx, project, u, c, func(cr *directory.Credential, _ bool) error {
