@@ -114,22 +114,60 @@ type guard struct {
 
 func (g guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), limitsKey{}, g.lim))
-	var tb *trackedBody
-	if r.Body != nil && r.Body != http.NoBody {
-		tb = &trackedBody{ReadCloser: r.Body}
-		r.Body = tb
+	if r.Body == nil || r.Body == http.NoBody {
+		g.h.ServeHTTP(w, r)
+		return
 	}
-	g.h.ServeHTTP(w, r)
-	if tb != nil && !tb.eof.Load() {
+	tb := &trackedBody{ReadCloser: r.Body}
+	r.Body = tb
+	g.h.ServeHTTP(&closingWriter{ResponseWriter: w, body: tb}, r)
+	if !tb.eof.Load() {
 		// The handler answered without reading the body (a 401 before
-		// reading, a 404). net/http would now read up to 256 KiB more of
-		// it before it even writes the answer, to keep the connection —
-		// as long as the client takes. What has already arrived is still
-		// discarded; the first read that would wait fails, and the answer
-		// goes out with the connection closed behind it.
+		// reading, a 404), and closingWriter made that answer close the
+		// connection. net/http still drains the body before it lets go of
+		// the connection — as long as the client takes. What has already
+		// arrived is discarded; the first read that would wait fails.
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 }
+
+// closingWriter adds "Connection: close" to an answer written while the
+// request body is still unread. Without it net/http would read up to
+// 256 KiB more of the body before writing the answer, and keep the
+// connection for the next request — but the past read deadline the guard
+// sets to cut that read short stays on the connection, fires in the
+// background read net/http starts once the body is drained, and cancels
+// the context of every later request on it.
+type closingWriter struct {
+	http.ResponseWriter
+	body *trackedBody
+	once bool
+}
+
+func (w *closingWriter) mark() {
+	if !w.once {
+		w.once = true
+		if !w.body.eof.Load() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+}
+
+func (w *closingWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.mark()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closingWriter) Write(p []byte) (int, error) {
+	w.mark()
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines,
+// Flush) through the wrapper.
+func (w *closingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // trackedBody notes whether the handler read its body to the end.
 type trackedBody struct {
