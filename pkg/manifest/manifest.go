@@ -82,6 +82,8 @@ type Manifest struct {
 	Settings []Field  `json:"settings,omitempty" yaml:"settings,omitempty"`
 	// OAuth, when set, lets users connect with OAuth 2.0 (oauth.go).
 	OAuth *OAuth `json:"oauth,omitempty" yaml:"oauth,omitempty"`
+	// Subscription, when set, creates webhooks per credential through the provider's API (subscription.go).
+	Subscription *Subscription `json:"subscription,omitempty" yaml:"subscription,omitempty"`
 	// Resource marks an API Resource (design §2.6): the customer's own API,
 	// whose users connect through POST /projects/{p}/sdk/resources/{id}/connect
 	// and whose webhooks are API_RESOURCE triggers — verified, routed and
@@ -239,6 +241,9 @@ func (m *Manifest) Compile() Problems {
 	compileFields("settings", m.Settings, MaxSettings, &p)
 	if m.OAuth != nil {
 		m.OAuth.compile(&p)
+	}
+	if m.Subscription != nil {
+		m.Subscription.compile(m, &p)
 	}
 	return p
 }
