@@ -89,6 +89,8 @@ type Manifest struct {
 	// and whose webhooks are API_RESOURCE triggers — verified, routed and
 	// deduplicated like an integration's.
 	Resource bool `json:"resource,omitempty" yaml:"resource,omitempty"`
+	// Polling, for a provider without webhooks, polls its list API per credential (polling.go).
+	Polling []Poll `json:"polling,omitempty" yaml:"polling,omitempty"`
 }
 
 // Auth says how an http step with `auth: credential` applies a credential's
@@ -242,6 +244,7 @@ func (m *Manifest) Compile() Problems {
 	if m.OAuth != nil {
 		m.OAuth.compile(&p)
 	}
+	compilePolling(m, &p)
 	if m.Subscription != nil {
 		m.Subscription.compile(m, &p)
 	}

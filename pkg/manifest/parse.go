@@ -173,6 +173,7 @@ func (m *Manifest) Extend(base *Manifest) *Manifest {
 	if out.OAuth == nil {
 		out.OAuth = base.OAuth
 	}
+	out.Polling = mergeBy(m.Polling, base.Polling, func(q Poll) string { return q.Event })
 	out.Subscription = m.Subscription.extend(base.Subscription)
 	return &out
 }
