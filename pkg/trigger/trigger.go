@@ -68,6 +68,10 @@ type Options struct {
 	// TracerProvider makes each Publish's producer span; nil traces
 	// nothing (ev.Trace is passed on as it is).
 	TracerProvider trace.TracerProvider
+	// Failed, when set, is called with every error Publish returns, so the
+	// composition root counts failed publishes for every producer in one
+	// place (switchboard_trigger_publish_failures_total).
+	Failed func(err error)
 }
 
 // Publisher publishes trigger events. It is safe for concurrent use.
@@ -78,6 +82,7 @@ type Publisher struct {
 	kv      jetstream.KeyValue
 	window  time.Duration
 	tracer  trace.Tracer // nil: not traced
+	failed  func(error)  // nil: not told
 }
 
 // New returns a Publisher. With opts.Dedupe set and no DuplicateWindow it
@@ -92,7 +97,7 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow}
+	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow, failed: opts.Failed}
 	if opts.TracerProvider != nil {
 		p.tracer = tracing.Tracer(opts.TracerProvider)
 	}
@@ -198,6 +203,13 @@ func DerivedID(t time.Time, parts ...string) string { return envelope.DerivedID(
 // ev.Trace (traced) and, with WithDedupe, ev.Id; ev must not be used
 // concurrently meanwhile.
 func (p *Publisher) Publish(ctx context.Context, ev *sbv1.TriggerEvent, opts ...PublishOption) (res Result, err error) {
+	if p.failed != nil {
+		defer func() {
+			if err != nil {
+				p.failed(err)
+			}
+		}()
+	}
 	var o publishOpts
 	for _, opt := range opts {
 		opt(&o)

@@ -219,8 +219,14 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 			return nil, fmt.Errorf("app: %w", err)
 		}
 	}
+	if err := readinessGauge(a.Metrics, a.Health); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	e := httpx.NewEcho(opts.Logger)
 	a.echo = e
+	roles := routeRoles{}
+	// Outside the spans, so a span sees the answer as the metrics count it.
+	e.Use(httpMetrics(a.Metrics, roles))
 	e.Use(httpTracing(a.Tracing))
 	a.Health.Register(e)
 	// The API's own description is public and role-independent (openapi/).
@@ -261,7 +267,7 @@ func Start(ctx context.Context, opts Options) (_ *App, err error) {
 		}
 	}
 	for _, r := range a.roles {
-		r.Register(e)
+		roles.mount(e, r)
 	}
 	go func() {
 		a.serveEr = a.srv.Serve()
@@ -304,18 +310,18 @@ func (a *App) buildDeps(ctx context.Context) (err error) {
 	if err := a.Directory.Start(bg); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	a.Metrics = metrics.New()
 	dedupe, err := a.JS.KeyValue(ctx, subjects.BucketDedupe)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	if a.Triggers, err = trigger.New(ctx, trigger.Options{JS: a.JS, Budgets: wire.FromConn(a.NC), Dedupe: dedupe, Logger: o.Logger,
-		TracerProvider: a.Tracing}); err != nil {
+		TracerProvider: a.Tracing, Failed: countPublishFailure(a.Metrics)}); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	if a.Blobs, err = blob.Open(ctx, blob.Options{JS: a.JS, Budgets: wire.FromConn(a.NC)}); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	a.Metrics = metrics.New()
 	a.Access = access.New(access.Options{Catalog: a.Catalog, AdminToken: o.AdminToken})
 	a.HTTPClient = egress.NewClient(egress.Options{AllowPrivate: o.AllowPrivate, AllowLoopback: o.AllowLoopback})
 	return nil
