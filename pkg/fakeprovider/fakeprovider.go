@@ -23,6 +23,8 @@
 //	POST /fake/revoke        {"account": "acct-7"}: its refresh tokens are
 //	                         refused from now on (invalid_grant)
 //	GET  /fake/stats         token requests by grant type
+//
+// and the webhook subscription APIs of Asana and Stripe (subscriptions.go).
 package fakeprovider
 
 import (
@@ -62,6 +64,7 @@ type Provider struct {
 	revoked map[string]bool // accounts whose refresh tokens are refused
 	stats   map[string]int
 	log     []Refresh
+	subs    subscriptions // webhook subscription APIs (subscriptions.go)
 }
 
 // Refresh is one refresh_token grant served: for which account, when.
@@ -98,6 +101,7 @@ func (p *Provider) Handler() http.Handler {
 	mux.HandleFunc("GET /me", p.me)
 	mux.HandleFunc("POST /fake/next-account", p.nextAccount)
 	mux.HandleFunc("POST /fake/revoke", p.revoke)
+	p.subscriptionRoutes(mux)
 	mux.HandleFunc("GET /fake/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, p.Stats()) })
 	return mux
 }

@@ -17,7 +17,7 @@ func newFakeProviderCmd() *cobra.Command {
 	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "fake-provider",
-		Short: "Run a local OAuth 2.0 provider (authorize, token, /me, /fake/revoke) for trying the connect flow",
+		Short: "Run a local OAuth 2.0 provider (authorize, token, /me, /fake/revoke) and webhook subscription APIs for trying the connect flow",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p := fakeprovider.New(fakeprovider.Options{ClientID: clientID, ClientSecret: clientSecret, TokenTTL: ttl, Account: account})
 			out := cmd.OutOrStdout()
@@ -25,6 +25,7 @@ func newFakeProviderCmd() *cobra.Command {
 			fmt.Fprintf(out, "fake-provider listening on %s (client %s / %s, tokens for %s)\n", base, clientID, clientSecret, ttl)
 			fmt.Fprintf(out, "  authorize %s/authorize  token %s/token  account %s/me\n", base, base, base)
 			fmt.Fprintf(out, "  revoke an account's refresh tokens: curl -X POST %s/fake/revoke -d '{\"account\":\"%s\"}'\n", base, account)
+			fmt.Fprintf(out, "  webhook subscriptions (Asana %s/api/1.0/webhooks, Stripe %s/v1/webhook_endpoints): curl %s/fake/subscriptions\n", base, base, base)
 			srv := &http.Server{Addr: addr, Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
 			return srv.ListenAndServe()
 		},
