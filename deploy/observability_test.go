@@ -390,6 +390,8 @@ func runDevAndScrape() (scrape, error) {
 		"switchboard_runs_dispatched_total", "switchboard_runs_finished_total",
 		"switchboard_run_duration_seconds_bucket", "switchboard_consumer_pending",
 		"switchboard_consumer_handled_total", "switchboard_consumer_dead_lettered_total",
+		"switchboard_http_requests_total", "switchboard_http_request_duration_seconds_bucket",
+		"switchboard_ready", "switchboard_trigger_publish_failures_total",
 	}
 	err = poll(60*time.Second, func() error {
 		s, fams, err := scrapeMetrics(admin)
