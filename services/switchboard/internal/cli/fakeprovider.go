@@ -26,7 +26,9 @@ func newFakeProviderCmd() *cobra.Command {
 			fmt.Fprintf(out, "  authorize %s/authorize  token %s/token  account %s/me\n", base, base, base)
 			fmt.Fprintf(out, "  revoke an account's refresh tokens: curl -X POST %s/fake/revoke -d '{\"account\":\"%s\"}'\n", base, account)
 			fmt.Fprintf(out, "  webhook subscriptions (Asana %s/api/1.0/webhooks, Stripe %s/v1/webhook_endpoints): curl %s/fake/subscriptions\n", base, base, base)
-			srv := &http.Server{Addr: addr, Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			fmt.Fprintf(out, "  list APIs for polling triggers (Salesforce, Drive, Pipedrive, Notion, Jira); add a record: curl -X POST %s/fake/records -d '{\"provider\":\"salesforce\",\"object\":\"Contact\",\"fields\":{\"Name\":\"Ada\"}}'\n", base)
+			h := fakeprovider.WithLists(p.Handler(), fakeprovider.NewLists(fakeprovider.ListsOptions{}))
+			srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 			return srv.ListenAndServe()
 		},
 	}
