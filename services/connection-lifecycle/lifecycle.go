@@ -77,6 +77,8 @@ type Options struct {
 	// refreshes (defaults DefaultRefreshLead, DefaultRefreshJitter,
 	// DefaultRefreshInterval; a negative jitter means none).
 	RefreshLead, RefreshJitter, RefreshInterval time.Duration
+	// Subscriptions tune webhook subscriptions (subscriptions.go).
+	Subscriptions SubscriptionOptions
 
 	fault func(stage string) error // tests: stop a derivation mid-way
 }
@@ -92,6 +94,8 @@ type Service struct {
 	opts      Options
 	deriver   *deriver
 	refresher *refresher
+	// subscriber creates and deletes webhook subscriptions (subscriptions.go).
+	subscriber *subscriber
 
 	httpClient                                  *http.Client
 	stateTTL                                    time.Duration
@@ -164,7 +168,10 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	s.deriver = d
-	return s.startRefresher(ctx)
+	if err := s.startRefresher(ctx); err != nil {
+		return err
+	}
+	return s.startSubscriber(ctx)
 }
 
 // Stop drains the change consumer. The handlers have nothing to drain:
@@ -173,6 +180,11 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) Stop(ctx context.Context) error {
 	if s.refresher != nil {
 		s.refresher.stop()
+	}
+	if s.subscriber != nil {
+		if err := s.subscriber.stop(ctx); err != nil {
+			return err
+		}
 	}
 	if s.deriver == nil {
 		return nil

@@ -44,7 +44,7 @@ func (s *Service) listUsers(c *echo.Context) error {
 }
 
 // getCredential is GET /v1/projects/{p}/users/{u}/credentials/{c}: the
-// credential without its secret.
+// credential without its secret, with its subscriptions.
 func (s *Service) getCredential(c *echo.Context) error {
 	cl, credID, err := s.authorizeCredential(c)
 	if err != nil {
@@ -57,5 +57,6 @@ func (s *Service) getCredential(c *echo.Context) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	return c.JSON(http.StatusOK, cred.Public())
+	// With its webhook subscriptions and their status (subscriptions.go).
+	return c.JSON(http.StatusOK, s.credentialView(c.Request().Context(), cred))
 }

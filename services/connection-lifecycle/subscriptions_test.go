@@ -1,0 +1,305 @@
+package lifecycle_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-hq/switchboard/pkg/directory"
+	"github.com/switchboard-hq/switchboard/pkg/fakeprovider"
+	"github.com/switchboard-hq/switchboard/pkg/httpx"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
+
+	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
+)
+
+// subEnv is an oauthEnv whose project extends the built-in stripe
+// manifest to call the fake provider's webhook_endpoints API, with three
+// workflows (off by default): two on customer.created, one on invoice.paid.
+type subEnv struct {
+	*oauthEnv
+	h    *env
+	r1   *lifecycle.Service
+	opts func(*lifecycle.Options)
+}
+
+func newSubEnv(t *testing.T) *subEnv {
+	t.Helper()
+	o := newOAuthEnv(t, time.Hour)
+	docs := fmt.Sprintf(`
+kind: Integration
+id: stripe
+subscription: {baseUrl: %q}
+`, o.fakeURL)
+	for _, w := range []struct{ id, event string }{{"w1", "customer.created"}, {"w2", "customer.created"}, {"w3", "invoice.paid"}} {
+		docs += fmt.Sprintf(`---
+kind: Workflow
+id: %s
+enabledByDefault: false
+trigger: {type: integration, integration: stripe, event: %s}
+steps: [{id: s, type: http, method: POST, url: "http://127.0.0.1:9/x"}]
+`, w.id, w.event)
+	}
+	objs, err := workflow.Parse([]byte(docs), "proj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := o.cat.Apply(t.Context(), objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cat.WaitRevision(t.Context(), rev); err != nil {
+		t.Fatal(err)
+	}
+	e := &subEnv{oauthEnv: o, opts: func(opts *lifecycle.Options) {
+		opts.Subscriptions = lifecycle.SubscriptionOptions{Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+			TeardownAttempts: 3, Interval: 20 * time.Millisecond}
+	}}
+	e.h, e.r1 = e.serve(t, "r1")
+	return e
+}
+
+// serve starts a replica serving HTTP at its own public URL (the
+// callbacks' base), as serveOAuth does, and returns it too.
+func (e *subEnv) serve(t *testing.T, name string) (*env, *lifecycle.Service) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := "http://" + ln.Addr().String()
+	svc := e.replicaWith(t, name, nil, func(opts *lifecycle.Options) {
+		opts.PublicURL = public
+		e.opts(opts)
+	})
+	ec := httpx.NewEcho(slog.New(slog.DiscardHandler))
+	svc.Register(ec)
+	srv := httptest.NewUnstartedServer(ec)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &env{srv: srv, cat: e.cat, dir: e.dir, key: e.key}, svc
+}
+
+// until polls cond until it holds (10 s deadline).
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *subEnv) connect(t *testing.T, cred, key string) {
+	t.Helper()
+	if r := e.h.do(t, http.MethodPut, "/v1/projects/proj/users/u1/credentials/"+cred, e.key,
+		`{"integration":"stripe","secret":{"accessToken":"`+key+`"}}`); r.status != 200 {
+		t.Fatalf("connect: %d %s", r.status, r.body)
+	}
+}
+
+func (e *subEnv) enable(t *testing.T, cred, wf string, on bool) {
+	t.Helper()
+	if r := e.h.do(t, http.MethodPut, "/v1/projects/proj/users/u1/credentials/"+cred+"/workflows/"+wf, e.key,
+		fmt.Sprintf(`{"enabled":%t}`, on)); r.status != 200 {
+		t.Fatalf("enable %s: %d %s", wf, r.status, r.body)
+	}
+}
+
+type credWithSubs struct {
+	directory.Credential
+	Subscriptions []lifecycle.SubscriptionStatus `json:"subscriptions"`
+}
+
+func (e *subEnv) view(t *testing.T, cred string) (int, credWithSubs) {
+	t.Helper()
+	r := e.h.do(t, http.MethodGet, "/v1/projects/proj/users/u1/credentials/"+cred, e.key, "")
+	if r.status != 200 {
+		return r.status, credWithSubs{}
+	}
+	return r.status, decode[credWithSubs](t, r.body)
+}
+
+func (e *subEnv) subsOf(key string) []fakeprovider.Subscription {
+	var out []fakeprovider.Subscription
+	for _, s := range e.fake.Subscriptions() {
+		if s.Account == key {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestSubscriptions: the first workflow on a trigger creates the
+// subscription at the provider (once), a second one on the same trigger
+// creates none, another trigger its own; disabling the last one deletes
+// it; the provider's signing secret is kept on the credential.
+func TestSubscriptions(t *testing.T) {
+	e := newSubEnv(t)
+	const key = "sk_test_lifecycle"
+	e.connect(t, "c1", key)
+	e.enable(t, "c1", "w1", true)
+	until(t, "one subscription", func() bool { return len(e.subsOf(key)) == 1 })
+	sub := e.subsOf(key)[0]
+	cr, _ := e.h.cred("u1", "c1")
+	if want := e.h.srv.URL + "/v1/hooks/proj/stripe/" + cr.WebhookToken; sub.Target != want || strings.Join(sub.Events, ",") != "customer.created" {
+		t.Fatalf("subscription %+v, want target %s", sub, want)
+	}
+	until(t, "active on the credential", func() bool {
+		_, v := e.view(t, "c1")
+		return len(v.Subscriptions) == 1 && v.Subscriptions[0].Status == lifecycle.SubActive && v.Subscriptions[0].ProviderID == sub.ID
+	})
+	// The endpoint's secret verifies its deliveries: it is on the
+	// credential's sealed secret, next to the API key.
+	sec := e.h.secret(t, "u1", "c1")
+	if list, _ := sec["webhookSecrets"].([]any); len(list) != 1 || list[0].(map[string]any)["value"] != sub.Secret || sec["accessToken"] != key {
+		t.Fatalf("secret %v", sec)
+	}
+
+	e.enable(t, "c1", "w2", true) // same trigger: no second create
+	e.enable(t, "c1", "w3", true) // another trigger: its own
+	until(t, "two subscriptions", func() bool { return len(e.subsOf(key)) == 2 })
+	until(t, "both active", func() bool {
+		_, v := e.view(t, "c1")
+		return len(v.Subscriptions) == 2 && v.Subscriptions[0].Status == lifecycle.SubActive && v.Subscriptions[1].Status == lifecycle.SubActive
+	})
+	if c := e.fake.SubscriptionCalls(); c.Creates != 2 {
+		t.Fatalf("creates %+v, want 2", c)
+	}
+
+	e.enable(t, "c1", "w1", false) // w2 still needs customer.created
+	e.enable(t, "c1", "w3", false)
+	until(t, "invoice.paid deleted", func() bool { return len(e.subsOf(key)) == 1 })
+	if s := e.subsOf(key); s[0].Events[0] != "customer.created" {
+		t.Fatalf("left %+v", s)
+	}
+	e.enable(t, "c1", "w2", false)
+	until(t, "all deleted", func() bool { return len(e.subsOf(key)) == 0 })
+	until(t, "none on the credential", func() bool {
+		_, v := e.view(t, "c1")
+		return len(v.Subscriptions) == 0
+	})
+	if c := e.fake.SubscriptionCalls(); c.Creates != 2 || c.Deletes != 2 {
+		t.Fatalf("calls %+v", c)
+	}
+	if list, _ := e.h.secret(t, "u1", "c1")["webhookSecrets"].([]any); len(list) != 0 {
+		t.Fatalf("secrets left %v", list)
+	}
+}
+
+// TestSubscriptionCreateFails: a provider refusing the create (500 or
+// 400) leaves the credential connected with the error on it; the create
+// is retried with backoff and succeeds once the provider accepts it.
+func TestSubscriptionCreateFails(t *testing.T) {
+	e := newSubEnv(t)
+	for i, status := range []int{500, 400} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			key, cred := fmt.Sprintf("sk_test_fail%d", i), fmt.Sprintf("f%d", i)
+			e.connect(t, cred, key)
+			e.fake.FailSubscriptions("create", status, 0)
+			e.enable(t, cred, "w1", true)
+			var failed lifecycle.SubscriptionStatus
+			until(t, "the failure on the credential", func() bool {
+				_, v := e.view(t, cred)
+				if len(v.Subscriptions) == 1 && v.Subscriptions[0].Status == lifecycle.SubFailed && v.Subscriptions[0].Attempts >= 2 {
+					failed = v.Subscriptions[0]
+					return true
+				}
+				return false
+			})
+			if !strings.Contains(failed.Error, fmt.Sprint(status)) || failed.NextAttemptAt == nil {
+				t.Fatalf("status %+v", failed)
+			}
+			if _, v := e.view(t, cred); v.Status != directory.CredentialValid {
+				t.Fatalf("credential %s", v.Status)
+			}
+			e.fake.FailSubscriptions("create", 0, 0)
+			until(t, "created after the provider recovers", func() bool {
+				_, v := e.view(t, cred)
+				return len(v.Subscriptions) == 1 && v.Subscriptions[0].Status == lifecycle.SubActive && v.Subscriptions[0].Error == ""
+			})
+			if n := len(e.subsOf(key)); n != 1 {
+				t.Fatalf("%d subscriptions at the provider", n)
+			}
+		})
+	}
+}
+
+// TestSubscriptionTeardown: removing the credential deletes it at once,
+// even while the provider refuses the delete; the delete is retried in
+// the background, and given up (recorded) after TeardownAttempts.
+func TestSubscriptionTeardown(t *testing.T) {
+	e := newSubEnv(t)
+	t.Run("retried until the provider deletes it", func(t *testing.T) {
+		const key = "sk_test_td1"
+		e.connect(t, "d1", key)
+		e.enable(t, "d1", "w1", true)
+		until(t, "created", func() bool { return len(e.subsOf(key)) == 1 })
+		e.fake.FailSubscriptions("delete", 503, 2)
+		if r := e.h.do(t, http.MethodDelete, "/v1/projects/proj/users/u1/credentials/d1", e.key, ""); r.status != 204 {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		if status, _ := e.view(t, "d1"); status != 404 {
+			t.Fatalf("credential still there: %d", status)
+		}
+		until(t, "deleted at the provider", func() bool { return len(e.subsOf(key)) == 0 })
+		if c := e.fake.SubscriptionCalls(); c.FailedDeletes != 2 {
+			t.Fatalf("calls %+v", c)
+		}
+	})
+	t.Run("given up and recorded", func(t *testing.T) {
+		const key = "sk_test_td2"
+		e.connect(t, "d2", key)
+		e.enable(t, "d2", "w1", true)
+		until(t, "created", func() bool { return len(e.subsOf(key)) == 1 })
+		before := e.fake.SubscriptionCalls().FailedDeletes
+		e.fake.FailSubscriptions("delete", 500, 0)
+		t.Cleanup(func() { e.fake.FailSubscriptions("delete", 0, 0) })
+		if r := e.h.do(t, http.MethodDelete, "/v1/projects/proj/users/u1/credentials/d2", e.key, ""); r.status != 204 {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		var rec []lifecycle.SubscriptionStatus
+		until(t, "the teardown given up", func() bool {
+			rec = e.r1.SubscriptionStates(context.Background(), "proj", "u1", "d2")
+			return len(rec) == 1 && rec[0].Status == lifecycle.SubAbandoned
+		})
+		if got := e.fake.SubscriptionCalls().FailedDeletes - before; got != 3 || !strings.Contains(rec[0].Error, "given up after 3") {
+			t.Fatalf("%d deletes tried, record %+v", got, rec[0])
+		}
+	})
+}
+
+// TestSubscriptionReplicas: two replicas sharing the change stream create
+// each credential's subscription once.
+func TestSubscriptionReplicas(t *testing.T) {
+	e := newSubEnv(t)
+	e.replicaWith(t, "r2", nil, e.opts)
+	const n = 20
+	for i := range n {
+		c := fmt.Sprintf("m%d", i)
+		e.connect(t, c, "sk_test_many")
+		e.enable(t, c, "w1", true)
+	}
+	until(t, "every subscription", func() bool { return len(e.subsOf("sk_test_many")) == n })
+	until(t, "every one active", func() bool {
+		for i := range n {
+			if _, v := e.view(t, fmt.Sprintf("m%d", i)); len(v.Subscriptions) != 1 || v.Subscriptions[0].Status != lifecycle.SubActive {
+				return false
+			}
+		}
+		return true
+	})
+	if c := e.fake.SubscriptionCalls(); c.Creates != n {
+		t.Fatalf("creates %+v, want %d", c, n)
+	}
+}
