@@ -63,6 +63,8 @@ type Options struct {
 	// DeriveAckWait is how long a change may go unsettled before another
 	// replica derives it (default DefaultDeriveAckWait).
 	DeriveAckWait time.Duration
+	// Poll tunes the polling triggers (poll.go).
+	Poll PollOptions
 
 	// PublicURL is the base URL browsers and providers reach this
 	// service at (SWITCHBOARD_PUBLIC_URL): the OAuth redirect URI is
@@ -93,6 +95,9 @@ type Service struct {
 	logger    *slog.Logger
 	opts      Options
 	deriver   *deriver
+	// poller and pollIndex run the polling triggers (poll.go).
+	poller    *poller
+	pollIndex *pollIndexer
 	refresher *refresher
 	// subscriber creates and deletes webhook subscriptions (subscriptions.go).
 	subscriber *subscriber
@@ -168,6 +173,9 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	s.deriver = d
+	if err := s.startPoller(ctx); err != nil {
+		return err
+	}
 	if err := s.startRefresher(ctx); err != nil {
 		return err
 	}
@@ -178,6 +186,14 @@ func (s *Service) Start(ctx context.Context) error {
 // each finishes its write before it answers, and the shared HTTP server has
 // finished them before roles stop.
 func (s *Service) Stop(ctx context.Context) error {
+	if s.poller != nil {
+		s.poller.stop(ctx)
+	}
+	if s.pollIndex != nil {
+		if err := s.pollIndex.stop(ctx); err != nil {
+			return err
+		}
+	}
 	if s.refresher != nil {
 		s.refresher.stop()
 	}
@@ -204,6 +220,7 @@ func (s *Service) Register(e *echo.Echo) {
 	e.PUT(user+"/credentials/:c/workflows/:w", s.putCredentialWorkflow)
 	s.registerSettings(e)
 	s.registerConnect(e)
+	s.registerPolls(e)
 	e.GET("/v1/projects/:p/users", s.listUsers)
 	e.POST("/v1/projects/:p/users/import", s.importUsers)
 	// The connected user's own view, for the SDK in their browser (sdk.go).
