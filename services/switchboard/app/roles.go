@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,7 +128,27 @@ func buildLifecycle(d *Deps, o *Options) (service.Role, error) {
 		// flow: providers are called through the egress-guarded client, and
 		// redirect back to the public URL (without one, the host the flow
 		// was started at).
-		JS: d.JS, Triggers: d.Triggers, HTTPClient: d.HTTPClient, PublicURL: os.Getenv(EnvPublicURL)})
+		JS: d.JS, Triggers: d.Triggers, HTTPClient: d.HTTPClient, PublicURL: os.Getenv(EnvPublicURL),
+		// Webhook subscriptions give providers the receiver's URL on this
+		// server; teardown tokens are sealed with the credentials' key.
+		Subscriptions: lifecycle.SubscriptionOptions{HookBaseURL: hookBaseURL(o), Secrets: o.Secrets}})
+}
+
+// hookBaseURL is where providers reach this server's webhook routes:
+// SWITCHBOARD_PUBLIC_URL, else the HTTP listen address (a dev setup), else
+// "" when the port is only known once listening.
+func hookBaseURL(o *Options) string {
+	if v := os.Getenv(EnvPublicURL); v != "" {
+		return v
+	}
+	host, port, err := net.SplitHostPort(o.HTTPAddr)
+	if err != nil || port == "0" || port == "" {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func buildIngress(d *Deps, o *Options) (service.Role, error) {
