@@ -83,6 +83,10 @@ type Publisher struct {
 	window  time.Duration
 	tracer  trace.Tracer // nil: not traced
 	failed  func(error)  // nil: not told
+
+	// legacySince: since when InSubject claims are written here; before
+	// it, claims lived in sb_dedupe only (zero: never, see legacySince).
+	legacySince time.Time
 }
 
 // New returns a Publisher. With opts.Dedupe set and no DuplicateWindow it
@@ -100,6 +104,12 @@ func New(ctx context.Context, opts Options) (*Publisher, error) {
 	p := &Publisher{js: opts.JS, budgets: opts.Budgets, log: opts.Logger, kv: opts.Dedupe, window: opts.DuplicateWindow, failed: opts.Failed}
 	if opts.TracerProvider != nil {
 		p.tracer = tracing.Tracer(opts.TracerProvider)
+	}
+	if p.kv != nil {
+		var err error
+		if p.legacySince, err = legacySince(ctx, p.kv); err != nil {
+			return nil, err
+		}
 	}
 	if p.kv != nil && p.window <= 0 {
 		s, err := opts.JS.Stream(ctx, subjects.StreamTriggers)

@@ -193,10 +193,9 @@ func (s *Service) handle(c *echo.Context, src source) error {
 }
 
 // publishConcurrency bounds how many of one delivery's events are stored
-// at once. Each store is two sequential JetStream round trips (the
-// dedupe's claim, then the publish; the claim's promotion is not waited
-// for); a 100-event HubSpot batch
-// stored one after the other could outlast the provider's timeout.
+// at once. Each store is one JetStream round trip (the event is its own
+// dedupe claim, Dedupe.InSubject); a 100-event HubSpot batch stored one
+// after the other could still outlast the provider's timeout.
 const publishConcurrency = 16
 
 // publish stores every item as an INTEGRATION trigger, each under a dedupe
@@ -238,8 +237,11 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 			key = "cred:" + src.cred.User + "\x00" + src.cred.ID + "\x00" + it.ID
 		}
 		ev.Detail = &sbv1.TriggerEvent_Provider{Provider: pe}
+		// InSubject: every event of the source has one subject (the
+		// integration's, see trigger.SubjectKey), so the stored event is
+		// its own claim — one write per event, not a claim and a publish.
 		results[i], errs[i] = s.opts.Triggers.Publish(ctx, ev,
-			trigger.WithDedupe(trigger.Dedupe{Source: "webhook." + src.integration.ID, Key: key, TTL: src.webhook.TTL()}),
+			trigger.WithDedupe(trigger.Dedupe{Source: "webhook." + src.integration.ID, Key: key, TTL: src.webhook.TTL(), InSubject: true}),
 			trigger.WithCatalogRevision(rev))
 	}
 	if len(items) == 1 {

@@ -105,12 +105,38 @@ func (s *Service) replay(c *echo.Context) error {
 	return c.JSON(http.StatusOK, page)
 }
 
+// seqAt is the sequence of TRIGGERS' first message stored at or after t.
+// The replay's consumer starts there rather than by time: with more than
+// one filter subject, nats-server 2.15.2 moves a by-time start ahead to the
+// first message of a filter whose first message comes after t, skipping the
+// other filter's messages in between (consumer.go, selectStartingSeqNo). An
+// unfiltered consumer's start is the time's own.
+func (s *Service) seqAt(ctx context.Context, t time.Time) (uint64, error) {
+	c, err := s.opts.JS.CreateConsumer(ctx, subjects.StreamTriggers, jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return 0, err
+	}
+	info := c.CachedInfo()
+	_ = s.opts.JS.DeleteConsumer(context.WithoutCancel(ctx), subjects.StreamTriggers, info.Name)
+	return info.Delivered.Stream + 1, nil
+}
+
 func (s *Service) replayPage(ctx context.Context, p, integration string, kind sbv1.Kind, req ReplayRequest) (ReplayPage, error) {
 	token, _ := trigger.KindToken(kind)
+	start, err := s.seqAt(ctx, req.Since)
+	if err != nil {
+		return ReplayPage{}, apierr.Unavailable(fmt.Errorf("replay: %w", err))
+	}
+	subject := subjects.Trigger(p, token, integration)
 	cons, err := s.opts.JS.OrderedConsumer(ctx, subjects.StreamTriggers, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.Trigger(p, token, integration)},
-		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
-		OptStartTime:   &req.Since,
+		// The integration's subject and, below it, the subjects of the
+		// events stored with their dedupe key in the subject (hooks.go).
+		FilterSubjects: []string{subject, subject + ".>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    start,
 	})
 	if err != nil {
 		return ReplayPage{}, apierr.Unavailable(fmt.Errorf("replay: %w", err))
