@@ -114,8 +114,8 @@ func CheckIntegrationTriggers(objs []Object, lookup func(id string) (*Integratio
 		switch {
 		case !ok:
 			p.add("trigger.integration", "integration %q does not exist: apply a kind: Integration document (or use a built-in id)", w.Trigger.Integration)
-		case in.Effective().Webhook == nil:
-			p.add("trigger.integration", "integration %q receives no webhooks: its manifest has no webhook section", w.Trigger.Integration)
+		case in.Effective().Webhook == nil && len(in.Effective().Polling) == 0:
+			p.add("trigger.integration", "integration %q receives no webhooks: its manifest has no webhook or polling section", w.Trigger.Integration)
 		default:
 			CheckTriggerParams(in.Effective(), &w.Trigger, &p)
 		}
