@@ -3,10 +3,13 @@ package fakeprovider
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -42,6 +45,12 @@ import (
 //	POST /fake/fail                {"op": "create"|"delete", "status": 500,
 //	                               "count": 3}: the next count such calls
 //	                               answer status (count 0: until reset)
+//	POST /fake/deliver             {"id": "<subscription id>"}: send the
+//	                               subscription one event, signed as the
+//	                               provider signs it (Asana X-Hook-Signature
+//	                               with the handshake's secret, Stripe
+//	                               Stripe-Signature with whsec_…); answers
+//	                               the target's status and body
 
 // Subscription is one live webhook subscription at the fake.
 type Subscription struct {
@@ -58,7 +67,10 @@ type Subscription struct {
 // SubscriptionCalls counts subscriptions created and deleted, and the
 // calls answered with an injected failure.
 type SubscriptionCalls struct {
-	Creates, Deletes, FailedCreates, FailedDeletes int
+	Creates       int `json:"creates"`
+	Deletes       int `json:"deletes"`
+	FailedCreates int `json:"failedCreates"`
+	FailedDeletes int `json:"failedDeletes"`
 }
 
 // subscriptions is the fake's subscription store; the zero value is ready.
@@ -87,6 +99,7 @@ func (p *Provider) subscriptionRoutes(mux *http.ServeMux) {
 		writeJSON(w, 200, map[string]any{"subscriptions": p.Subscriptions(), "calls": p.SubscriptionCalls()})
 	})
 	mux.HandleFunc("POST /fake/fail", p.failControl)
+	mux.HandleFunc("POST /fake/deliver", p.deliverControl)
 }
 
 // Subscriptions returns the live subscriptions, oldest first.
@@ -450,4 +463,84 @@ func randomDigits(n int) string {
 		b[i] = '0' + b[i]%10
 	}
 	return string(b)
+}
+
+// Deliver sends subscription id one sample event, signed as its provider
+// signs deliveries, and returns the target's status and body.
+func (p *Provider) Deliver(ctx context.Context, id string) (int, string, error) {
+	var sub *Subscription
+	for _, s := range p.Subscriptions() {
+		if s.ID == id {
+			sub = &s
+			break
+		}
+	}
+	if sub == nil {
+		return 0, "", fmt.Errorf("no subscription %q", id)
+	}
+	now := p.opts.Now()
+	var body []byte
+	header := http.Header{"Content-Type": {"application/json"}}
+	switch sub.Provider {
+	case "asana":
+		body, _ = json.Marshal(map[string]any{"events": []map[string]any{{
+			"action": "added", "created_at": now.UTC().Format(time.RFC3339Nano),
+			"resource": map[string]any{"gid": "12" + randomDigits(14), "resource_type": "task", "resource_subtype": "default_task"},
+			"parent":   map[string]any{"gid": sub.Resource, "resource_type": "project"},
+			"user":     map[string]any{"gid": "12" + randomDigits(14), "resource_type": "user"},
+		}}})
+		header.Set("X-Hook-Signature", hmacHex(sub.Secret, body))
+	default:
+		typ := "customer.created"
+		if len(sub.Events) > 0 && sub.Events[0] != "*" {
+			typ = sub.Events[0]
+		}
+		body, _ = json.Marshal(map[string]any{"id": "evt_" + randomHex(12), "object": "event", "type": typ,
+			"created": now.Unix(), "livemode": false, "api_version": "2024-06-20",
+			"data": map[string]any{"object": map[string]any{"id": "cus_" + randomHex(7), "object": "customer"}}})
+		ts := fmt.Sprint(now.Unix())
+		header.Set("Stripe-Signature", "t="+ts+",v1="+hmacHex(sub.Secret, []byte(ts+"."+string(body))))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sub.Target, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(b), nil
+}
+
+func (p *Provider) deliverControl(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&b); err != nil || b.ID == "" {
+		http.Error(w, `body: {"id": "<subscription id>"}`, http.StatusBadRequest)
+		return
+	}
+	status, body, err := p.Deliver(r.Context(), b.ID)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"status": status, "body": json.RawMessage(jsonOrString(body))})
+}
+
+func jsonOrString(s string) []byte {
+	if json.Valid([]byte(s)) && s != "" {
+		return []byte(s)
+	}
+	b, _ := json.Marshal(s)
+	return b
+}
+
+func hmacHex(key string, msg []byte) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write(msg)
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -1,6 +1,9 @@
 package fakeprovider_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -29,10 +32,16 @@ func TestAsanaWebhooks(t *testing.T) {
 	fp := fakeprovider.New(fakeprovider.Options{})
 	srv := httptest.NewServer(fp.Handler())
 	t.Cleanup(srv.Close)
-	var echoed string
+	var echoed, signature string
+	var delivered []byte
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		echoed = r.Header.Get("X-Hook-Secret")
-		w.Header().Set("X-Hook-Secret", echoed)
+		if h := r.Header.Get("X-Hook-Secret"); h != "" {
+			echoed = h
+			w.Header().Set("X-Hook-Secret", echoed)
+			return
+		}
+		signature = r.Header.Get("X-Hook-Signature")
+		delivered, _ = io.ReadAll(r.Body)
 	}))
 	t.Cleanup(target.Close)
 	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(404) }))
@@ -66,6 +75,15 @@ func TestAsanaWebhooks(t *testing.T) {
 	subs := fp.Subscriptions()
 	if len(subs) != 1 || subs[0].ID != gid || subs[0].Secret != echoed || echoed == "" {
 		t.Fatalf("subs %+v echoed %q", subs, echoed)
+	}
+	// A delivery is signed with the handshake's secret, as Asana signs.
+	if status, _, err := fp.Deliver(t.Context(), gid); err != nil || status != 200 {
+		t.Fatalf("deliver: %d %v", status, err)
+	}
+	mac := hmac.New(sha256.New, []byte(echoed))
+	mac.Write(delivered)
+	if signature != hex.EncodeToString(mac.Sum(nil)) || !strings.Contains(string(delivered), `"action":"added"`) {
+		t.Fatalf("delivery %s signed %q", delivered, signature)
 	}
 	fp.FailSubscriptions("delete", 503, 1)
 	del := func() int {
