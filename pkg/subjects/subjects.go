@@ -66,7 +66,10 @@ const (
 
 // Trigger is the subject a trigger event of project p and kind k is published
 // on: sb.trigger.<project>.<kind>.<key>. The key only spreads load and helps
-// filtering; the router reads everything it needs from the envelope.
+// filtering; the router reads everything it needs from the envelope. An
+// event stored with its dedupe key in the subject (trigger.Dedupe.InSubject:
+// the webhook receiver's) has one token more, so a filter on one key's
+// subject also takes its ".>".
 func Trigger(project, kind, key string) string {
 	return "sb.trigger." + project + "." + kind + "." + Token(key)
 }
