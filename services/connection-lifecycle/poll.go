@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
@@ -137,6 +138,7 @@ type poller struct {
 	id     string
 	ttl    time.Duration
 	obs    func(PollObservation)
+	client *http.Client
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -200,8 +202,17 @@ func (s *Service) startPoller(ctx context.Context) error {
 		return err
 	}
 	s.pollIndex = x
+	client := s.opts.HTTPClient
+	if client == nil {
+		// Many credentials poll the same provider host: keep as many
+		// connections to it as polls run at once (the default transport
+		// keeps 2, and the rest would be new connections every poll).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = o.Concurrency
+		client = &http.Client{Timeout: pollTimeout, Transport: tr}
+	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &poller{s: s, kv: kv, js: s.opts.JS, id: o.ReplicaID, ttl: o.LeaseTTL, obs: o.Observe, cancel: cancel,
+	p := &poller{s: s, kv: kv, js: s.opts.JS, id: o.ReplicaID, ttl: o.LeaseTTL, obs: o.Observe, cancel: cancel, client: client,
 		log: s.logger.With("component", "lifecycle-poll", "replica", o.ReplicaID), targets: map[string]*pollTarget{},
 		wake: make(chan struct{}, 1), work: make(chan *pollItem), ready: make(chan struct{})}
 	for i := range p.byShard {

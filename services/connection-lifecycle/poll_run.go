@@ -102,7 +102,7 @@ func (s *Service) pollOnce(ctx context.Context, p *poller, t *pollTarget, event 
 		return pollResult{next: now.Add(min(interval, time.Second)), outcome: pollUnavailable}
 	}
 
-	f := s.fetchPoll(ctx, t, m, q, &claim, now)
+	f := s.fetchPoll(ctx, p, t, m, q, &claim, now)
 	final := claim
 	final.Polls++
 	if f.ok {
@@ -163,7 +163,7 @@ func credentialVars(t *pollTarget) map[string]any {
 		"providerAccountId": t.ProviderAccountID, "settings": settings}
 }
 
-func (s *Service) fetchPoll(ctx context.Context, t *pollTarget, m *manifest.Manifest, q *manifest.Poll, st *pollState, now time.Time) fetched {
+func (s *Service) fetchPoll(ctx context.Context, p *poller, t *pollTarget, m *manifest.Manifest, q *manifest.Poll, st *pollState, now time.Time) fetched {
 	env := manifest.PollEnv{Credential: credentialVars(t), Cursor: st.Cursor, Now: now}
 	secret, err := s.dir.Secret(ctx, t.Project, t.User, t.Credential)
 	if err != nil && !errors.Is(err, directory.ErrNotFound) {
@@ -172,7 +172,7 @@ func (s *Service) fetchPoll(ctx context.Context, t *pollTarget, m *manifest.Mani
 	if !st.Initialized {
 		var startBody any
 		if q.Start != nil {
-			if startBody, _, err = s.pollRequest(ctx, m, q.Start, q, env, secret); err != nil {
+			if startBody, _, err = s.pollRequest(ctx, p, m, q.Start, q, env, secret); err != nil {
 				return fetched{err: fmt.Errorf("start: %w", err)}
 			}
 		}
@@ -182,7 +182,7 @@ func (s *Service) fetchPoll(ctx context.Context, t *pollTarget, m *manifest.Mani
 	}
 	out := fetched{cursor: env.Cursor}
 	for range manifest.MaxPollPages {
-		body, hdr, err := s.pollRequest(ctx, m, &q.Request, q, env, secret)
+		body, hdr, err := s.pollRequest(ctx, p, m, &q.Request, q, env, secret)
 		if err != nil {
 			out.err = err
 			return out
@@ -236,7 +236,7 @@ func (s *Service) publishRecord(ctx context.Context, t *pollTarget, m *manifest.
 
 // pollRequest sends one request of a poll and returns its parsed JSON
 // body, read within manifest.MaxPollResponseBytes.
-func (s *Service) pollRequest(ctx context.Context, m *manifest.Manifest, r *manifest.PollRequest, q *manifest.Poll, env manifest.PollEnv, secret map[string]any) (any, http.Header, error) {
+func (s *Service) pollRequest(ctx context.Context, p *poller, m *manifest.Manifest, r *manifest.PollRequest, q *manifest.Poll, env manifest.PollEnv, secret map[string]any) (any, http.Header, error) {
 	br, err := r.Build(q, env)
 	if err != nil {
 		return nil, nil, fmt.Errorf("build the request: %w", err)
@@ -249,7 +249,7 @@ func (s *Service) pollRequest(ctx context.Context, m *manifest.Manifest, r *mani
 	if err := applyPollAuth(m, secret, req.Header); err != nil {
 		return nil, nil, err
 	}
-	resp, err := s.httpClient.Do(req)
+	resp, err := p.client.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: %w", br.Method, req.URL.Redacted(), err)
 	}

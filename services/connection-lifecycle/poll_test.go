@@ -120,7 +120,7 @@ func (r *pollReplica) polled() []lifecycle.PollObservation {
 	return out
 }
 
-func (e *pollEnv) replica(t *testing.T, name string) *pollReplica {
+func (e *pollEnv) replica(t *testing.T, name string, edit ...func(*lifecycle.PollOptions)) *pollReplica {
 	t.Helper()
 	nc, err := e.srv.Embedded.Connect(name)
 	if err != nil {
@@ -147,6 +147,9 @@ func (e *pollEnv) replica(t *testing.T, name string) *pollReplica {
 			r.obs = append(r.obs, o)
 			r.mu.Unlock()
 		}}}
+	for _, f := range edit {
+		f(&opts.Poll)
+	}
 	svc, err := lifecycle.New(opts)
 	if err != nil {
 		t.Fatal(err)
