@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,12 +46,12 @@ import (
 //	POST /fake/fail                {"op": "create"|"delete", "status": 500,
 //	                               "count": 3}: the next count such calls
 //	                               answer status (count 0: until reset)
-//	POST /fake/deliver             {"id": "<subscription id>"}: send the
-//	                               subscription one event, signed as the
-//	                               provider signs it (Asana X-Hook-Signature
-//	                               with the handshake's secret, Stripe
-//	                               Stripe-Signature with whsec_…); answers
-//	                               the target's status and body
+//	POST /fake/deliver             {"id": "<subscription id>"} (no body: the
+//	                               newest): send the subscription one event,
+//	                               signed as its provider signs (Asana
+//	                               X-Hook-Signature with the handshake's
+//	                               secret, Stripe-Signature with whsec_…);
+//	                               answers the target's status and body
 
 // Subscription is one live webhook subscription at the fake.
 type Subscription struct {
@@ -519,9 +520,17 @@ func (p *Provider) deliverControl(w http.ResponseWriter, r *http.Request) {
 	var b struct {
 		ID string `json:"id"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&b); err != nil || b.ID == "" {
-		http.Error(w, `body: {"id": "<subscription id>"}`, http.StatusBadRequest)
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&b); err != nil && !errors.Is(err, io.EOF) {
+		http.Error(w, `body: {"id": "<subscription id>"} (none: the newest subscription)`, http.StatusBadRequest)
 		return
+	}
+	if b.ID == "" {
+		all := p.Subscriptions()
+		if len(all) == 0 {
+			http.Error(w, "no subscriptions", http.StatusNotFound)
+			return
+		}
+		b.ID = all[len(all)-1].ID
 	}
 	status, body, err := p.Deliver(r.Context(), b.ID)
 	if err != nil {
