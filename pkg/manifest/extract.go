@@ -33,6 +33,9 @@ type Item struct {
 	// read), ID the provider event id (or "sha256:<hex>" of the payload),
 	// AccountID the tenant ("" when the manifest or the item has none).
 	Type, ID, AccountID string
+	// UserID is the connected user an API Resource's item names
+	// (webhook.userId; "" when it has none).
+	UserID string
 	// HashedID reports that ID is the payload hash fallback.
 	HashedID bool
 	// Payload is the item as JSON: the raw body when the delivery is one
@@ -92,6 +95,7 @@ func (w *Webhook) Extract(d Delivery) ([]Item, error) {
 			it.Type = UnknownEvent
 		}
 		it.AccountID = w.eval(w.c.accountID, ienv, "accountId", &it)
+		it.UserID = w.eval(w.userID, ienv, "userId", &it)
 		it.ID = w.eval(w.c.eventID, ienv, "eventId", &it)
 		if it.ID == "" || len(it.ID) > 512 {
 			sum := sha256.Sum256(it.Payload)

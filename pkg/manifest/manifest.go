@@ -89,6 +89,8 @@ type Manifest struct {
 	// and whose webhooks are API_RESOURCE triggers — verified, routed and
 	// deduplicated like an integration's.
 	Resource bool `json:"resource,omitempty" yaml:"resource,omitempty"`
+	// ResourceSpec: a resource's credential level (resource.go).
+	ResourceSpec
 	// Polling, for a provider without webhooks, polls its list API per credential (polling.go).
 	Polling []Poll `json:"polling,omitempty" yaml:"polling,omitempty"`
 }
@@ -116,6 +118,8 @@ type Webhook struct {
 	// app-level routing. Empty: the integration routes by per-credential
 	// URLs only.
 	AccountID string `json:"accountId,omitempty" yaml:"accountId,omitempty"`
+	// ResourceRouting: a resource's userId (resource.go).
+	ResourceRouting
 	// EventType is the provider event type of an item (required).
 	EventType string `json:"eventType,omitempty" yaml:"eventType,omitempty"`
 	// EventID is the provider's id of an item, the dedupe key. Empty (or
@@ -217,6 +221,7 @@ func (m *Manifest) Compile() Problems {
 	if m.Webhook != nil {
 		m.Webhook.compile(&p)
 	}
+	compileResource(m, &p)
 	if len(m.Triggers) > MaxTriggers {
 		p.add("triggers", "at most %d trigger events", MaxTriggers)
 	}
