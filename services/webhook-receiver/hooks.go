@@ -229,6 +229,9 @@ func (s *Service) publish(ctx context.Context, src source, items []manifest.Item
 		// account), the credential for its own URL (two subscriptions may
 		// receive the same payload, and each must get it).
 		key := it.ID
+		// An API Resource's item may name its user (webhook.userId): the
+		// router routes it to that user. A credential's URL names its own.
+		ev.User = it.UserID
 		if src.cred != nil {
 			ev.User, ev.Credential = src.cred.User, src.cred.ID
 			if pe.ProviderAccountId == "" {
