@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +144,51 @@ func pollPage(t *testing.T, q *manifest.Poll, env manifest.PollEnv, auth string)
 		t.Fatal(err)
 	}
 	return page
+}
+
+// TestListsControls: the HTTP controls the README uses add a record,
+// queue a fault and count requests; bad input is a 400.
+func TestListsControls(t *testing.T) {
+	lists := fakeprovider.NewLists(fakeprovider.ListsOptions{})
+	srv := httptest.NewServer(fakeprovider.WithLists(http.NotFoundHandler(), lists))
+	defer srv.Close()
+	post := func(path, body string) (int, string) {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	tests := []struct {
+		name, path, body string
+		want             int
+	}{
+		{"record", "/fake/records", `{"provider":"salesforce","object":"Contact","fields":{"Name":"Ada"}}`, http.StatusCreated},
+		{"unknown provider", "/fake/records", `{"provider":"zoho"}`, http.StatusBadRequest},
+		{"not JSON", "/fake/records", `{`, http.StatusBadRequest},
+		{"fault", "/fake/poll-fault", `{"status":429,"retryAfter":"120"}`, http.StatusNoContent},
+		{"bad fault status", "/fake/poll-fault", `{"status":42}`, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, body := post(tt.path, tt.body); got != tt.want {
+				t.Fatalf("%s: %d %s, want %d", tt.path, got, body, tt.want)
+			}
+		})
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/services/data/v60.0/query?q="+url.QueryEscape("SELECT Id FROM Contact"), nil)
+	req.Header.Set("Authorization", "Bearer t1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "120" {
+		t.Fatalf("after the fault: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if lists.Polls("t1") != 1 {
+		t.Fatalf("polls %v", lists.PollCounts())
+	}
 }
