@@ -147,8 +147,13 @@ func (s *Service) httpStep(ctx context.Context, x *execution, st *workflow.Step)
 // applyCredential adds the run's credential to an outbound request, as the
 // integration's auth type says. The secret is read here and nowhere else,
 // and not kept: a failed read is retried, a missing secret is permanent.
+// A run without a credential of its own whose workflow is an app-level API
+// Resource's uses that resource's one credential set.
 func (s *Service) applyCredential(ctx context.Context, x *execution, h http.Header) error {
 	if x.cred == nil {
+		if in := s.appResource(x); in != nil {
+			return s.applyAppCredential(ctx, x, in, h)
+		}
 		return permanent(fmt.Errorf("auth: credential: the run has no credential"))
 	}
 	secret, err := s.opts.Directory.Secret(ctx, x.run.Project, x.run.User, x.cred.ID)
@@ -160,9 +165,46 @@ func (s *Service) applyCredential(ctx context.Context, x *execution, h http.Head
 	case err != nil:
 		return fmt.Errorf("auth: read the secret of credential %s: %w", x.cred.ID, err)
 	}
+	in, _ := s.opts.Catalog.Integration(x.run.Project, x.cred.Integration)
+	return setAuth(h, in, secret, "credential "+x.cred.ID)
+}
+
+// appResource is the app-level API Resource the run's workflow belongs to
+// (its trigger's integration, else its own), or nil.
+func (s *Service) appResource(x *execution) *workflow.Integration {
+	if x.wf == nil {
+		return nil
+	}
+	for _, id := range []string{x.wf.Trigger.Integration, x.wf.Integration} {
+		if in, ok := s.opts.Catalog.Integration(x.run.Project, id); id != "" && ok && in.Effective().AppLevel() {
+			return in
+		}
+	}
+	return nil
+}
+
+// applyAppCredential applies app-level resource in's one credential set,
+// read from storage for each request (a replaced one applies at once).
+func (s *Service) applyAppCredential(ctx context.Context, x *execution, in *workflow.Integration, h http.Header) error {
+	ac, err := s.opts.Directory.AppCredential(ctx, x.run.Project, in.ID)
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		return permanent(fmt.Errorf("auth: app-level resource %s has no credential (PUT /v1/projects/%s/resources/%s/credential)", in.ID, x.run.Project, in.ID))
+	case errors.Is(err, directory.ErrSecretUnavailable):
+		return permanent(fmt.Errorf("auth: %w", err))
+	case err != nil:
+		return fmt.Errorf("auth: read the app credential of %s: %w", in.ID, err)
+	}
+	return setAuth(h, in, ac.Secret, "the app credential of "+in.ID)
+}
+
+// setAuth sets the request's authentication from secret, as integration
+// in's auth type says (nil in, or no type: guessed from the secret's keys);
+// what names the credential in errors.
+func setAuth(h http.Header, in *workflow.Integration, secret map[string]any, what string) error {
 	str := func(k string) string { v, _ := secret[k].(string); return v }
 	authType, header := "", ""
-	if in, ok := s.opts.Catalog.Integration(x.run.Project, x.cred.Integration); ok {
+	if in != nil {
 		authType, header = in.Auth.Type, in.Auth.Header
 	}
 	if authType == "" {
@@ -178,12 +220,12 @@ func (s *Service) applyCredential(ctx context.Context, x *execution, h http.Head
 	switch authType {
 	case "bearer":
 		if str("accessToken") == "" {
-			return permanent(fmt.Errorf("auth: credential %s has no secret.accessToken", x.cred.ID))
+			return permanent(fmt.Errorf("auth: %s has no secret.accessToken", what))
 		}
 		h.Set("Authorization", "Bearer "+str("accessToken"))
 	case "api_key":
 		if str("apiKey") == "" {
-			return permanent(fmt.Errorf("auth: credential %s has no secret.apiKey", x.cred.ID))
+			return permanent(fmt.Errorf("auth: %s has no secret.apiKey", what))
 		}
 		if header == "" {
 			header = "X-API-Key"
@@ -193,7 +235,7 @@ func (s *Service) applyCredential(ctx context.Context, x *execution, h http.Head
 		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(str("username")+":"+str("password"))))
 	case "none":
 	default:
-		return permanent(fmt.Errorf("auth: credential %s has no usable secret (accessToken, apiKey or username)", x.cred.ID))
+		return permanent(fmt.Errorf("auth: %s has no usable secret (accessToken, apiKey or username)", what))
 	}
 	return nil
 }

@@ -147,6 +147,9 @@ func (k integrationKind) credentials(ctx context.Context, ev *sbv1.TriggerEvent)
 		}
 		return nil, skip(runs.ReasonCredentialUnknown, "user %s has no %s credential %q (removed since the delivery?)", ev.User, ev.Integration, ev.Credential), nil
 	}
+	if ev.User != "" {
+		return k.userCredentials(ctx, ev, skip) // an API Resource's webhook.userId (resource.go)
+	}
 	acct := ev.GetProvider().GetProviderAccountId()
 	if acct == "" {
 		return nil, skip(ReasonTenantUnknown, "the %s event names no provider account (the manifest's accountId gave nothing): it cannot be routed to a credential; use a per-credential webhook URL", ev.Integration), nil
