@@ -59,7 +59,9 @@ type Options struct {
 	Catalog   *catalog.Catalog
 	Directory *directory.Directory
 	Access    *access.Checker
-	// Triggers publishes the events (needs its Dedupe bucket).
+	// Triggers publishes the events, each its own dedupe claim
+	// (trigger.Dedupe.InSubject); with its Dedupe bucket, claims an earlier
+	// version wrote there are honoured for a TTL after the upgrade.
 	Triggers *trigger.Publisher
 	// JS reads TRIGGERS for replays; nil: replay answers 503.
 	JS jetstream.JetStream
