@@ -95,7 +95,7 @@ type SDKMe struct {
 	ID           string                         `json:"id"`
 	Project      SDKProject                     `json:"project"`
 	Meta         map[string]any                 `json:"meta"`
-	Resources    []any                          `json:"resources"`
+	Resources    []SDKResource                  `json:"resources"`
 	Integrations map[string]SDKIntegrationState `json:"integrations"`
 }
 
@@ -258,12 +258,16 @@ func (s *Service) getSDKMe(c *echo.Context) error {
 	if err != nil {
 		return storeErr(err)
 	}
+	resources, err := s.sdkResources(ctx, cl.project, creds)
+	if err != nil {
+		return storeErr(err)
+	}
 	proj, _ := s.cat.Project(cl.project)
 	out := SDKMe{
 		ID:           cl.user,
 		Project:      SDKProject{ID: cl.project, AccessibleFeatures: []string{}},
 		Meta:         map[string]any{},
-		Resources:    []any{},
+		Resources:    resources,
 		Integrations: map[string]SDKIntegrationState{},
 	}
 	if proj != nil {
