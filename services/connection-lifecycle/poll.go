@@ -149,10 +149,14 @@ type poller struct {
 	owned   [pollShards]uint64 // lease revision, 0: not ours
 	gen     [pollShards]uint64 // bumped on every acquisition
 	queue   pollQueue
-	wake    chan struct{}
-	ready   chan struct{} // closed once the index's initial values are in
-	work    chan *pollItem
-	polls   atomic.Int64
+	// seq is the current schedule of each (target, event): a heap item
+	// of an older one (the credential left and came back, the shard moved
+	// and returned) is dropped when it comes due.
+	seq   map[string]uint64
+	wake  chan struct{}
+	ready chan struct{} // closed once the index's initial values are in
+	work  chan *pollItem
+	polls atomic.Int64
 }
 
 type pollItem struct {
@@ -161,8 +165,11 @@ type pollItem struct {
 	event  string
 	shard  int
 	gen    uint64
+	seq    uint64
 	index  int
 }
+
+func (it *pollItem) id() string { return it.target + "\x00" + it.event }
 
 type pollQueue []*pollItem
 
@@ -213,7 +220,7 @@ func (s *Service) startPoller(ctx context.Context) error {
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &poller{s: s, kv: kv, js: s.opts.JS, id: o.ReplicaID, ttl: o.LeaseTTL, obs: o.Observe, cancel: cancel, client: client,
-		log: s.logger.With("component", "lifecycle-poll", "replica", o.ReplicaID), targets: map[string]*pollTarget{},
+		log: s.logger.With("component", "lifecycle-poll", "replica", o.ReplicaID), targets: map[string]*pollTarget{}, seq: map[string]uint64{},
 		wake: make(chan struct{}, 1), work: make(chan *pollItem), ready: make(chan struct{})}
 	for i := range p.byShard {
 		p.byShard[i] = map[string]bool{}
@@ -319,7 +326,10 @@ func (p *poller) scheduleTarget(sh int, key string, t *pollTarget, now time.Time
 			_, _ = h.Write([]byte(key + "\x00" + q.Event))
 			due = now.Add(time.Duration(h.Sum64() % uint64(q.EveryInterval())))
 		}
-		heap.Push(&p.queue, &pollItem{due: due, target: key, event: q.Event, shard: sh, gen: p.gen[sh]})
+		it := &pollItem{due: due, target: key, event: q.Event, shard: sh, gen: p.gen[sh]}
+		p.seq[it.id()]++
+		it.seq = p.seq[it.id()]
+		heap.Push(&p.queue, it)
 	}
 	p.poke()
 }
@@ -458,6 +468,13 @@ func (p *poller) balance(ctx context.Context) error {
 	return nil
 }
 
+// current reports whether it is still to be polled by this replica (p.mu
+// held): its shard is ours since it was queued, its credential is indexed
+// and no newer schedule of it was made.
+func (p *poller) current(it *pollItem) bool {
+	return p.owned[it.shard] != 0 && p.gen[it.shard] == it.gen && p.targets[it.target] != nil && p.seq[it.id()] == it.seq
+}
+
 // dispatch hands due polls to the workers.
 func (p *poller) dispatch(ctx context.Context) {
 	defer p.done.Done()
@@ -469,7 +486,7 @@ func (p *poller) dispatch(ctx context.Context) {
 		wait := time.Hour
 		for p.queue.Len() > 0 {
 			it := p.queue[0]
-			if p.owned[it.shard] == 0 || p.gen[it.shard] != it.gen || p.targets[it.target] == nil {
+			if !p.current(it) {
 				heap.Pop(&p.queue) // the shard moved or the credential left
 				continue
 			}
@@ -511,7 +528,7 @@ func (p *poller) worker(ctx context.Context) {
 				return
 			}
 			p.mu.Lock()
-			if p.owned[it.shard] != 0 && p.gen[it.shard] == it.gen && p.targets[it.target] != nil {
+			if p.current(it) {
 				it.due = next
 				heap.Push(&p.queue, it)
 				p.poke()
