@@ -150,12 +150,13 @@ const MaxDedupeKeyLen = 4 << 10
 // Why not keep the claim a message of its own, beside the event in
 // TRIGGERS, and store both as one JetStream atomic batch
 // (AllowAtomicPublish)? Measured on nats-server 2.15.2 with a
-// one-replica file stream: 205–229 two-message batches per second
-// against 7,654–7,886 claim-then-publish pairs and 14,675–28,378 single
-// publishes, 32 publishers on the same embedded server — the server stages
-// each atomic batch of a file stream in a file store of its own, created
-// and deleted per batch — and at most 50 batches may be open on a stream
-// at once. Pipelining a separate claim message with a publish conditional
+// one-replica file stream, 32 publishers on one embedded server
+// (TestWriteCosts, SB_TRIGGER_WRITE_COSTS=1; runs on a shared 2-core
+// machine, load average 3–11): 7–229 two-message batches per second, against 1,537–9,777
+// claim-then-publish pairs, 8,192–18,393 InSubject publishes and
+// 14,675–34,990 single publishes. The server stages each atomic batch of a
+// file stream in a file store of its own, created and deleted per batch,
+// and at most 50 batches may be open on a stream at once. Pipelining a separate claim message with a publish conditional
 // on it cannot be made safe: a publish checked against a claim that its
 // own claim then writes passes for two concurrent publishers alike, and
 // one checked after its claim can no longer tell its claim from another's.
