@@ -69,3 +69,26 @@ func TestExtractUserID(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResourceUserID: an API Resource's userId is read from any body
+// without panicking, never longer than the 512-byte bound of a routing
+// value, and never drops the delivery's item.
+func FuzzResourceUserID(f *testing.F) {
+	f.Add(`{"data":{"userId":"ana"}}`, "application/json")
+	f.Add(`{"data":{"userId":{"deep":[1,2,3]}}}`, "application/json")
+	f.Add(`data=1`, "application/x-www-form-urlencoded")
+	f.Add(`[[[[`, "text/plain")
+	m, err := manifest.Parse([]byte(`{id: tl, resource: true, level: app, webhook: {verification: {preset: standard-webhooks}, eventType: body.type, userId: body.data.userId}}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body, ctype string) {
+		items, err := m.Webhook.Extract(manifest.Delivery{Header: http.Header{}, Query: url.Values{}, ContentType: ctype, Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != 1 || len(items[0].UserID) > 512 {
+			t.Fatalf("items %+v", items)
+		}
+	})
+}

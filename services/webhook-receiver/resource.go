@@ -144,6 +144,11 @@ func readCredentialValues(c *echo.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeCredentialValues(body)
+}
+
+// decodeCredentialValues parses a resource connection's body.
+func decodeCredentialValues(body []byte) (map[string]any, error) {
 	var fields map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
