@@ -9,6 +9,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
 	"github.com/switchboard-hq/switchboard/services/switchboard/dev"
 )
 
@@ -47,6 +48,16 @@ steps:
 	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/bo", key, map[string]any{})
 	expectError(t, a.call(t, "POST", "/projects/dev/sdk/resources/tasklab/connect", key, map[string]any{"access_token": "x"}, "X-Switchboard-User", "ana"),
 		http.StatusConflict, "resource_app_level")
+	token, err := sys.Token("ana", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectError(t, a.call(t, "PUT", "/v1/projects/dev/resources/tasklab/credential", token, map[string]any{"access_token": "mine"}), http.StatusForbidden, "forbidden")
+	var me lifecycle.SDKMe
+	a.must(t, http.StatusOK, "GET", "/projects/dev/sdk/me", token, nil).decode(t, &me)
+	if len(me.Resources) != 1 || me.Resources[0] != (lifecycle.SDKResource{ID: "tasklab", Level: "app", Status: "VALID"}) {
+		t.Fatalf("sdk/me resources %+v", me.Resources)
+	}
 
 	sw, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
