@@ -10,6 +10,9 @@ import (
 	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/switchboard-hq/switchboard/pkg/directory"
+	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/trigger"
+	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 	receiver "github.com/switchboard-hq/switchboard/services/webhook-receiver"
 )
 
@@ -77,5 +80,47 @@ func TestReplay(t *testing.T) {
 	}
 	if r, whole := replay(apiKey, receiver.ReplayRequest{Since: since, ReplayID: "r2"}); r.status != 200 || whole.Replayed != 3 {
 		t.Fatalf("a second replay of the range: %s", r.body)
+	}
+}
+
+// TestReplayBothSubjects: an integration's replay takes the events stored
+// on its subject by an earlier version (five tokens, claim in sb_dedupe)
+// and those stored with their dedupe key in the subject (six), so an
+// upgrade leaves nothing out of a replay.
+func TestReplayBothSubjects(t *testing.T) {
+	e := newEnv(t)
+	e.secrets("stripe", directory.WebhookSecret{Value: stripeSecret})
+	since := time.Now().Add(-time.Second)
+	pub, err := trigger.New(e.ctx, trigger.Options{JS: e.js})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := &sbv1.TriggerEvent{Id: trigger.NewID(), Project: project, Kind: sbv1.Kind_INTEGRATION, Name: "invoice.paid",
+		Integration: "stripe", Payload: []byte(`{"id":"evt_before","type":"invoice.paid"}`)}
+	res, err := pub.Publish(e.ctx, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Subject != subjects.Trigger(project, subjects.KindIntegration, "stripe") {
+		t.Fatalf("the earlier version's event is on %s", res.Subject)
+	}
+	body := `{"id":"evt_after","type":"invoice.paid"}`
+	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(body), Secret: stripeSecret, Timestamp: time.Now(), Scheme: "v1"})
+	r := e.do(e.hook("POST", "stripe", "application/json", body, "Stripe-Signature", sp.Header))
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	after := answer(t, r).Events[0]
+
+	b, _ := json.Marshal(receiver.ReplayRequest{Since: since, ReplayID: "both"})
+	req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/projects/"+project+"/integrations/stripe/replay", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	rr := e.do(req)
+	var page receiver.ReplayPage
+	if err := json.Unmarshal([]byte(rr.body), &page); err != nil || rr.status != 200 {
+		t.Fatalf("replay: %d %s", rr.status, rr.body)
+	}
+	if page.Replayed != 2 || page.Events[before.Id] == "" || page.Events[after] == "" {
+		t.Fatalf("replay %+v, want both %s (five-token subject) and %s (its own subject)", page, before.Id, after)
 	}
 }
