@@ -73,6 +73,10 @@ type SubscriptionOptions struct {
 	// Interval is how often a replica looks for pending work besides the
 	// nudge of its own consumer (default DefaultSubscriptionInterval).
 	Interval time.Duration
+	// CatalogInterval is how often a replica looks for catalog changes
+	// that change what credentials need (subscriptions_catalog.go;
+	// default DefaultSubscriptionCatalogInterval).
+	CatalogInterval time.Duration
 }
 
 // Subscription defaults.
@@ -212,14 +216,15 @@ type subMarker struct {
 
 // subscriber is one replica's consumer and reconciler.
 type subscriber struct {
-	s      *Service
-	kv     jetstream.KeyValue
-	cons   *consume.Consumer
-	log    *slog.Logger
-	opts   SubscriptionOptions
-	nudge  chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
+	s       *Service
+	kv      jetstream.KeyValue
+	cons    *consume.Consumer
+	log     *slog.Logger
+	opts    SubscriptionOptions
+	nudge   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	catDone chan struct{}
 }
 
 func (s *Service) startSubscriber(ctx context.Context) error {
@@ -246,7 +251,7 @@ func (s *Service) startSubscriber(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	sb := &subscriber{s: s, kv: kv, log: s.logger.With("component", "lifecycle-subscribe"), opts: o,
-		nudge: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+		nudge: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), catDone: make(chan struct{})}
 	ackWait := s.opts.DeriveAckWait
 	if ackWait <= 0 {
 		ackWait = DefaultDeriveAckWait
@@ -263,6 +268,7 @@ func (s *Service) startSubscriber(ctx context.Context) error {
 		return fmt.Errorf("lifecycle: start the subscription consumer: %w", err)
 	}
 	go sb.loop(rctx)
+	go sb.catalogLoop(rctx, sb.catDone)
 	s.subscriber = sb
 	return nil
 }
@@ -270,6 +276,7 @@ func (s *Service) startSubscriber(ctx context.Context) error {
 func (sb *subscriber) stop(ctx context.Context) error {
 	sb.cancel()
 	<-sb.done
+	<-sb.catDone
 	return sb.cons.Stop(ctx)
 }
 
@@ -356,7 +363,10 @@ func (sb *subscriber) want(prev *subUser, next *directory.StoredUser, rev uint64
 				sc = &subCred{Integration: cr.Integration, Subs: map[string]*sub{}}
 				st.Creds[id] = sc
 			}
-			sc.Gone, sc.ProviderAccountID, sc.Settings, sc.SecretVersion = false, cr.ProviderAccountID, cr.Settings, cr.SecretVersion
+			sc.Gone, sc.ProviderAccountID, sc.Settings = false, cr.ProviderAccountID, cr.Settings
+			if cr.SecretVersion != "" { // "" from a catalog walk's read: unknown, kept
+				sc.SecretVersion = cr.SecretVersion
+			}
 			for k, typ := range desired {
 				s := sc.Subs[k]
 				if s == nil {

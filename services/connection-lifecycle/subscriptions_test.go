@@ -59,7 +59,7 @@ steps: [{id: s, type: http, method: POST, url: "http://127.0.0.1:9/x"}]
 	}
 	e := &subEnv{oauthEnv: o, opts: func(opts *lifecycle.Options) {
 		opts.Subscriptions = lifecycle.SubscriptionOptions{Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-			TeardownAttempts: 3, Interval: 20 * time.Millisecond}
+			TeardownAttempts: 3, Interval: 20 * time.Millisecond, CatalogInterval: 20 * time.Millisecond}
 	}}
 	e.h, e.r1 = e.serve(t, "r1")
 	return e
@@ -301,5 +301,47 @@ func TestSubscriptionReplicas(t *testing.T) {
 	})
 	if c := e.fake.SubscriptionCalls(); c.Creates != n {
 		t.Fatalf("creates %+v, want %d", c, n)
+	}
+}
+
+// TestSubscriptionCatalogChange: a workflow applied enabled by default
+// subscribes the integration's existing credentials, without any change to
+// them; deleting the workflow deletes their subscriptions.
+func TestSubscriptionCatalogChange(t *testing.T) {
+	e := newSubEnv(t)
+	e.connect(t, "k1", "sk_test_cat1")
+	e.connect(t, "k2", "sk_test_cat2")
+	objs, err := workflow.Parse([]byte(`
+kind: Workflow
+id: w4
+trigger: {type: integration, integration: stripe, event: invoice.paid}
+steps: [{id: s, type: http, method: POST, url: "http://127.0.0.1:9/x"}]
+`), "proj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.cat.Apply(t.Context(), objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cat.WaitRevision(t.Context(), rev); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "both credentials subscribed", func() bool { return len(e.subsOf("sk_test_cat1")) == 1 && len(e.subsOf("sk_test_cat2")) == 1 })
+	if s := e.subsOf("sk_test_cat1")[0]; s.Events[0] != "invoice.paid" {
+		t.Fatalf("subscription %+v", s)
+	}
+	e.enable(t, "k2", "w4", false)
+	until(t, "k2's deleted", func() bool { return len(e.subsOf("sk_test_cat2")) == 0 })
+	rev, err = e.cat.DeleteWorkflow(t.Context(), "proj", "w4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cat.WaitRevision(t.Context(), rev); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "k1's deleted with the workflow", func() bool { return len(e.subsOf("sk_test_cat1")) == 0 })
+	if c := e.fake.SubscriptionCalls(); c.Creates != 2 || c.Deletes != 2 {
+		t.Fatalf("calls %+v", c)
 	}
 }
