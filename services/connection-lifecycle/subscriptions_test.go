@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,31 @@ steps: [{id: s, type: http, method: POST, url: "http://127.0.0.1:9/x"}]
 	until(t, "k1's deleted with the workflow", func() bool { return len(e.subsOf("sk_test_cat1")) == 0 })
 	if c := e.fake.SubscriptionCalls(); c.Creates != 2 || c.Deletes != 2 {
 		t.Fatalf("calls %+v", c)
+	}
+}
+
+// TestRefreshKeepsWebhookSecrets: a token refresh replaces the token
+// fields only; the webhook secrets on the credential's secret (a
+// subscription's, a handshake's) stay.
+func TestRefreshKeepsWebhookSecrets(t *testing.T) {
+	o := newOAuthEnv(t, time.Hour)
+	h := o.serveOAuth(t, "r1", nil)
+	res, err := http.Get(h.srv.URL + "/v1/connect/proj/crm/start?credential=c1&token=" + url.QueryEscape(o.token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	sec := h.secret(t, "u1", "c1")
+	sec["webhookSecrets"] = []any{map[string]any{"id": "hook-secret", "value": "s3cret"}}
+	if _, err := o.dir.SetSecret(t.Context(), "proj", "u1", "c1", sec); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do(t, http.MethodPost, "/v1/projects/proj/users/u1/credentials/c1/refresh", o.key, ""); r.status != 200 {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	after := h.secret(t, "u1", "c1")
+	list, _ := after["webhookSecrets"].([]any)
+	if after["accessToken"] == sec["accessToken"] || len(list) != 1 || list[0].(map[string]any)["value"] != "s3cret" {
+		t.Fatalf("secret after the refresh %v", after)
 	}
 }
