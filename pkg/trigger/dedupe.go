@@ -183,7 +183,9 @@ type Dedupe struct {
 	// publish instead of a claim in sb_dedupe and then the publish (see
 	// "Claims in the subject" at Dedupe). Only for a Source whose events all
 	// have one Subject — one integration's webhooks — because the key is
-	// recognized on that subject alone. Forget does not apply to such keys.
+	// recognized on that subject alone: Publish refuses it (wire.ErrInvalid)
+	// for kinds other than INTEGRATION and API_RESOURCE, whose subject key
+	// is the integration. Forget does not apply to such keys.
 	InSubject bool
 }
 
@@ -253,6 +255,13 @@ func (p *Publisher) publishDeduped(ctx context.Context, ev *sbv1.TriggerEvent, s
 	ttl = (ttl + time.Second - 1).Truncate(time.Second)
 	key := DedupeKey(ev.Project, d.Source, d.Key)
 	if d.InSubject {
+		switch ev.GetKind() {
+		case sbv1.Kind_INTEGRATION, sbv1.Kind_API_RESOURCE:
+			// Their subject key is the integration (SubjectKey), the same
+			// for every event of a source, whoever the event is for.
+		default:
+			return Result{}, fmt.Errorf("trigger: %w: Dedupe.InSubject needs an INTEGRATION or API_RESOURCE event, whose subject does not vary per event; %v events keep the claim in sb_dedupe", wire.ErrInvalid, ev.GetKind())
+		}
 		legacy, err := p.legacyClaim(ctx, key, ttl)
 		if err != nil {
 			return Result{}, err

@@ -83,6 +83,11 @@ func TestInSubject(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderMsgID) != first.EventID || msgs[0].Header.Get(trigger.HeaderDedupeFingerprint) != "fp-a" {
 		t.Fatalf("%d events on %s, want 1: %s with fingerprint fp-a", len(msgs), first.Subject, first.EventID)
 	}
+	t.Run("an event whose subject varies (the user in it) is refused", func(t *testing.T) {
+		if _, err := pub.Publish(ctxT(t), appEvent("u1"), trigger.WithDedupe(d)); !errors.Is(err, wire.ErrInvalid) {
+			t.Fatalf("an APP_EVENT with InSubject: %v, want wire.ErrInvalid", err)
+		}
+	})
 	t.Run("Forget is refused", func(t *testing.T) {
 		if err := pub.Forget(ctxT(t), "acme", d, first.EventID); err == nil {
 			t.Fatal("Forget of an InSubject key succeeded")
