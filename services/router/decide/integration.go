@@ -147,7 +147,7 @@ func (k integrationKind) credentials(ctx context.Context, ev *sbv1.TriggerEvent)
 		}
 		return nil, skip(runs.ReasonCredentialUnknown, "user %s has no %s credential %q (removed since the delivery?)", ev.User, ev.Integration, ev.Credential), nil
 	}
-	if ev.User != "" {
+	if ev.User != "" || k.appLevel(ev) {
 		return k.userCredentials(ctx, ev, skip) // an API Resource's webhook.userId (resource.go)
 	}
 	acct := ev.GetProvider().GetProviderAccountId()

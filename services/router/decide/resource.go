@@ -19,6 +19,9 @@ import (
 // for each of the user's credentials of it.
 func (k integrationKind) userCredentials(ctx context.Context, ev *sbv1.TriggerEvent,
 	skip func(reason, format string, args ...any) *runs.Candidate) ([]*directory.Credential, *runs.Candidate, error) {
+	if ev.User == "" {
+		return nil, skip(ReasonTenantUnknown, "the %s event names no user (the manifest's webhook.userId gave nothing): an app-level resource's events run for the user they name", ev.Integration), nil
+	}
 	u, ok, err := k.m.dir.User(ctx, ev.Project, ev.User)
 	if err != nil {
 		return nil, nil, fmt.Errorf("decide: user %s: %w", ev.User, err)
@@ -26,7 +29,7 @@ func (k integrationKind) userCredentials(ctx context.Context, ev *sbv1.TriggerEv
 	if !ok {
 		return nil, skip(runs.ReasonUnknownUser, "the %s event names user %q, who is not a connected user of this project", ev.Integration, ev.User), nil
 	}
-	if in, ok := k.cfg.Integration(ev.Project, ev.Integration); ok && in.Effective().AppLevel() {
+	if k.appLevel(ev) {
 		// A credential-less stand-in carrying the user's enablement: the
 		// run's `auth: credential` steps use the app-level credential.
 		return []*directory.Credential{{Project: ev.Project, User: u.ID, Integration: ev.Integration,
@@ -46,4 +49,10 @@ func (k integrationKind) userCredentials(ctx context.Context, ev *sbv1.TriggerEv
 		return nil, skip(runs.ReasonNoCredential, "user %s has not connected %s", ev.User, ev.Integration), nil
 	}
 	return out, nil, nil
+}
+
+// appLevel reports whether ev's integration is an app-level API Resource.
+func (k integrationKind) appLevel(ev *sbv1.TriggerEvent) bool {
+	in, ok := k.cfg.Integration(ev.Project, ev.Integration)
+	return ok && in.Effective().AppLevel()
 }

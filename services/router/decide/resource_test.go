@@ -114,4 +114,10 @@ func TestResourceUserRouting(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an app-level item naming no user says so", func(t *testing.T) {
+		cands, err := d.Decide(ctx, ev("tasklab", "task.created", ""))
+		if err != nil || len(cands) == 0 || !strings.Contains(cands[0].Message, "webhook.userId") {
+			t.Fatalf("candidates %+v (%v)", cands, err)
+		}
+	})
 }
