@@ -86,12 +86,16 @@ const (
 	DefaultTeardownAttempts       = 10
 	DefaultSubscriptionInterval   = 2 * time.Second
 
-	subscriberName     = "lifecycle-subscribe"
-	subStatePrefix     = "s."
-	subMarkerPrefix    = "sq."
-	subLockPrefix      = "sl."
-	subLockTTL         = time.Minute
-	subCallTimeout     = 20 * time.Second
+	subscriberName  = "lifecycle-subscribe"
+	subStatePrefix  = "s."
+	subMarkerPrefix = "sq."
+	subLockPrefix   = "sl."
+	subLockTTL      = time.Minute
+	subCallTimeout  = 20 * time.Second
+	// maxCallsPerLock bounds the provider calls made under one hold of a
+	// user's lock, so that they end (each within subCallTimeout) before
+	// the lock's TTL lets another replica in.
+	maxCallsPerLock    = 2
 	subConcurrency     = 8
 	perCredentialKey   = "*"
 	subSecretIDPrefix  = "subscription:"
@@ -356,6 +360,14 @@ func (sb *subscriber) want(prev *subUser, next *directory.StoredUser, rev uint64
 				goneCred(sc)
 				continue
 			}
+			if cr.Status != directory.CredentialValid {
+				// Its token is refused (INVALID): nothing is created or
+				// deleted with it until it is VALID again (reconnected).
+				if sc != nil {
+					sc.Gone = false
+				}
+				continue
+			}
 			if sc == nil {
 				if len(desired) == 0 {
 					continue
@@ -565,13 +577,19 @@ func (sb *subscriber) reconcile(ctx context.Context, ukey string) error {
 		return err
 	}
 	var outs []outcome
+	more := false
 	if st != nil {
+	creds:
 		for _, id := range sortedKeys(st.Creds) {
 			c := st.Creds[id]
 			for _, k := range sortedKeys(c.Subs) {
 				s := c.Subs[k]
 				if !s.pending() || s.NextAt.After(now) {
 					continue
+				}
+				if len(outs) == maxCallsPerLock {
+					more = true // the rest after this lock, which they could outlast
+					break creds
 				}
 				outs = append(outs, sb.call(ctx, st, id, c, k, s))
 			}
@@ -614,13 +632,19 @@ func (sb *subscriber) reconcile(ctx context.Context, ukey string) error {
 			}
 		}
 		if at, due := cur.nextDue(); due {
-			if at.Before(now) {
+			if at.Before(now) || more {
 				at = now
 			}
 			b, _ := json.Marshal(subMarker{At: at.UTC()})
 			_, err := sb.kv.Update(ctx, subMarkerPrefix+ukey, b, me.Revision())
 			if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLast(err) {
 				return fmt.Errorf("lifecycle: reschedule subscriptions of %s: %w", ukey, err)
+			}
+			if more {
+				select {
+				case sb.nudge <- struct{}{}:
+				default:
+				}
 			}
 			return nil
 		}

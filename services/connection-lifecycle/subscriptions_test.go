@@ -372,3 +372,69 @@ func TestRefreshKeepsWebhookSecrets(t *testing.T) {
 		t.Fatalf("secret after the refresh %v", after)
 	}
 }
+
+// TestSubscriptionWaitsForValid: a credential that is INVALID (its token
+// refused) gets no subscription, nor loses one, until it is VALID again;
+// a credential needing many subscriptions gets them all.
+func TestSubscriptionWaitsForValid(t *testing.T) {
+	e := newSubEnv(t)
+	const key = "sk_test_invalid"
+	if r := e.h.do(t, http.MethodPut, "/v1/projects/proj/users/u1/credentials/v1", e.key,
+		`{"integration":"stripe","status":"INVALID","secret":{"accessToken":"`+key+`"}}`); r.status != 200 {
+		t.Fatalf("connect: %d %s", r.status, r.body)
+	}
+	e.enable(t, "v1", "w1", true)
+	e.enable(t, "v1", "w3", true)
+	e.connect(t, "v2", "sk_test_other") // a later change of the same user, derived after those
+	e.enable(t, "v2", "w1", true)
+	until(t, "the other credential's subscription", func() bool { return len(e.subsOf("sk_test_other")) == 1 })
+	if n := len(e.subsOf(key)); n != 0 {
+		t.Fatalf("%d subscriptions for an INVALID credential", n)
+	}
+	if r := e.h.do(t, http.MethodPut, "/v1/projects/proj/users/u1/credentials/v1", e.key, `{"integration":"stripe","status":"VALID"}`); r.status != 200 {
+		t.Fatalf("valid: %d %s", r.status, r.body)
+	}
+	e.enable(t, "v1", "w2", true)
+	until(t, "both of v1's once VALID", func() bool { return len(e.subsOf(key)) == 2 })
+	if c := e.fake.SubscriptionCalls(); c.Creates != 3 {
+		t.Fatalf("creates %+v", c)
+	}
+}
+
+// TestSubscriptionManyTriggers: more subscriptions due at once than one
+// hold of the user's lock makes (maxCallsPerLock) are all created, each
+// once.
+func TestSubscriptionManyTriggers(t *testing.T) {
+	e := newSubEnv(t)
+	const key = "sk_test_many_triggers"
+	e.connect(t, "t1", key)
+	events := []string{"charge.refunded", "payment_intent.succeeded", "checkout.session.completed", "invoice.payment_failed", "customer.subscription.created"}
+	docs := ""
+	for i, ev := range events {
+		docs += fmt.Sprintf("---\nkind: Workflow\nid: many%d\ntrigger: {type: integration, integration: stripe, event: %s}\nsteps: [{id: s, type: http, method: POST, url: \"http://127.0.0.1:9/x\"}]\n", i, ev)
+	}
+	objs, err := workflow.Parse([]byte(docs), "proj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.cat.Apply(t.Context(), objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cat.WaitRevision(t.Context(), rev); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "one subscription per trigger", func() bool { return len(e.subsOf(key)) == len(events) })
+	until(t, "all active", func() bool {
+		_, v := e.view(t, "t1")
+		for _, s := range v.Subscriptions {
+			if s.Status != lifecycle.SubActive {
+				return false
+			}
+		}
+		return len(v.Subscriptions) == len(events)
+	})
+	if c := e.fake.SubscriptionCalls(); c.Creates != len(events) {
+		t.Fatalf("creates %+v", c)
+	}
+}
