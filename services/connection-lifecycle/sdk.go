@@ -48,6 +48,9 @@ type SDKCredential struct {
 	DateCreated    time.Time          `json:"dateCreated,omitzero"`
 	DateUpdated    time.Time          `json:"dateUpdated,omitzero"`
 	Configurations []SDKConfiguration `json:"configurations"`
+	// Subscriptions are the credential's webhook subscriptions at the
+	// provider (subscriptions.go), as on its API view.
+	Subscriptions []SubscriptionStatus `json:"subscriptions,omitempty"`
 }
 
 // SDKConfiguration is a credential's one (default) configuration: the
@@ -276,8 +279,13 @@ func (s *Service) getSDKMe(c *echo.Context) error {
 	if u != nil && u.Metadata != nil {
 		out.Meta = u.Metadata
 	}
+	subs := s.subscriptionsByCredential(ctx, cl.project, cl.user)
 	for _, in := range s.sdkIntegrations(cl.project) {
-		out.Integrations[in.id] = integrationState(in, u, creds)
+		st := integrationState(in, u, creds)
+		for i := range st.AllCredentials {
+			st.AllCredentials[i].Subscriptions = subs[st.AllCredentials[i].ID]
+		}
+		out.Integrations[in.id] = st
 	}
 	return c.JSON(http.StatusOK, out)
 }

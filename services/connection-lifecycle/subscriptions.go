@@ -1020,14 +1020,29 @@ func (sb *subscriber) openToken(p, u, c string, raw json.RawMessage) (string, er
 // subscriptionsOf is credential c's subscriptions as its API view shows
 // them (nil when it has none or they cannot be read).
 func (s *Service) subscriptionsOf(ctx context.Context, p, u, c string) []SubscriptionStatus {
+	return s.subscriptionsByCredential(ctx, p, u)[c]
+}
+
+// subscriptionsByCredential is every present credential's subscriptions of
+// user u, by credential id.
+func (s *Service) subscriptionsByCredential(ctx context.Context, p, u string) map[string][]SubscriptionStatus {
 	if s.subscriber == nil {
 		return nil
 	}
 	st, _, err := s.subscriber.load(ctx, credUserKey(p, u))
-	if err != nil || st == nil || st.Creds[c] == nil || st.Creds[c].Gone {
+	if err != nil || st == nil {
 		return nil
 	}
-	sc := st.Creds[c]
+	out := make(map[string][]SubscriptionStatus, len(st.Creds))
+	for id, sc := range st.Creds {
+		if !sc.Gone {
+			out[id] = statusesOf(sc)
+		}
+	}
+	return out
+}
+
+func statusesOf(sc *subCred) []SubscriptionStatus {
 	out := make([]SubscriptionStatus, 0, len(sc.Subs))
 	for _, k := range sortedKeys(sc.Subs) {
 		x := sc.Subs[k]

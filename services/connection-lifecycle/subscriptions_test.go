@@ -160,6 +160,11 @@ func TestSubscriptions(t *testing.T) {
 		_, v := e.view(t, "c1")
 		return len(v.Subscriptions) == 1 && v.Subscriptions[0].Status == lifecycle.SubActive && v.Subscriptions[0].ProviderID == sub.ID
 	})
+	// The SDK's view of the user shows it too.
+	if r := e.h.do(t, http.MethodGet, "/projects/proj/sdk/me", e.token, ""); r.status != 200 ||
+		!strings.Contains(string(r.body), `"subscriptions":[{"trigger":"customer.created","status":"active","providerId":"`+sub.ID+`"}]`) {
+		t.Fatalf("sdk/me: %d %s", r.status, r.body)
+	}
 	// The endpoint's secret verifies its deliveries: it is on the
 	// credential's sealed secret, next to the API key.
 	sec := e.h.secret(t, "u1", "c1")
