@@ -380,10 +380,17 @@ type storedDecision struct {
 // mergeDecisionPage adds page d to the stored decision old (nil: none yet).
 func mergeDecisionPage(old []byte, d *runs.Decision) ([]byte, error) {
 	st := storedDecision{Decision: *d}
+	st.Summary.Skipped = nil // decoding the stored row would add its counts to d's map
 	if old != nil {
 		if err := json.Unmarshal(old, &st); err != nil {
 			return nil, fmt.Errorf("history: decode decision: %w", err)
 		}
+	}
+	if d.Summary.Pages >= st.Summary.Pages {
+		// A decision the router writes as it goes (a large schedule fan-out)
+		// counts more pages in each later record, its final summary the
+		// most; the pages of a one-shot decision all carry the same one.
+		st.Summary = d.Summary
 	}
 	if st.PageCandidates == nil {
 		st.PageCandidates = map[int][]runs.Candidate{}

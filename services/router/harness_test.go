@@ -62,6 +62,8 @@ type harness struct {
 	dir *directory.Directory
 	rt  *routerProc
 	lst *listener
+	// hist is the history read model the harness runs.
+	hist *history.Store
 }
 
 // routerProc is the router the harness runs, which a test may stop and
@@ -154,6 +156,7 @@ func (h *harness) startHistory() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.hist = store
 	ctx, stop := context.WithCancel(context.Background())
 	if err := store.ServeRunState(ctx, h.srv.NC); err != nil {
 		t.Fatal(err)
@@ -361,7 +364,13 @@ func (h *harness) decision(id string) []runs.Decision {
 		if len(pages) == 0 {
 			return false, "no page yet"
 		}
-		return len(pages) >= pages[0].Summary.Pages, fmt.Sprintf("%d of %d pages", len(pages), pages[0].Summary.Pages)
+		// A decision written as it goes counts more pages in each later
+		// record; its last record has the whole count.
+		want := 0
+		for _, p := range pages {
+			want = max(want, p.Summary.Pages)
+		}
+		return len(pages) >= want, fmt.Sprintf("%d of %d pages", len(pages), want)
 	})
 	slices.SortFunc(pages, func(a, b runs.Decision) int { return a.Page - b.Page })
 	return pages

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -158,6 +159,10 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 			cancel()
 		}
 	}
+	if ev.Kind == sbv1.Kind_SCHEDULE {
+		pubs, err := s.routeTick(ctx, m, ev, normalized)
+		return ev, nil, pubs, err
+	}
 	cands, err := s.deciders.Decide(ctx, ev)
 	if err != nil {
 		return nil, nil, nil, err
@@ -194,31 +199,9 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 		if c.Outcome != runs.OutcomeRan || inline != nil {
 			continue
 		}
-		rm := nats.NewMsg(subjects.Run(ev.Project, c.Workflow))
-		rm.Header.Set(envelope.HeaderContentType, envelope.ContentTypeProto)
-		rm.Header.Set(HeaderRunID, c.RunID)
-		rm.Header.Set(HeaderWorkflow, c.Workflow)
-		rm.Header.Set(HeaderUser, c.User)
-		if c.Credential != "" {
-			rm.Header.Set(HeaderCredential, c.Credential)
-		}
-		rm.Data = data
-		if c.After != "" {
-			rm.Header.Set(HeaderAfterRun, c.After)
-		}
-		if delayed(c.At) {
-			// A schedule's spread: the server keeps the run as a one-shot
-			// schedule message and publishes it onto the run subject at
-			// c.At, persisted across restarts; no handler waits for it.
-			rm.Subject = subjects.RunAt(ev.Project, c.RunID)
-			rm.Header.Set(jetstream.ScheduleHeader, "@at "+c.At.UTC().Format(scheduleAtLayout))
-			rm.Header.Set(jetstream.ScheduleTargetHeader, subjects.Run(ev.Project, c.Workflow))
-		}
-		s.tracePublishRun(ctx, rm, c)
-		if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
+		if err := s.publishRun(ctx, &pubs, ev, c, data); err != nil {
 			return nil, nil, nil, err
 		}
-		s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
 	}
 	dec := &runs.Decision{
 		EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Name, User: ev.User,
@@ -233,12 +216,7 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 		cands[i].Message = wire.Prefix(cands[i].Message, wire.MaxCandidateMessage)
 	}
 	for _, page := range dec.Paged(cands, s.opts.DecisionPage) {
-		dm := nats.NewMsg(subjects.Decisions(ev.Project))
-		dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
-		if dm.Data, err = json.Marshal(page); err != nil {
-			return nil, nil, nil, fmt.Errorf("encode decision: %w", err)
-		}
-		if err := pubs.add(dm); err != nil {
+		if err := publishDecision(&pubs, page); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -254,6 +232,208 @@ func (s *Service) routeMsg(ctx context.Context, m jetstream.Msg) (ev *sbv1.Trigg
 	}
 	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", len(cands))
 	return ev, inline, &pubs, nil
+}
+
+// publishRun publishes candidate c's run message (data is the envelope);
+// its run id is its Nats-Msg-Id, so publishing a decision again stores
+// each run once.
+func (s *Service) publishRun(ctx context.Context, pubs *publishes, ev *sbv1.TriggerEvent, c runs.Candidate, data []byte) error {
+	rm := nats.NewMsg(subjects.Run(ev.Project, c.Workflow))
+	rm.Header.Set(envelope.HeaderContentType, envelope.ContentTypeProto)
+	rm.Header.Set(HeaderRunID, c.RunID)
+	rm.Header.Set(HeaderWorkflow, c.Workflow)
+	rm.Header.Set(HeaderUser, c.User)
+	if c.Credential != "" {
+		rm.Header.Set(HeaderCredential, c.Credential)
+	}
+	rm.Data = data
+	if c.After != "" {
+		rm.Header.Set(HeaderAfterRun, c.After)
+	}
+	if delayed(c.At) {
+		// A schedule's spread: the server keeps the run as a one-shot
+		// schedule message and publishes it onto the run subject at
+		// c.At, persisted across restarts; no handler waits for it.
+		rm.Subject = subjects.RunAt(ev.Project, c.RunID)
+		rm.Header.Set(jetstream.ScheduleHeader, "@at "+c.At.UTC().Format(scheduleAtLayout))
+		rm.Header.Set(jetstream.ScheduleTargetHeader, subjects.Run(ev.Project, c.Workflow))
+	}
+	s.tracePublishRun(ctx, rm, c)
+	if err := pubs.add(rm, jetstream.WithMsgID(c.RunID)); err != nil {
+		return err
+	}
+	s.opts.Metrics.RunsDispatched.WithLabelValues(ev.Project).Inc()
+	return nil
+}
+
+// publishDecision publishes one decision record.
+func publishDecision(pubs *publishes, d *runs.Decision) error {
+	dm := nats.NewMsg(subjects.Decisions(d.Project))
+	dm.Header.Set(runs.HeaderRecord, runs.RecordDecision)
+	var err error
+	if dm.Data, err = json.Marshal(d); err != nil {
+		return fmt.Errorf("encode decision: %w", err)
+	}
+	return pubs.add(dm)
+}
+
+// routeTick decides a schedule tick and publishes its runs page by page as
+// the decider finds them (decide.Streamer): a large zone's walk and the
+// publishing of its runs overlap, and the router holds one page of
+// candidates and a bounded number of unacknowledged publishes instead of
+// the whole fan-out. The decision record is written as it goes too (see
+// decisionStream); a decision of a few pages keeps the one-shot layout.
+func (s *Service) routeTick(ctx context.Context, m jetstream.Msg, ev *sbv1.TriggerEvent, normalized bool) (*publishes, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("trigger metadata: %w", err)
+	}
+	data := m.Data()
+	if m.Headers().Get(envelope.HeaderContentType) != envelope.ContentTypeProto || normalized {
+		if data, err = envelope.Marshal(ev); err != nil {
+			return nil, fmt.Errorf("%w: %v", errPoison, err)
+		}
+	}
+	pubs := &publishes{js: s.opts.JS}
+	ds := &decisionStream{pubs: pubs, pageSize: s.opts.DecisionPage, dec: runs.Decision{
+		EventID: ev.Id, Project: ev.Project, Kind: ev.Kind.String(), Name: ev.Name, User: ev.User,
+		TriggerSeq: md.Sequence.Stream, ReceivedAt: ev.ReceivedAt.AsTime(),
+	}}
+	err = s.deciders.DecideStream(ctx, ev, func(ctx context.Context, page []runs.Candidate) error {
+		for _, c := range page {
+			if c.Outcome != runs.OutcomeRan {
+				continue
+			}
+			if err := s.publishRun(ctx, pubs, ev, c, data); err != nil {
+				return err
+			}
+		}
+		if err := ds.add(page); err != nil {
+			return err
+		}
+		return pubs.settle(ctx, maxUnsettled)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ds.finish(); err != nil {
+		return nil, err
+	}
+	if err := pubs.wait(ctx); err != nil {
+		return nil, err
+	}
+	s.log.Debug("routed", "event", ev.Id, "project", ev.Project, "candidates", ds.sum.Candidates, "pages", ds.pages)
+	return pubs, nil
+}
+
+// maxUnsettled bounds the publishes a tick's fan-out keeps unacknowledged
+// (each future holds its message): the connection's async budget plus a
+// page or two.
+const maxUnsettled = 8192
+
+// streamAfter is how many decision pages' worth of candidates a decision
+// collects before it starts writing them as it goes.
+const streamAfter = 8
+
+// decisionStream writes the decision record of a streamed decision. Up to
+// streamAfter pages of candidates it collects them and writes the usual
+// pages at the end, each with the whole summary (runs.Decision.Paged).
+// Past that it writes each full page as it fills, so a fan-out of a
+// million candidates is never held: page i carries the summary of pages
+// 0..i with Summary.Pages = i+2 (at least one more follows), and the last
+// record, written when the decision is complete, carries no candidates and
+// the whole summary with Summary.Pages = its index + 1. A reader merging
+// pages keeps the summary with the most pages: the final one once written,
+// the count so far until then.
+type decisionStream struct {
+	pubs      *publishes
+	pageSize  int
+	dec       runs.Decision
+	buf       []runs.Candidate
+	sum       runs.Summary // every candidate added
+	written   runs.Summary // the candidates of the pages written
+	pages     int          // streamed pages written
+	streaming bool
+}
+
+func (d *decisionStream) add(cands []runs.Candidate) error {
+	if d.pageSize <= 0 {
+		d.pageSize = runs.DefaultDecisionPage
+	}
+	for i := range cands {
+		// The page size assumes candidates within their bounds; a message
+		// naming many credentials could grow past its share.
+		cands[i].Message = wire.Prefix(cands[i].Message, wire.MaxCandidateMessage)
+		count(&d.sum, cands[i])
+	}
+	d.buf = append(d.buf, cands...)
+	if !d.streaming && len(d.buf) > streamAfter*d.pageSize {
+		d.streaming = true
+	}
+	for d.streaming && len(d.buf) >= d.pageSize {
+		if err := d.write(d.buf[:d.pageSize]); err != nil {
+			return err
+		}
+		d.buf = d.buf[d.pageSize:]
+	}
+	if len(d.buf) == 0 {
+		d.buf = nil // let the written pages' array go
+	}
+	return nil
+}
+
+// write writes one streamed page.
+func (d *decisionStream) write(page []runs.Candidate) error {
+	for _, c := range page {
+		count(&d.written, c)
+	}
+	p := d.dec
+	p.DecidedAt = time.Now().UTC()
+	p.Page, p.Candidates = d.pages, page
+	p.Summary = d.written
+	p.Summary.Skipped = maps.Clone(d.written.Skipped)
+	p.Summary.Pages = d.pages + 2
+	d.pages++
+	return publishDecision(d.pubs, &p)
+}
+
+// finish writes what is left: the one-shot pages of a small decision, or
+// a streamed decision's last candidates and its final summary.
+func (d *decisionStream) finish() error {
+	if !d.streaming {
+		d.dec.DecidedAt = time.Now().UTC()
+		for _, page := range d.dec.Paged(d.buf, d.pageSize) {
+			if err := publishDecision(d.pubs, page); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(d.buf) > 0 {
+		if err := d.write(d.buf); err != nil {
+			return err
+		}
+		d.buf = nil
+	}
+	p := d.dec
+	p.DecidedAt = time.Now().UTC()
+	p.Page, p.Candidates = d.pages, []runs.Candidate{}
+	p.Summary = d.sum
+	p.Summary.Pages = d.pages + 1
+	return publishDecision(d.pubs, &p)
+}
+
+// count adds candidate c to summary s.
+func count(s *runs.Summary, c runs.Candidate) {
+	s.Candidates++
+	if c.Outcome == runs.OutcomeRan {
+		s.Ran++
+		return
+	}
+	if s.Skipped == nil {
+		s.Skipped = map[string]int{}
+	}
+	s.Skipped[c.Reason]++
 }
 
 // scheduleAtLayout is RFC 3339 with milliseconds: a spread offset is in

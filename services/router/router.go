@@ -76,6 +76,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Concurrency bounds runs executing at once (default 256).
 	Concurrency int
+	// WalkConns is how many connections of its own the router opens for
+	// the enrollment walks of large schedule ticks (default 2; negative:
+	// none, the walks share the router's connection).
+	WalkConns int
 	// RouteConcurrency bounds trigger events being routed at once, request
 	// runs executed in place included (default 256).
 	RouteConcurrency int
@@ -121,6 +125,7 @@ type Service struct {
 	budgets  wire.Budgets
 	state    jetstream.Stream // RUN_STATE, for resuming runs
 	states   *runStates       // whether a run is in flight (schedule overlap)
+	enroll   *sharedEnrollment
 
 	// since is when (unix nanos) the router started or its connection last
 	// came back; reconnects is the connection's reconnect count then.
@@ -183,9 +188,13 @@ func New(opts Options) (*Service, error) {
 		opts.DuplicateWindow = broker.DefaultLimits().DuplicateWindow
 	}
 
+	if opts.WalkConns == 0 {
+		opts.WalkConns = 2
+	}
 	states := &runStates{nc: opts.NC}
+	enroll := newSharedEnrollment(opts.Directory)
 	deciders, err := decide.New(decide.Options{Config: opts.Catalog, Directory: directoryView{opts.Directory}, MaxHops: opts.MaxHops,
-		Enrollment: opts.Directory, Runs: states, Integrations: opts.Catalog, Accounts: opts.Directory})
+		Enrollment: enroll, Runs: states, Integrations: opts.Catalog, Accounts: opts.Directory})
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +202,7 @@ func New(opts Options) (*Service, error) {
 	if opts.DecisionPage <= 0 {
 		opts.DecisionPage = budgets.DecisionPage
 	}
-	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: budgets, states: states}, nil
+	return &Service{opts: opts, log: opts.Logger.With("service", "router"), deciders: deciders, budgets: budgets, states: states, enroll: enroll}, nil
 }
 
 // Name is the role's name, "router": the router and the executor.
@@ -216,6 +225,12 @@ func (s *Service) Start(ctx context.Context) error {
 	var err error
 	if s.state, err = js.Stream(ctx, subjects.StreamRunState); err != nil {
 		return fmt.Errorf("router: stream %s: %w", subjects.StreamRunState, err)
+	}
+	if s.opts.WalkConns > 0 {
+		if err := s.enroll.openWalkers(ctx, s.opts.NC, s.opts.WalkConns); err != nil {
+			// The walks share the router's connection then: slower, not wrong.
+			s.log.Warn("enrollment walks on the router's connection", "err", err)
+		}
 	}
 	s.since.Store(time.Now().UnixNano())
 	s.reconnects.Store(s.opts.NC.Stats().Reconnects)
@@ -334,6 +349,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	if s.executor != nil {
 		errs = append(errs, s.executor.Stop(ctx))
 	}
+	s.enroll.close()
 	return errors.Join(errs...)
 }
 
@@ -366,6 +382,40 @@ func (p *publishes) add(m *nats.Msg, opts ...jetstream.PublishOpt) error {
 // maxStalls is how many times add tries a publish the full in-flight
 // budget refused (about 20 s of stall waits and pauses) before failing.
 const maxStalls = 50
+
+// settle waits for the oldest publishes until at most keep are not yet
+// acknowledged, and forgets the acknowledged ones, so a long fan-out holds
+// a bounded number of futures (each keeps its message); the first failed
+// publish fails it.
+func (p *publishes) settle(ctx context.Context, keep int) error {
+	n := 0
+	for ; n < len(p.futures); n++ {
+		f := p.futures[n]
+		if len(p.futures)-n > keep {
+			select {
+			case <-f.Ok():
+				continue
+			case err := <-f.Err():
+				return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		done := false
+		select {
+		case <-f.Ok():
+			done = true
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		default:
+		}
+		if !done {
+			break
+		}
+	}
+	p.futures = append(p.futures[:0], p.futures[n:]...)
+	return nil
+}
 
 func (p *publishes) wait(ctx context.Context) error {
 	var errs []error

@@ -325,3 +325,58 @@ steps:
 		t.Fatalf("buffered run %+v", r)
 	}
 }
+
+// A tick whose decision outgrows a few pages is written as it goes: full
+// pages while the fan-out is decided, each counting the pages so far, then
+// a last record with the whole summary; every user runs once, and the
+// history read model merges the pages under the final summary.
+func TestScheduleLargeDecisionWrittenAsItGoes(t *testing.T) {
+	const pageSize, users = 2, 21 // past the 8 pages a decision collects before it streams
+	h := newHarness(t, router.Options{DecisionPage: pageSize})
+	h.apply(scheduleDocs(h.lst.URL, ""))
+	for i := range users {
+		h.user(fmt.Sprintf("u%02d", i), func(us *directory.User) { us.Metadata = map[string]any{"timezone": "Europe/Berlin"} })
+	}
+	nominal := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	ev := tickEvent("daily", "Europe/Berlin", nominal, 0, 1)
+	h.routed(h.publish(ev))
+	pages := h.decision(ev.Id)
+	const want = (users+pageSize-1)/pageSize + 1 // the candidate pages and the summary
+	if len(pages) != want {
+		t.Fatalf("%d decision records, want %d", len(pages), want)
+	}
+	seen := map[string]bool{}
+	for i, p := range pages {
+		last := i == len(pages)-1
+		switch {
+		case p.Page != i:
+			t.Errorf("record %d is page %d", i, p.Page)
+		case last && (len(p.Candidates) != 0 || p.Summary.Pages != want || p.Summary.Ran != users || p.Summary.Candidates != users):
+			t.Errorf("last record: %d candidates, summary %+v; want none and %d ran over %d pages", len(p.Candidates), p.Summary, users, want)
+		case !last && p.Summary.Pages != i+2:
+			t.Errorf("page %d: summary says %d pages, want %d (more follow)", i, p.Summary.Pages, i+2)
+		case !last && p.Summary.Ran != min(users, (i+1)*pageSize):
+			t.Errorf("page %d: summary counts %d ran, want the %d of pages 0..%d", i, p.Summary.Ran, min(users, (i+1)*pageSize), i)
+		}
+		for _, c := range p.Candidates {
+			if seen[c.User] || c.Outcome != runs.OutcomeRan {
+				t.Errorf("candidate %+v (seen before: %v)", c, seen[c.User])
+			}
+			seen[c.User] = true
+		}
+	}
+	if len(seen) != users {
+		t.Errorf("%d users in the pages, want %d", len(seen), users)
+	}
+	if n := len(h.runMessages("daily")); n != users {
+		t.Errorf("%d run messages, want %d", n, users)
+	}
+	eventually(t, "the merged decision in the history read model", func() (bool, string) {
+		d, err := h.hist.GetDecision(project, ev.Id)
+		if err != nil || d == nil {
+			return false, fmt.Sprint(err)
+		}
+		return d.Summary.Ran == users && d.Summary.Pages == want && len(d.Candidates) == users,
+			fmt.Sprintf("summary %+v, %d candidates", d.Summary, len(d.Candidates))
+	})
+}

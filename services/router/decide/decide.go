@@ -139,18 +139,64 @@ func (d *Deciders) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs.Ca
 	if err != nil {
 		return nil, err
 	}
-	if ev.Hops > d.maxHops {
-		for i := range cands {
-			if cands[i].Outcome == runs.OutcomeRan {
-				cands[i].Outcome, cands[i].RunID, cands[i].Reason = runs.OutcomeSkipped, "", runs.ReasonHopLimit
-				cands[i].Message = fmt.Sprintf("the trigger is %d hops deep (limit %d): an emit chain stops here", ev.Hops, d.maxHops)
-			}
-		}
-	}
+	d.hopLimit(ev, cands)
 	if cands == nil {
 		cands = []runs.Candidate{}
 	}
 	return cands, nil
+}
+
+// Emit takes one page of a decision's candidates while the decision is
+// still being made; the page is the callee's to keep.
+type Emit func(ctx context.Context, page []runs.Candidate) error
+
+// Streamer is a Decider whose decision can be too large to hold at once (a
+// schedule tick fanned out to a large zone): it hands its candidates to
+// emit page by page as it finds them, so the router publishes a page's runs
+// while the next page is read, and neither holds the whole fan-out.
+type Streamer interface {
+	DecideStream(ctx context.Context, ev *sbv1.TriggerEvent, emit Emit) error
+}
+
+// DecideStream decides ev, handing its candidates to emit in pages (one
+// page for a kind that does not stream); the hop limit applies as in
+// Decide. A decision with no candidate emits one empty page.
+func (d *Deciders) DecideStream(ctx context.Context, ev *sbv1.TriggerEvent, emit Emit) error {
+	if err := d.Check(ev); err != nil {
+		return err
+	}
+	st, ok := d.byKind[ev.Kind].(Streamer)
+	if !ok {
+		cands, err := d.Decide(ctx, ev)
+		if err != nil {
+			return err
+		}
+		return emit(ctx, cands)
+	}
+	emitted := false
+	err := st.DecideStream(ctx, ev, func(ctx context.Context, page []runs.Candidate) error {
+		emitted = true
+		d.hopLimit(ev, page)
+		return emit(ctx, page)
+	})
+	if err == nil && !emitted {
+		err = emit(ctx, []runs.Candidate{})
+	}
+	return err
+}
+
+// hopLimit turns the candidates that would run into ReasonHopLimit skips
+// when ev is deeper than the hop limit.
+func (d *Deciders) hopLimit(ev *sbv1.TriggerEvent, cands []runs.Candidate) {
+	if ev.Hops <= d.maxHops {
+		return
+	}
+	for i := range cands {
+		if cands[i].Outcome == runs.OutcomeRan {
+			cands[i].Outcome, cands[i].RunID, cands[i].Reason = runs.OutcomeSkipped, "", runs.ReasonHopLimit
+			cands[i].Message = fmt.Sprintf("the trigger is %d hops deep (limit %d): an emit chain stops here", ev.Hops, d.maxHops)
+		}
+	}
 }
 
 // Answer is what a request trigger's caller gets when its decision runs

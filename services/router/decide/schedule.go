@@ -89,6 +89,19 @@ type tickCtx struct {
 }
 
 func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs.Candidate, error) {
+	var out []runs.Candidate
+	err := k.DecideStream(ctx, ev, func(_ context.Context, page []runs.Candidate) error {
+		out = append(out, page...)
+		return nil
+	})
+	return out, err
+}
+
+// DecideStream emits the tick's candidates a page at a time: an index page
+// of a large zone's walk as soon as it is read and checked, so the router
+// publishes its runs while the next page is read (a 125,000-user shard is
+// never held whole); a small zone's entries as one page.
+func (k scheduleTick) DecideStream(ctx context.Context, ev *sbv1.TriggerEvent, emit Emit) error {
 	tick := ev.GetSchedule()
 	wid := ev.Workflow
 	if wid == "" {
@@ -98,7 +111,7 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 	if !ok || w.Trigger.Type != workflow.TriggerSchedule || w.Trigger.Schedule() == nil {
 		c := notFound(ev, workflow.TriggerSchedule)
 		c.Workflow = wid
-		return []runs.Candidate{c}, nil
+		return emit(ctx, []runs.Candidate{c})
 	}
 	t := &tickCtx{ev: ev, w: w, sched: w.Trigger.Schedule(), zone: tick.GetZone(), nominal: tick.GetNominalTime().AsTime(), base: ev.Name}
 	if t.base == "" {
@@ -126,7 +139,11 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 		}
 	}
 	if ev.User != "" {
-		return k.oneUser(ctx, t)
+		cands, err := k.oneUser(ctx, t)
+		if err != nil {
+			return err
+		}
+		return emit(ctx, cands)
 	}
 	zones := []string{t.zone}
 	if !t.sched.PerUser() {
@@ -134,18 +151,17 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 		// them under.
 		var err error
 		if zones, err = k.idx.Zones(ctx, ev.Project, w.Integration); err != nil {
-			return nil, fmt.Errorf("decide: zones of %s: %w", w.Integration, err)
+			return fmt.Errorf("decide: zones of %s: %w", w.Integration, err)
 		}
 	}
 	shards := int(tick.GetShards())
 	if shards == 0 {
 		shards = 1
 	}
-	var out []runs.Candidate
 	for _, z := range zones {
 		all, small, err := k.idx.EnrollmentAll(ctx, ev.Project, w.Integration, z, smallZone)
 		if err != nil {
-			return nil, fmt.Errorf("decide: enrollment of %s/%s zone %q: %w", ev.Project, w.Integration, z, err)
+			return fmt.Errorf("decide: enrollment of %s/%s zone %q: %w", ev.Project, w.Integration, z, err)
 		}
 		if small {
 			var page []runs.Candidate
@@ -155,14 +171,18 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 				}
 				c, err := k.candidate(ctx, t, e, z)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				page = append(page, c)
 			}
 			if err := k.overlap(ctx, t, page); err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, page...)
+			if len(page) > 0 {
+				if err := emit(ctx, page); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		for s := int(tick.GetShard()); s < directory.Shards; s += shards {
@@ -170,20 +190,24 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 			for {
 				page, err := k.idx.Enrollment(ctx, ev.Project, w.Integration, z, s, after, enrollmentPage)
 				if err != nil {
-					return nil, fmt.Errorf("decide: enrollment of %s/%s zone %q shard %d: %w", ev.Project, w.Integration, z, s, err)
+					return fmt.Errorf("decide: enrollment of %s/%s zone %q shard %d: %w", ev.Project, w.Integration, z, s, err)
 				}
 				cands := make([]runs.Candidate, 0, len(page.Entries))
 				for _, e := range page.Entries {
 					c, err := k.candidate(ctx, t, e, z)
 					if err != nil {
-						return nil, err
+						return err
 					}
 					cands = append(cands, c)
 				}
 				if err := k.overlap(ctx, t, cands); err != nil {
-					return nil, err
+					return err
 				}
-				out = append(out, cands...)
+				if len(cands) > 0 {
+					if err := emit(ctx, cands); err != nil {
+						return err
+					}
+				}
 				if page.Next == "" {
 					break
 				}
@@ -191,7 +215,7 @@ func (k scheduleTick) Decide(ctx context.Context, ev *sbv1.TriggerEvent) ([]runs
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // oneUser decides a tick limited to one user (a manual run): the user's
