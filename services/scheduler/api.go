@@ -216,7 +216,7 @@ func (s *Service) TriggerNow(ctx context.Context, w *workflow.Workflow, sched *s
 		// A manual tick's name is its own, so its runs never collide with
 		// the scheduled tick of the same second.
 		tickID := schedule.TickID(w.Project, w.ID, z, nominal) + "#manual-" + run
-		shards := s.opts.Shards
+		shards := s.shardsFor(w, sched, z)
 		if user != "" {
 			shards = 1 // one user is in one directory shard; the router looks them up
 		}

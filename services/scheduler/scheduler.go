@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/schedule"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
@@ -67,6 +68,19 @@ type Catalog interface {
 type Zones interface {
 	Zones(ctx context.Context, p, integration string) ([]string, error)
 }
+
+// Enrollment is what the scheduler reads of a zone's size, when Directory
+// has it (pkg/directory does): a zone of at most limit entries answers ok.
+// A tick of a small zone is one event instead of Shards: its router reads
+// the whole zone in one read anyway, and a thousand workflows ticking in
+// ten small zones each are ten thousand publishes a tick, not eighty.
+type Enrollment interface {
+	EnrollmentAll(ctx context.Context, p, integration, zone string, limit int) (directory.Page, bool, error)
+}
+
+// smallZone is the most entries a zone ticks in one event with: the
+// router's own limit for reading a zone in one read.
+const smallZone = directory.MaxPage
 
 // Decisions reads a merged decision record (the history read model), for
 // the run counts of the schedule API; optional.
@@ -108,6 +122,15 @@ type Service struct {
 
 	stop context.CancelFunc
 	done chan struct{}
+
+	// The pipeline of ticks on time (see fireQueue).
+	fires       chan firing
+	writes      chan stateWrite
+	pubs        sync.WaitGroup
+	writerDone  chan struct{}
+	queueMu     sync.RWMutex
+	queueClosed bool
+	statePrefix string // the subject prefix of the state bucket's keys
 }
 
 // jobKey is one gocron job: a workflow's ticks in one zone.
@@ -117,6 +140,7 @@ type zoneKey struct{ project, integration string }
 
 type zoneCache struct {
 	zones []string
+	small map[string]bool // zones with at most smallZone entries
 	at    time.Time
 }
 
@@ -130,6 +154,15 @@ type job struct {
 	sched *schedule.Schedule
 	loc   *time.Location
 	id    uuid.UUID // gocron's job id
+
+	// The state last read or stored (see jobState): a tick needs no read
+	// of the bucket before it fires while this is fresh.
+	stMu sync.Mutex
+	// fireMu makes a job's ticks checked and published one at a time.
+	fireMu sync.Mutex
+	st     State
+	stRev  uint64
+	stAt   time.Time
 }
 
 // New returns the scheduler role.
@@ -170,6 +203,8 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("scheduler: bucket %s: %w", subjects.BucketSchedules, err)
 	}
 	s.kv = kv
+	s.statePrefix = "$KV." + subjects.BucketSchedules + "."
+	s.startPipeline()
 	// UTC: gocron skips a next run whose wall clock equals the previous
 	// one's, which in local time would drop an hourly schedule's second
 	// 01:30 on a fall-back night (docs/schedules.md, "gocron fit").
@@ -202,10 +237,12 @@ func (s *Service) Stop(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
+	var err error
 	if s.cron != nil {
-		return s.cron.ShutdownWithContext(ctx)
+		err = s.cron.ShutdownWithContext(ctx)
 	}
-	return nil
+	s.stopPipeline()
+	return err
 }
 
 // loop reconciles the jobs with the catalog every Reconcile, and with the
@@ -320,10 +357,36 @@ func (s *Service) zonesFor(ctx context.Context, w *workflow.Workflow, sched *sch
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: zones of %s/%s: %w", w.Project, w.Integration, err)
 	}
+	small := map[string]bool{}
+	if en, ok := s.opts.Directory.(Enrollment); ok {
+		for _, z := range zones {
+			// A zone whose size cannot be read now ticks in Shards events.
+			_, ok, err := en.EnrollmentAll(ctx, w.Project, w.Integration, z, smallZone)
+			small[z] = ok && err == nil
+		}
+	}
 	s.mu.Lock()
-	s.zones[k] = zoneCache{zones: zones, at: time.Now()}
+	s.zones[k] = zoneCache{zones: zones, small: small, at: time.Now()}
 	s.mu.Unlock()
 	return zones, nil
+}
+
+// shardsFor is how many events a tick of w in zone is split into: one for
+// a small zone of a per-user schedule (as of the last zone refresh), else
+// Shards. Replicas that disagree (a zone crossing the limit between their
+// refreshes) publish events of different ids for the same tick; its runs
+// still start once, their ids and Nats-Msg-Ids being the tick's.
+func (s *Service) shardsFor(w *workflow.Workflow, sched *schedule.Schedule, zone string) int {
+	if !sched.PerUser() {
+		return s.opts.Shards // a fixed-zone tick runs every zone's users
+	}
+	s.mu.Lock()
+	small := s.zones[zoneKey{w.Project, w.Integration}].small[zone]
+	s.mu.Unlock()
+	if small {
+		return 1
+	}
+	return s.opts.Shards
 }
 
 // zoneLocation is where a zone's ticks are computed: the fixed zone, the
@@ -385,7 +448,7 @@ func (s *Service) tick(ctx context.Context, j *job) {
 	if !ok {
 		return
 	}
-	if st, _, err := s.readState(ctx, j.key); err == nil && !st.Last.IsZero() {
+	if st, _, err := s.jobState(ctx, j); err == nil && !st.Last.IsZero() {
 		for _, t := range j.sched.Missed(st.Last, nominal.Add(-time.Nanosecond), j.loc) {
 			if _, err := s.fire(ctx, j, t, true); err != nil {
 				s.log.Error("late tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
@@ -393,8 +456,6 @@ func (s *Service) tick(ctx context.Context, j *job) {
 			}
 		}
 	}
-	if _, err := s.fire(ctx, j, nominal, false); err != nil {
-		s.log.Error("tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
-			"nominal", nominal.UTC(), "err", err)
-	}
+	// The publishers take it from here (see fireQueue).
+	s.enqueue(j, nominal)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/broker/brokertest"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
+	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 	"github.com/switchboard-hq/switchboard/pkg/testlog"
@@ -51,6 +53,21 @@ func (z *zones) set(integration string, list ...string) {
 		z.m = map[string][]string{}
 	}
 	z.m[integration] = list
+}
+
+// sizedZones is zones whose sizes the scheduler can read (as
+// pkg/directory's EnrollmentAll answers them): the zones in large hold more
+// entries than one read takes, every other zone one entry.
+type sizedZones struct {
+	*zones
+	large map[string]bool
+}
+
+func (z sizedZones) EnrollmentAll(_ context.Context, _, _, zone string, _ int) (directory.Page, bool, error) {
+	if z.large[zone] {
+		return directory.Page{}, false, nil
+	}
+	return directory.Page{Entries: []directory.Entry{{User: "u", Status: directory.CredentialValid}}}, true, nil
 }
 
 type env struct {
@@ -132,6 +149,7 @@ type tick struct {
 	id, zone string
 	nominal  time.Time
 	shard    uint32
+	shards   uint32
 }
 
 // ticks is every SCHEDULE event on TRIGGERS, oldest first.
@@ -167,7 +185,7 @@ func (e *env) ticks() []tick {
 			// The executor then treats a tick published again late as old.
 			e.t.Errorf("tick %s received at %s, want its nominal time", ev.Id, ev.GetReceivedAt().AsTime())
 		}
-		out = append(out, tick{id: ev.Id, zone: st.Zone, nominal: st.NominalTime.AsTime(), shard: st.Shard})
+		out = append(out, tick{id: ev.Id, zone: st.Zone, nominal: st.NominalTime.AsTime(), shard: st.Shard, shards: st.Shards})
 	}
 }
 
@@ -586,4 +604,44 @@ func (e *env) stateMaybe(w, zone string) scheduler.State {
 		e.t.Fatal(err)
 	}
 	return st
+}
+
+// A tick of a small zone is one event, a large zone's one event per shard:
+// the scheduler reads each zone's size when it reads the zones in use.
+func TestSmallZoneTicksInOneEvent(t *testing.T) {
+	e := newEnv(t)
+	e.zones.set("", "Europe/Berlin", "Asia/Tokyo")
+	e.apply(everySecond)
+	svc, err := scheduler.New(scheduler.Options{
+		JS: e.srv.JS, Catalog: e.cat, Directory: sizedZones{e.zones, map[string]bool{"Asia/Tokyo": true}}, Triggers: e.pub,
+		Logger: testlog.New(t), Shards: 4, ZoneRefresh: 300 * time.Millisecond, Reconcile: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(e.ctx()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := svc.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	eventually(t, "3 ticks in each zone", func() (bool, string) {
+		n := byNominal(e.ticks())
+		return len(n) >= 6, fmt.Sprint(n)
+	})
+	want := map[string]uint32{"Europe/Berlin": 1, "Asia/Tokyo": 4}
+	for _, tk := range e.ticks() {
+		if tk.shards != want[tk.zone] {
+			t.Errorf("%s tick %s: shard %d of %d, want %d shards", tk.zone, tk.nominal.Format(time.TimeOnly), tk.shard, tk.shards, want[tk.zone])
+		}
+	}
+	for k, n := range byNominal(e.ticks()) {
+		if zone := k[:strings.IndexByte(k, '@')]; n > int(want[zone]) {
+			t.Errorf("%s: %d events, want at most %d", k, n, want[zone])
+		}
+	}
 }

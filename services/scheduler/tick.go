@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -68,31 +70,84 @@ func (s *Service) readState(ctx context.Context, k jobKey) (State, uint64, error
 // updateState applies fn to the stored state with compare-and-set, so two
 // replicas never move Last backwards.
 func (s *Service) updateState(ctx context.Context, k jobKey, fn func(*State) bool) error {
+	_, _, err := s.updateStateFrom(ctx, k, nil, 0, fn)
+	return err
+}
+
+// updateStateFrom is updateState starting from a state already read (at
+// revision rev; nil: read it first): a compare-and-set that lost against
+// another replica reads the state again and applies fn to that. It returns
+// the state stored (or found, when fn declined) and its revision.
+func (s *Service) updateStateFrom(ctx context.Context, k jobKey, known *State, rev uint64, fn func(*State) bool) (State, uint64, error) {
 	for range 20 {
-		st, rev, err := s.readState(ctx, k)
-		if err != nil {
-			return err
+		var st State
+		if known != nil {
+			// A copy: fn appends to Recent, which a cached state shares.
+			st = *known
+			st.Recent = slices.Clone(known.Recent)
+			known = nil
+		} else {
+			var err error
+			if st, rev, err = s.readState(ctx, k); err != nil {
+				return State{}, 0, err
+			}
 		}
 		if !fn(&st) {
-			return nil
+			return st, rev, nil
 		}
 		b, err := json.Marshal(st)
 		if err != nil {
-			return err
+			return State{}, 0, err
 		}
+		var next uint64
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, stateKey(k), b)
+			next, err = s.kv.Create(ctx, stateKey(k), b)
 		} else {
-			_, err = s.kv.Update(ctx, stateKey(k), b, rev)
+			next, err = s.kv.Update(ctx, stateKey(k), b, rev)
 		}
 		if err == nil {
-			return nil
+			return st, next, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
-			return fmt.Errorf("scheduler: store state of %s: %w", stateKey(k), err)
+			return State{}, 0, fmt.Errorf("scheduler: store state of %s: %w", stateKey(k), err)
 		}
 	}
-	return fmt.Errorf("scheduler: state of %s: too many concurrent updates", stateKey(k))
+	return State{}, 0, fmt.Errorf("scheduler: state of %s: too many concurrent updates", stateKey(k))
+}
+
+// stateFresh is how long a job trusts the state it last read or stored
+// instead of reading it again before a tick. Another replica's newer state
+// is seen at the latest by the compare-and-set after the publish, and a
+// tick published again meanwhile is one that replica fired less than
+// stateFresh ago: well inside the duplicate window (2 minutes by default),
+// so JetStream keeps one.
+const stateFresh = 30 * time.Second
+
+// jobState is the job's last fired state: the cached one while fresh,
+// otherwise read from the bucket (and cached).
+func (s *Service) jobState(ctx context.Context, j *job) (State, uint64, error) {
+	j.stMu.Lock()
+	if j.stAt.IsZero() || time.Since(j.stAt) >= stateFresh {
+		j.stMu.Unlock()
+		st, rev, err := s.readState(ctx, j.key)
+		if err != nil {
+			return State{}, 0, err
+		}
+		j.remember(st, rev)
+		return st, rev, nil
+	}
+	defer j.stMu.Unlock()
+	return j.st, j.stRev, nil
+}
+
+// remember caches the state the job read or stored at rev; an older one
+// than cached (a slower concurrent run of the job) is ignored.
+func (j *job) remember(st State, rev uint64) {
+	j.stMu.Lock()
+	defer j.stMu.Unlock()
+	if rev >= j.stRev {
+		j.st, j.stRev, j.stAt = st, rev, time.Now()
+	}
 }
 
 func isWrongSequence(err error) bool {
@@ -134,33 +189,223 @@ func (s *Service) catchUp(ctx context.Context, j *job) error {
 // stored state says it (or a later tick) was fired already; then it moves
 // the state forward. It returns the event ids (nil when skipped).
 func (s *Service) fire(ctx context.Context, j *job, nominal time.Time, catchup bool) ([]string, error) {
-	st, _, err := s.readState(ctx, j.key)
-	if err != nil {
+	ids, st, rev, err := s.publishIfDue(ctx, j, nominal)
+	if err != nil || ids == nil {
 		return nil, err
+	}
+	st, rev, err = s.updateStateFrom(ctx, j.key, &st, rev, advance(nominal, ids, catchup, s.opts.Now().UTC()))
+	if err == nil {
+		j.remember(st, rev)
+	}
+	s.log.Debug("tick fired", "key", stateKey(j.key), "nominal", nominal.UTC(), "catchup", catchup)
+	return ids, err
+}
+
+// publishIfDue publishes tick nominal of job j unless the job's state
+// says it (or a later tick) was fired already, and returns its event ids
+// (nil when skipped) and the state it was checked against. A job's ticks
+// are checked and published one at a time, so a later tick's state can
+// never make an earlier one look fired before it is published.
+func (s *Service) publishIfDue(ctx context.Context, j *job, nominal time.Time) ([]string, State, uint64, error) {
+	j.fireMu.Lock()
+	defer j.fireMu.Unlock()
+	st, rev, err := s.jobState(ctx, j)
+	if err != nil {
+		return nil, State{}, 0, err
 	}
 	if !nominal.After(st.Last) {
 		s.log.Debug("tick already fired", "key", stateKey(j.key), "nominal", nominal.UTC(), "last", st.Last)
-		return nil, nil
+		return nil, State{}, 0, nil
 	}
+	w := j.w.Load()
 	tickID := schedule.TickID(j.key.project, j.key.workflow, j.key.zone, nominal)
-	ids, err := s.publishTick(ctx, j.w.Load(), j.key.zone, nominal, tickID, "", s.opts.Shards)
+	ids, err := s.publishTick(ctx, w, j.key.zone, nominal, tickID, "", s.shardsFor(w, j.sched, j.key.zone))
 	if err != nil {
-		return nil, err
+		return nil, State{}, 0, err
 	}
-	now := s.opts.Now().UTC()
-	err = s.updateState(ctx, j.key, func(st *State) bool {
+	return ids, st, rev, nil
+}
+
+// advance moves a state to fired tick nominal (ids its events), unless it
+// is there already.
+func advance(nominal time.Time, ids []string, catchup bool, at time.Time) func(*State) bool {
+	return func(st *State) bool {
 		if !nominal.After(st.Last) {
 			return false
 		}
 		st.Last = nominal.UTC()
-		st.Recent = append(st.Recent, Fired{Nominal: nominal.UTC(), Events: ids, Catchup: catchup, At: now})
+		st.Recent = append(st.Recent, Fired{Nominal: nominal.UTC(), Events: ids, Catchup: catchup, At: at})
 		if n := len(st.Recent); n > recentTicks {
 			st.Recent = st.Recent[n-recentTicks:]
 		}
 		return true
-	})
-	s.log.Debug("tick fired", "key", stateKey(j.key), "nominal", nominal.UTC(), "catchup", catchup)
-	return ids, err
+	}
+}
+
+// Ticks on time go through a pipeline instead of each gocron task
+// publishing and storing its own: ten thousand jobs ticking at the same
+// second are otherwise ten thousand goroutines each waiting for two round
+// trips, whose stacks the garbage collector scans over and over (most of
+// the scheduler's CPU at 1,000 workflows × 10 zones). The task queues the
+// tick (fireQueue); publishers publish queued ticks, publishers at a time;
+// one state writer stores the fired ticks' states in batches of
+// asynchronous compare-and-set publishes, all in flight together. A tick is
+// stored as fired only after its events are, as before.
+const (
+	fireQueue     = 1 << 16
+	publishers    = 128
+	maxStateBatch = 4096
+	// pipelineTimeout bounds one tick's publish and one batch of state writes.
+	pipelineTimeout = 30 * time.Second
+)
+
+// firing is a tick a job's task queued.
+type firing struct {
+	j       *job
+	nominal time.Time
+}
+
+// stateWrite is a published tick whose state is to be stored: st at rev is
+// the state it was checked against.
+type stateWrite struct {
+	j       *job
+	nominal time.Time
+	ids     []string
+	st      State
+	rev     uint64
+	at      time.Time
+}
+
+// startPipeline starts the publishers and the state writer.
+func (s *Service) startPipeline() {
+	s.fires = make(chan firing, fireQueue)
+	s.writes = make(chan stateWrite, fireQueue)
+	s.writerDone = make(chan struct{})
+	for range publishers {
+		s.pubs.Add(1)
+		go s.publisher()
+	}
+	go s.stateWriter()
+}
+
+// stopPipeline publishes and stores what is queued, then stops.
+func (s *Service) stopPipeline() {
+	if s.fires == nil {
+		return
+	}
+	s.queueMu.Lock()
+	s.queueClosed = true
+	close(s.fires)
+	s.queueMu.Unlock()
+	s.pubs.Wait()
+	close(s.writes)
+	<-s.writerDone
+}
+
+// enqueue queues tick nominal of j; false once the pipeline stopped.
+func (s *Service) enqueue(j *job, nominal time.Time) bool {
+	s.queueMu.RLock()
+	defer s.queueMu.RUnlock()
+	if s.queueClosed {
+		return false
+	}
+	s.fires <- firing{j: j, nominal: nominal}
+	return true
+}
+
+func (s *Service) publisher() {
+	defer s.pubs.Done()
+	for f := range s.fires {
+		ctx, cancel := context.WithTimeout(context.Background(), pipelineTimeout)
+		ids, st, rev, err := s.publishIfDue(ctx, f.j, f.nominal)
+		cancel()
+		if err != nil {
+			s.log.Error("tick not published", "project", f.j.key.project, "workflow", f.j.key.workflow, "zone", f.j.key.zone,
+				"nominal", f.nominal.UTC(), "err", err)
+			continue
+		}
+		if ids != nil {
+			s.writes <- stateWrite{j: f.j, nominal: f.nominal, ids: ids, st: st, rev: rev, at: s.opts.Now().UTC()}
+		}
+	}
+}
+
+func (s *Service) stateWriter() {
+	defer close(s.writerDone)
+	for w := range s.writes {
+		batch := []stateWrite{w}
+	more:
+		for len(batch) < maxStateBatch {
+			select {
+			case w, ok := <-s.writes:
+				if !ok {
+					break more
+				}
+				batch = append(batch, w)
+			default:
+				break more
+			}
+		}
+		s.writeStates(batch)
+	}
+}
+
+// writeStates stores the states of a batch of fired ticks: one
+// compare-and-set publish each against the revision the tick was checked
+// at, all in flight together. One that lost (another replica, or an
+// earlier tick of the same job in the batch) reads the state and tries
+// again, as updateState does.
+func (s *Service) writeStates(batch []stateWrite) {
+	ctx, cancel := context.WithTimeout(context.Background(), pipelineTimeout)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, len(batch))
+	next := make([]State, len(batch))
+	var retry []stateWrite
+	for i, w := range batch {
+		st := w.st
+		st.Recent = slices.Clone(w.st.Recent)
+		if !advance(w.nominal, w.ids, false, w.at)(&st) {
+			continue
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			s.log.Error("schedule state not stored", "key", stateKey(w.j.key), "err", err)
+			continue
+		}
+		m := nats.NewMsg(s.statePrefix + stateKey(w.j.key))
+		m.Data = b
+		f, err := s.opts.JS.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(w.rev))
+		if err != nil {
+			retry = append(retry, w)
+			continue
+		}
+		futures[i], next[i] = f, st
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			batch[i].j.remember(next[i], ack.Sequence)
+		case err := <-f.Err():
+			if !isWrongSequence(err) {
+				s.log.Warn("schedule state: write failed; trying again", "key", stateKey(batch[i].j.key), "err", err)
+			}
+			retry = append(retry, batch[i])
+		case <-ctx.Done():
+			s.log.Error("schedule states not stored", "err", ctx.Err(), "ticks", len(batch))
+			return
+		}
+	}
+	for _, w := range retry {
+		st, rev, err := s.updateStateFrom(ctx, w.j.key, nil, 0, advance(w.nominal, w.ids, false, w.at))
+		if err != nil {
+			s.log.Error("schedule state not stored", "key", stateKey(w.j.key), "nominal", w.nominal.UTC(), "err", err)
+			continue
+		}
+		w.j.remember(st, rev)
+	}
 }
 
 // publishTick publishes one SCHEDULE event per shard. Their ids derive from
