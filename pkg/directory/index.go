@@ -474,7 +474,18 @@ func (d *Directory) Zones(ctx context.Context, p, integration string) ([]string,
 		if m.value == nil || json.Unmarshal(m.value, &ev) != nil {
 			continue
 		}
-		// One entry is enough; more than one read can answer is too.
+		// One entry is enough; more than one read can answer is too. One
+		// sub-shard is read first, as EnrollmentAll's sample: a large zone
+		// has entries there, and the zone-wide read costs the server every
+		// entry the filter matches (seconds at a million, each refresh).
+		sample, _, err := d.dir.multiLast(ctx, []string{enrollmentSub(p, integration, ev.Z, 0, 0) + ".>"}, 0, 1)
+		if err != nil && !errors.Is(err, errTooMany) {
+			return nil, err
+		}
+		if len(sample) > 0 || errors.Is(err, errTooMany) {
+			out = append(out, ev.Z)
+			continue
+		}
 		first, _, err := d.dir.multiLast(ctx, []string{prefixEnrollment + "." + tok(p) + "." + tok(integration) + "." + tok(ev.Z) + ".>"}, 0, 1)
 		if err != nil && !errors.Is(err, errTooMany) {
 			return nil, err
