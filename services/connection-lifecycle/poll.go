@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
+	"github.com/switchboard-hq/switchboard/pkg/workflow"
 )
 
 // Polling triggers (docs/polling.md). Work is split in pollShards shards
@@ -157,6 +158,7 @@ type poller struct {
 	ready chan struct{} // closed once the index's initial values are in
 	work  chan *pollItem
 	polls atomic.Int64
+	wants wantCache
 }
 
 type pollItem struct {
@@ -167,6 +169,11 @@ type pollItem struct {
 	gen    uint64
 	seq    uint64
 	index  int
+	// state and rev are the poll's state as this replica last wrote it:
+	// the next claim is a compare-and-set on rev without reading it again
+	// (a conflict means someone else wrote it, and it is read then).
+	state *pollState
+	rev   uint64
 }
 
 func (it *pollItem) id() string { return it.target + "\x00" + it.event }
@@ -462,10 +469,41 @@ func (p *poller) balance(ctx context.Context) error {
 		for key := range p.byShard[sh] {
 			p.scheduleTarget(sh, key, p.targets[key], now, true)
 		}
+		count := len(p.byShard[sh])
 		p.mu.Unlock()
-		p.log.Info("poll shard acquired", "shard", sh, "credentials", len(p.byShard[sh]))
+		p.log.Info("poll shard acquired", "shard", sh, "credentials", count)
 	}
 	return nil
+}
+
+// wantCache is, per catalog revision, the workflows of each (project,
+// integration, event) polling serves: the check before every poll is a
+// map read, not a walk over the project's workflows.
+type wantCache struct {
+	mu  sync.Mutex
+	rev uint64
+	m   map[string][]*workflow.Workflow
+}
+
+func (p *poller) workflowsOn(project, integration, event string) []*workflow.Workflow {
+	c := &p.wants
+	rev := p.s.cat.Revision()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || c.rev != rev {
+		c.m, c.rev = map[string][]*workflow.Workflow{}, rev
+	}
+	k := project + "\x00" + integration + "\x00" + event
+	ws, ok := c.m[k]
+	if !ok {
+		for _, w := range p.s.cat.Workflows(project) {
+			if tr := &w.Trigger; tr.Type == workflow.TriggerIntegration && tr.Integration == integration && tr.Event == event {
+				ws = append(ws, w)
+			}
+		}
+		c.m[k] = ws
+	}
+	return ws
 }
 
 // current reports whether it is still to be polled by this replica (p.mu
@@ -544,7 +582,7 @@ func (p *poller) run(ctx context.Context, it *pollItem) time.Time {
 	t := p.targets[it.target]
 	p.mu.Unlock()
 	started := time.Now()
-	res := p.s.pollOnce(ctx, p, t, it.event)
+	res := p.s.pollOnce(ctx, p, t, it)
 	p.polls.Add(1)
 	if p.obs != nil {
 		p.obs(PollObservation{Project: t.Project, User: t.User, Credential: t.Credential, Event: it.event,

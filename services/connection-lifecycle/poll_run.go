@@ -18,7 +18,6 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/manifest"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
-	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
 
@@ -45,11 +44,10 @@ func (e *rateLimited) Error() string {
 
 // pollWanted reports whether t has an enabled workflow on event of its
 // integration: only then is the provider asked.
-func (s *Service) pollWanted(t *pollTarget, event string) bool {
+func (p *poller) pollWanted(t *pollTarget, event string) bool {
 	cred := directory.Credential{Workflows: t.Workflows}
-	for _, w := range s.cat.Workflows(t.Project) {
-		tr := &w.Trigger
-		if tr.Type == workflow.TriggerIntegration && tr.Integration == t.Integration && tr.Event == event && cred.Enabled(w) {
+	for _, w := range p.workflowsOn(t.Project, t.Integration, event) {
+		if cred.Enabled(w) {
 			return true
 		}
 	}
@@ -59,7 +57,8 @@ func (s *Service) pollWanted(t *pollTarget, event string) bool {
 // pollOnce runs one due poll of (t, event): claim the interval, ask the
 // provider, publish the new records, store the cursor. It never returns an
 // error: every outcome is recorded on the poll's state.
-func (s *Service) pollOnce(ctx context.Context, p *poller, t *pollTarget, event string) pollResult {
+func (s *Service) pollOnce(ctx context.Context, p *poller, t *pollTarget, it *pollItem) pollResult {
+	event := it.event
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
 	defer cancel()
 	now := time.Now()
@@ -73,11 +72,16 @@ func (s *Service) pollOnce(ctx context.Context, p *poller, t *pollTarget, event 
 		return pollResult{next: now.Add(manifest.DefaultPollInterval), outcome: pollSkipped}
 	}
 	interval := q.EveryInterval()
-	if !s.pollWanted(t, event) {
+	if !p.pollWanted(t, event) {
 		return pollResult{next: now.Add(interval), outcome: pollSkipped}
 	}
 	key := pollStateKey(t.Project, t.User, t.Credential, event)
-	st, rev, err := p.loadState(ctx, key)
+	st, rev := it.state, it.rev
+	it.state, it.rev = nil, 0
+	var err error
+	if st == nil {
+		st, rev, err = p.loadState(ctx, key)
+	}
 	if err != nil {
 		p.log.Warn("poll state", "key", key, "err", err)
 		return pollResult{next: now.Add(min(interval, 5*time.Second)), outcome: pollUnavailable}
@@ -85,6 +89,7 @@ func (s *Service) pollOnce(ctx context.Context, p *poller, t *pollTarget, event 
 	if st != nil && st.NextAt.After(now) {
 		// Polled already this interval (by the shard's previous owner,
 		// or a claim that crashed): due again at its NextAt.
+		it.state, it.rev = st, rev
 		return pollResult{next: st.NextAt, outcome: pollSkipped}
 	}
 	if st == nil {
@@ -132,7 +137,9 @@ func (s *Service) pollOnce(ctx context.Context, p *poller, t *pollTarget, event 
 		final.Status, final.Error, final.Errors, final.LastOKAt = pollOK, "", 0, now
 		final.RateLimited, final.BackoffUntil, final.RetryAfter = 0, time.Time{}, ""
 	}
-	if _, err := p.saveState(context.WithoutCancel(ctx), key, &final, rev); err != nil {
+	if nrev, err := p.saveState(context.WithoutCancel(ctx), key, &final, rev); err == nil {
+		it.state, it.rev = &final, nrev
+	} else {
 		// The claim stays: nobody polls before its NextAt, and the next
 		// poll starts from the cursor stored before (its records are
 		// duplicates then).

@@ -453,7 +453,7 @@ func TestPollBadAnswers(t *testing.T) {
 			before := e.pollStates(t, r1.svc, "u1")[0]
 			e.lists.Fail(fakeprovider.ListFault{Body: body, Token: "tok-u1"})
 			var st lifecycle.PollStatus
-			waitFor(t, 20*time.Second, "the error recorded", func() bool {
+			waitFor(t, 60*time.Second, "the error recorded", func() bool {
 				s := e.pollStates(t, r1.svc, "u1")
 				if len(s) == 1 && s[0].Status == "error" && s[0].Polls > before.Polls {
 					st = s[0]
