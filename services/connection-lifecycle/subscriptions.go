@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strings"
@@ -528,6 +529,10 @@ func (sb *subscriber) pass(ctx context.Context) error {
 	for k := range keys.Keys() {
 		all = append(all, k)
 	}
+	// Every replica reads the same markers: each walks them in its own
+	// random order, so they mostly take different users instead of
+	// queueing on the same locks (as refresh.go's passes do).
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, subConcurrency)
 	for _, k := range all {
