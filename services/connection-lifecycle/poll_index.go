@@ -80,9 +80,11 @@ func startPollIndexer(ctx context.Context, js jetstream.JetStream, kv jetstream.
 	var err error
 	// Deliver-all on first creation: the KV stream holds one message per
 	// live record, so a fresh durable indexes every existing user once.
+	// Each change is a few sequential KV round trips; 16 at a time keeps a
+	// first indexing of 100k users from queueing behind the polls.
 	x.cons, err = consume.Start(ctx, js, consume.Options{
 		Name: pollIndexName, Stream: directory.StreamName, FilterSubjects: []string{directory.UserRecordSubjects},
-		AckWait: ackWait, Concurrency: 4, MaxAckPending: 256, Handler: x.handle, Logger: log,
+		AckWait: ackWait, Concurrency: 16, MaxAckPending: 1024, Handler: x.handle, Logger: log,
 		DeadLetter: consume.DeadLetterTo(js, func(m jetstream.Msg) string {
 			return subjects.DeadTrigger(recordProject(m.Subject()))
 		}),
