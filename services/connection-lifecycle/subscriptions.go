@@ -78,6 +78,10 @@ type SubscriptionOptions struct {
 	// that change what credentials need (subscriptions_catalog.go;
 	// default DefaultSubscriptionCatalogInterval).
 	CatalogInterval time.Duration
+	// LockTTL is how long a dead replica's hold of a user's lock blocks
+	// the others (default one minute; at least maxCallsPerLock calls of
+	// subCallTimeout).
+	LockTTL time.Duration
 }
 
 // Subscription defaults.
@@ -254,6 +258,9 @@ func (s *Service) startSubscriber(ctx context.Context) error {
 	if o.Interval <= 0 {
 		o.Interval = DefaultSubscriptionInterval
 	}
+	if o.LockTTL <= 0 {
+		o.LockTTL = subLockTTL
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	sb := &subscriber{s: s, kv: kv, log: s.logger.With("component", "lifecycle-subscribe"), opts: o,
 		nudge: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), catDone: make(chan struct{})}
@@ -322,6 +329,9 @@ func (sb *subscriber) handle(ctx context.Context, m jetstream.Msg) error {
 		if _, err := sb.store(ctx, ukey, nst, srev); errors.Is(err, errConflict) {
 			continue
 		} else if err != nil {
+			return err
+		}
+		if err := sb.fault(stageSubAfterState); err != nil {
 			return err
 		}
 		if _, due := nst.nextDue(); due {
@@ -577,6 +587,9 @@ func (sb *subscriber) reconcile(ctx context.Context, ukey string) error {
 		return err
 	}
 	defer release()
+	if err := sb.fault(stageSubLocked); err != nil {
+		return err
+	}
 	st, _, err := sb.load(ctx, ukey)
 	if err != nil {
 		return err
@@ -661,6 +674,19 @@ func (sb *subscriber) reconcile(ctx context.Context, ukey string) error {
 	return fmt.Errorf("lifecycle: subscriptions of %s: %w too often", ukey, errConflict)
 }
 
+// Stages a fault can stop subscriptions at (tests, Options.fault).
+const (
+	stageSubAfterState = "subscribe-after-state" // the consumer stored the state, before the marker
+	stageSubLocked     = "subscribe-locked"      // a reconciler holds the user's lock, before any call
+)
+
+func (sb *subscriber) fault(stage string) error {
+	if sb.s.opts.fault == nil {
+		return nil
+	}
+	return sb.s.opts.fault(stage)
+}
+
 func isWrongLast(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
@@ -668,7 +694,7 @@ func isWrongLast(err error) bool {
 
 func (sb *subscriber) lock(ctx context.Context, ukey string) (func(), error) {
 	key := subLockPrefix + ukey
-	rev, err := sb.kv.Create(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339Nano)), jetstream.KeyTTL(subLockTTL))
+	rev, err := sb.kv.Create(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339Nano)), jetstream.KeyTTL(sb.opts.LockTTL))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, errLocked
 	}

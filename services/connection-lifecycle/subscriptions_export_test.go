@@ -20,3 +20,9 @@ func (s *Service) SubscriptionStates(ctx context.Context, p, u, c string) []Subs
 	}
 	return out
 }
+
+// Subscription stages a fault can stop at.
+const (
+	StageSubAfterState = stageSubAfterState
+	StageSubLocked     = stageSubLocked
+)

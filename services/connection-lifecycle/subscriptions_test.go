@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,8 +10,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/fakeprovider"
@@ -441,5 +445,54 @@ func TestSubscriptionManyTriggers(t *testing.T) {
 	})
 	if c := e.fake.SubscriptionCalls(); c.Creates != len(events) {
 		t.Fatalf("creates %+v", c)
+	}
+}
+
+// TestSubscriptionReplicaCrash kills a replica (closes its NATS
+// connection) after the consumer stored what a change wants but before it
+// queued the work, and while it holds a user's lock before calling the
+// provider: the survivor creates the subscription, once.
+func TestSubscriptionReplicaCrash(t *testing.T) {
+	for _, stage := range []string{lifecycle.StageSubAfterState, lifecycle.StageSubLocked} {
+		t.Run(stage, func(t *testing.T) {
+			e := newSubEnv(t)
+			short := func(opts *lifecycle.Options) {
+				e.opts(opts)
+				opts.Subscriptions.LockTTL = time.Second
+				// Stripe's API never calls the callback: any base will do.
+				opts.Subscriptions.HookBaseURL = "http://127.0.0.1:9"
+			}
+			killed := make(chan struct{})
+			var once sync.Once
+			e.replicaWith(t, "doomed", func(nc *nats.Conn, s string) error {
+				if s != stage {
+					return nil
+				}
+				once.Do(func() { nc.Close(); close(killed) })
+				return errors.New("killed")
+			}, short)
+			// r1 (newSubEnv's) would do the work itself: stop it first.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := e.r1.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := e.dir.UpdateCredential(t.Context(), "proj", "u1", "x1", func(c *directory.Credential, _ bool) error {
+				c.Integration, c.Secret, c.HasSecret, c.Workflows = "stripe", map[string]any{"accessToken": "sk_test_crash"}, true, map[string]bool{"w1": true}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-killed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the replica never reached " + stage)
+			}
+			e.replicaWith(t, "survivor", nil, short)
+			until(t, "the subscription created by the survivor", func() bool { return len(e.subsOf("sk_test_crash")) == 1 })
+			if c := e.fake.SubscriptionCalls(); c.Creates != 1 {
+				t.Fatalf("creates %+v", c)
+			}
+		})
 	}
 }
