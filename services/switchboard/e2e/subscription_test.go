@@ -115,3 +115,55 @@ steps:
 		t.Fatalf("calls %+v", c)
 	}
 }
+
+// TestSubscriptionStripeSecret: the built-in stripe manifest pointed at the
+// fake provider; the endpoint created for a credential answers its signing
+// secret, which is kept on the credential, so a delivery Stripe signs with
+// it to the credential's URL is verified and runs the workflow.
+func TestSubscriptionStripeSecret(t *testing.T) {
+	l := newListener(t)
+	fake := fakeprovider.New(fakeprovider.Options{})
+	fp := httptest.NewServer(fake.Handler())
+	t.Cleanup(fp.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sys, _ := startDev(t, dev.Options{HTTPAddr: addr})
+	a, key := newAPI(sys.HTTPAddr), sys.APIKey
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, fmt.Sprintf(`kind: Integration
+id: stripe
+subscription: {baseUrl: %[1]s}
+---
+kind: Workflow
+id: new-customer
+trigger: {type: integration, integration: stripe, event: customer.created}
+steps:
+  - {id: tell, type: http, method: POST, url: %[2]s/customer, json: {user: "{{ user.id }}", customer: "{{ trigger.payload.data.object.id }}"}}
+`, fp.URL, l.URL))
+	// Enabled by default: connecting the account subscribes it.
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u7/credentials/s1", key,
+		map[string]any{"integration": "stripe", "secret": map[string]any{"accessToken": "sk_test_e2e"}})
+	eventually(t, 20*time.Second, "the endpoint created", func() (bool, string) {
+		s := fake.Subscriptions()
+		return len(s) == 1, fmt.Sprintf("%+v", s)
+	})
+	sub := fake.Subscriptions()[0]
+	if strings.Join(sub.Events, ",") != "customer.created" || !strings.HasPrefix(sub.Target, "http://"+addr+"/v1/hooks/dev/stripe/") {
+		t.Fatalf("endpoint %+v", sub)
+	}
+	status, body, err := fake.Deliver(t.Context(), sub.ID)
+	if err != nil || status != 200 || !strings.Contains(body, `"accepted"`) {
+		t.Fatalf("deliver: %d %s %v", status, body, err)
+	}
+	if got := l.waitFor(t, "user", "u7", 1); got[0].Path != "/customer" || !strings.HasPrefix(fmt.Sprint(got[0].Body["customer"]), "cus_") {
+		t.Fatalf("run: %+v", got[0])
+	}
+	a.must(t, http.StatusNoContent, "DELETE", "/v1/projects/dev/users/u7/credentials/s1", key, nil)
+	eventually(t, 20*time.Second, "the endpoint deleted", func() (bool, string) {
+		s := fake.Subscriptions()
+		return len(s) == 0, fmt.Sprintf("%+v", s)
+	})
+}
