@@ -623,15 +623,20 @@ func (sb *subscriber) reconcile(ctx context.Context, ukey string) error {
 		}
 		if cur == nil {
 			if len(outs) == 0 {
-				break
+				// No state (nothing wanted): the marker has no work.
+				_ = sb.kv.Delete(ctx, subMarkerPrefix+ukey, jetstream.LastRevision(me.Revision()))
+				return nil
 			}
 			cur = &subUser{Project: st.Project, User: st.User, Creds: map[string]*subCred{}}
 		}
 		for _, o := range outs {
 			c := cur.Creds[o.cred]
 			if c == nil {
-				old := st.Creds[o.cred]
-				c = &subCred{Integration: old.Integration, Gone: true, Token: old.Token, TokenVersion: old.TokenVersion, Subs: map[string]*sub{}}
+				// Dropped meanwhile (nothing wanted any more): back, to
+				// delete what the call just created.
+				cp := *st.Creds[o.cred]
+				cp.Subs = map[string]*sub{}
+				c = &cp
 				cur.Creds[o.cred] = c
 			}
 			s := c.Subs[o.key]
