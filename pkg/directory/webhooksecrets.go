@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,13 +91,23 @@ func (d *Directory) SetWebhookSecrets(ctx context.Context, p, i string, secrets 
 // credential's secret — they are kept in memory as stored (sealed when a
 // key is configured), in a map the watch of Start keeps current: a
 // rotation applies to this process's next delivery at once and to other
-// processes' as soon as their watch sees it.
+// processes' as soon as their watch sees it. The opened value is kept
+// with the stored one it came from (opening costs a decryption and a JSON
+// decode per delivery otherwise), so it goes whenever that entry is
+// replaced or dropped: a changed record is never served from memory.
+// Expired secrets are returned as before, with their ExpiresAt: the
+// verifier refuses them at the time of each delivery.
 func (d *Directory) WebhookSecrets(ctx context.Context, p, i string) ([]WebhookSecret, error) {
 	if !workflow.ValidID(p) || !workflow.ValidID(i) {
 		return nil, nil
 	}
 	key := webhookSecretsKey(p, i)
-	raw, found, cached := d.hooks.get(key)
+	got, cached := d.hooks.get(key)
+	if cached && got.open {
+		// A copy: the caller may change what it gets.
+		return slices.Clone(got.opened), nil
+	}
+	raw, rev, found := got.raw, got.rev, got.found
 	if !cached {
 		epoch, ok := d.hooks.epoch()
 		e, err := d.secKV.Get(ctx, key)
@@ -109,16 +120,21 @@ func (d *Directory) WebhookSecrets(ctx context.Context, p, i string) ([]WebhookS
 		case err != nil:
 			return nil, fmt.Errorf("directory: webhook secrets of %s: %w", i, err)
 		default:
-			raw, found = e.Value(), true
+			raw, rev, found = e.Value(), e.Revision(), true
 			if ok {
-				d.hooks.fill(epoch, key, raw, e.Revision(), true)
+				d.hooks.fill(epoch, key, raw, rev, true)
 			}
 		}
 	}
 	if !found {
 		return nil, nil
 	}
-	return d.openWebhookSecrets(p, i, raw)
+	out, err := d.openWebhookSecrets(p, i, raw)
+	if err != nil {
+		return nil, err
+	}
+	d.hooks.keepOpened(key, rev, slices.Clone(out))
+	return out, nil
 }
 
 func (d *Directory) openWebhookSecrets(p, i string, raw []byte) ([]WebhookSecret, error) {
@@ -137,22 +153,56 @@ type hookSecrets struct {
 	on      bool
 	gen     uint64
 	entries map[string]hookEntry
+	nOpened int // entries holding their opened value (maxOpenedHookSecrets)
 }
+
+// maxOpenedHookSecrets bounds how many integrations' opened secrets are
+// kept in memory (each is at most MaxWebhookSecrets values); past it, the
+// others are opened on every read, as stored entries are kept regardless.
+const maxOpenedHookSecrets = 4096
 
 type hookEntry struct {
 	raw   []byte
 	rev   uint64
 	found bool
+	// opened is raw opened, once a read did (open): it belongs to this
+	// entry, so a newer revision or a removal drops it with the entry.
+	opened []WebhookSecret
+	open   bool
 }
 
-func (c *hookSecrets) get(key string) (raw []byte, found, cached bool) {
+func (c *hookSecrets) get(key string) (e hookEntry, cached bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.on {
-		return nil, false, false
+		return hookEntry{}, false
 	}
 	e, ok := c.entries[key]
-	return e.raw, e.found, ok
+	return e, ok
+}
+
+// keepOpened attaches the opened value of revision rev to key's entry, if
+// the entry still is that revision (the revision names the stored bytes:
+// a stream sequence is never reused).
+func (c *hookSecrets) keepOpened(key string, rev uint64, opened []WebhookSecret) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !c.on || !ok || !e.found || e.rev != rev || e.open || c.nOpened >= maxOpenedHookSecrets {
+		return
+	}
+	e.opened, e.open = opened, true
+	c.entries[key] = e
+	c.nOpened++
+}
+
+// replace puts e under key, dropping the opened value of the entry it
+// replaces.
+func (c *hookSecrets) replace(key string, e hookEntry) {
+	if old, ok := c.entries[key]; ok && old.open {
+		c.nOpened--
+	}
+	c.entries[key] = e
 }
 
 func (c *hookSecrets) epoch() (uint64, bool) {
@@ -173,7 +223,7 @@ func (c *hookSecrets) fill(epoch uint64, key string, raw []byte, rev uint64, fou
 	if e, ok := c.entries[key]; ok && e.rev >= rev {
 		return
 	}
-	c.entries[key] = hookEntry{raw: raw, rev: rev, found: found}
+	c.replace(key, hookEntry{raw: raw, rev: rev, found: found})
 }
 
 // observe records a change (the watch's, or this process's own write).
@@ -186,7 +236,7 @@ func (c *hookSecrets) observe(key string, raw []byte, rev uint64, found bool) {
 	if e, ok := c.entries[key]; ok && e.rev >= rev {
 		return
 	}
-	c.entries[key] = hookEntry{raw: raw, rev: rev, found: found}
+	c.replace(key, hookEntry{raw: raw, rev: rev, found: found})
 }
 
 // forget drops key's entry and starts a new epoch, so a read already in
@@ -194,6 +244,9 @@ func (c *hookSecrets) observe(key string, raw []byte, rev uint64, found bool) {
 func (c *hookSecrets) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if old, ok := c.entries[key]; ok && old.open {
+		c.nOpened--
+	}
 	delete(c.entries, key)
 	c.gen++
 }
@@ -204,6 +257,7 @@ func (c *hookSecrets) setOn(on bool) {
 	c.on = on
 	c.gen++
 	c.entries = map[string]hookEntry{}
+	c.nOpened = 0
 }
 
 // watchWebhookSecrets follows the w.> keys of sb_secrets from now on and

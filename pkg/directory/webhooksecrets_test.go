@@ -41,6 +41,11 @@ func TestWebhookSecrets(t *testing.T) {
 			t.Fatalf("key %s holds a webhook secret in the clear", k)
 		}
 	}
+	// What a caller does to its copy is not what the next delivery sees.
+	got[0].Value = "changed"
+	if again, err := d.WebhookSecrets(ctx, "acme", "stripe"); err != nil || again[0].Value != "whsec_new" {
+		t.Fatalf("after changing a returned copy: %+v, %v", again, err)
+	}
 	if other, _ := d.WebhookSecrets(ctx, "other", "stripe"); len(other) != 0 {
 		t.Fatalf("another project sees %+v", other)
 	}
