@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/switchboard-hq/switchboard/pkg/template"
 )
@@ -57,15 +58,11 @@ func (e *TooManyItemsError) Error() string {
 // its id the payload hash, and the failure is in Item.Problems.
 func (w *Webhook) Extract(d Delivery) ([]Item, error) {
 	body, raw := parseBody(d.ContentType, d.Body)
-	env := map[string]any{
-		VarBody:    body,
-		VarHeaders: firstValues(d.Header, true),
-		VarQuery:   firstValues(d.Query, false),
-	}
+	x := &exprEnv{fastEnv: fastEnv{body: body, item: body, header: d.Header, query: d.Query}}
 	var elems []any
 	whole := true
 	if w.c.split != nil {
-		v, err := w.c.split.Eval(withItem(env, body))
+		v, err := w.c.split.Eval(x.vm())
 		list, ok := v.([]any)
 		switch {
 		case err != nil || (!ok && v != nil):
@@ -89,14 +86,15 @@ func (w *Webhook) Extract(d Delivery) ([]Item, error) {
 		} else {
 			it.Payload, _ = json.Marshal(fmt.Sprint(el))
 		}
-		ienv := withItem(env, el)
-		it.Type = w.eval(w.c.eventType, ienv, "eventType", &it)
+		x.setItem(el)
+		f := &w.c.fast
+		it.Type = w.eval(w.c.eventType, f.eventType, x, "eventType", &it)
 		if it.Type == "" {
 			it.Type = UnknownEvent
 		}
-		it.AccountID = w.eval(w.c.accountID, ienv, "accountId", &it)
-		it.UserID = w.eval(w.userID, ienv, "userId", &it)
-		it.ID = w.eval(w.c.eventID, ienv, "eventId", &it)
+		it.AccountID = w.eval(w.c.accountID, f.accountID, x, "accountId", &it)
+		it.UserID = w.eval(w.userID, f.userID, x, "userId", &it)
+		it.ID = w.eval(w.c.eventID, f.eventID, x, "eventId", &it)
 		if it.ID == "" || len(it.ID) > 512 {
 			sum := sha256.Sum256(it.Payload)
 			it.ID, it.HashedID = "sha256:"+hex.EncodeToString(sum[:]), true
@@ -106,14 +104,23 @@ func (w *Webhook) Extract(d Delivery) ([]Item, error) {
 	return out, nil
 }
 
-func (w *Webhook) eval(e *template.Expr, env map[string]any, name string, it *Item) string {
+// eval is e's value for the item as a string: its fast form's when it has
+// one that can answer (fastexpr.go), else the program's.
+func (w *Webhook) eval(e *template.Expr, f *fastExpr, x *exprEnv, name string, it *Item) string {
 	if e == nil {
 		return ""
 	}
-	v, err := e.Eval(env)
-	if err != nil {
-		it.Problems = append(it.Problems, name+": "+err.Error())
-		return ""
+	var v any
+	ok := false
+	if f != nil {
+		v, ok = f.eval(&x.fastEnv)
+	}
+	if !ok {
+		var err error
+		if v, err = e.Eval(x.vm()); err != nil {
+			it.Problems = append(it.Problems, name+": "+err.Error())
+			return ""
+		}
 	}
 	s := template.Format(v)
 	if len(s) > 512 {
@@ -123,30 +130,73 @@ func (w *Webhook) eval(e *template.Expr, env map[string]any, name string, it *It
 	return s
 }
 
-func withItem(env map[string]any, item any) map[string]any {
-	out := make(map[string]any, len(env)+1)
-	for k, v := range env {
-		out[k] = v
-	}
-	out[VarItem] = item
-	return out
+// exprEnv is one item's variables: as they are for the fast forms, and as
+// the programs' env (VarBody, VarHeaders, VarQuery, VarItem), built only
+// when a program runs.
+type exprEnv struct {
+	fastEnv
+	headerMap, queryMap map[string]any // first values, once built
+	env                 map[string]any
 }
+
+func (x *exprEnv) vm() map[string]any {
+	if x.env == nil {
+		if x.headerMap == nil {
+			x.headerMap, x.queryMap = firstValues(x.header, true), firstValues(x.query, false)
+		}
+		x.env = map[string]any{VarBody: x.body, VarHeaders: x.headerMap, VarQuery: x.queryMap, VarItem: x.item}
+	}
+	return x.env
+}
+
+func (x *exprEnv) setItem(item any) { x.item, x.env = item, nil }
 
 // parseBody reads the body as JSON, as form parameters, or as text; raw
 // reports that the body is one JSON value (so its bytes are the payload).
 func parseBody(contentType string, b []byte) (v any, raw bool) {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	if mt == "application/x-www-form-urlencoded" {
-		if q, err := url.ParseQuery(string(b)); err == nil {
-			m := make(map[string]any, len(q))
-			for k, vs := range q {
-				if len(vs) > 0 {
-					m[k] = vs[0]
+	if mayBeForm(contentType) {
+		mt, _, _ := mime.ParseMediaType(contentType)
+		if mt == formType {
+			if q, err := url.ParseQuery(string(b)); err == nil {
+				m := make(map[string]any, len(q))
+				for k, vs := range q {
+					if len(vs) > 0 {
+						m[k] = vs[0]
+					}
 				}
+				return m, false
 			}
-			return m, false
 		}
 	}
+	if v, ok := parseJSONBody(b); ok {
+		return v, true
+	}
+	return decodeBody(b)
+}
+
+const formType = "application/x-www-form-urlencoded"
+
+// mayBeForm is false for a content type that cannot parse as formType,
+// sparing mime.ParseMediaType on every JSON delivery: that one lower-cases
+// the type, which, for an ASCII content type, must then contain it.
+func mayBeForm(ct string) bool {
+	for i := 0; i < len(ct); i++ {
+		if ct[i] >= utf8.RuneSelf {
+			return true
+		}
+	}
+	const sub = "x-www-form-urlencoded"
+	for i := 0; i+len(sub) <= len(ct); i++ {
+		if lowerIs(ct[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeBody is parseBody's JSON decoding with encoding/json, for the
+// bodies parseJSONBody leaves to it (and its reference in the tests).
+func decodeBody(b []byte) (any, bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	// Numbers as json.Number, then int64 where they are integers: a 64-bit
 	// provider id (Twitch, Discord) must not be rounded to a float64.

@@ -180,6 +180,7 @@ type compiled struct {
 	eventID   *template.Expr
 	split     *template.Expr
 	methods   []string
+	fast      routingExprs // fastexpr.go
 }
 
 // Problem is one validation error, with the field path inside the manifest.
@@ -222,6 +223,9 @@ func (m *Manifest) Compile() Problems {
 		m.Webhook.compile(&p)
 	}
 	compileResource(m, &p)
+	if m.Webhook != nil {
+		m.Webhook.compileFast()
+	}
 	if len(m.Triggers) > MaxTriggers {
 		p.add("triggers", "at most %d trigger events", MaxTriggers)
 	}
