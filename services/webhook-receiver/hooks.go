@@ -2,8 +2,12 @@ package receiver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -110,18 +114,24 @@ func (s *Service) resolve(p, id string) (source, error) {
 	return source{project: p, integration: in, webhook: in.Effective().Webhook}, nil
 }
 
-func (s *Service) handle(c *echo.Context, src source) error {
-	r := c.Request()
-	ctx := r.Context()
+// logger is the delivery's logger. It is made only where a line is
+// written: With copies its attributes, on every delivery otherwise.
+func (s *Service) logger(src source) *slog.Logger {
 	log := s.log.With("project", src.project, "integration", src.integration.ID)
 	if src.cred != nil {
 		log = log.With("credential", src.cred.ID)
 	}
+	return log
+}
+
+func (s *Service) handle(c *echo.Context, src source) error {
+	r := c.Request()
+	ctx := r.Context()
 	v, err := src.webhook.Verifier()
 	if err != nil {
 		// Fail closed: a source whose spec this build cannot run accepts
 		// nothing until an operator fixes it (503, so the provider retries).
-		log.Warn("webhook refused: unusable verification", "code", verify.CodeOf(err))
+		s.logger(src).Warn("webhook refused: unusable verification", "code", verify.CodeOf(err))
 		return verifyError(err)
 	}
 	// The body is capped before anything reads it (413, chunked too); the
@@ -132,14 +142,14 @@ func (s *Service) handle(c *echo.Context, src source) error {
 	}
 	secrets, err := s.secrets(ctx, src)
 	if err != nil {
-		log.Warn("webhook refused: secrets unreadable", "err", err)
+		s.logger(src).Warn("webhook refused: secrets unreadable", "err", err)
 		return apierr.New(http.StatusServiceUnavailable, "secrets_unavailable", "the webhook's secrets cannot be read; retry later").Wrap(err)
 	}
 	req := verify.FromHTTP(r, body, s.publicBase(r))
 
 	if resp, handled, err := v.Handshake(req, secrets); handled {
 		if err != nil {
-			log.Info("handshake refused", "code", verify.CodeOf(err))
+			s.logger(src).Info("handshake refused", "code", verify.CodeOf(err))
 			return verifyError(err)
 		}
 		return s.answerHandshake(c, src, resp)
@@ -149,12 +159,16 @@ func (s *Service) handle(c *echo.Context, src source) error {
 	}
 	res, err := v.Check(req, secrets)
 	if err != nil {
-		log.Info("webhook refused", "code", verify.CodeOf(err), "reason", err.Error())
+		s.logger(src).Info("webhook refused", "code", verify.CodeOf(err), "reason", err.Error())
 		return verifyError(err)
 	}
 
+	var query url.Values // nil is no parameters, as an empty map: most deliveries have none
+	if r.URL.RawQuery != "" {
+		query = r.URL.Query()
+	}
 	items, err := src.webhook.Extract(manifest.Delivery{
-		Header: r.Header, Query: r.URL.Query(), ContentType: r.Header.Get("Content-Type"), Body: body,
+		Header: r.Header, Query: query, ContentType: r.Header.Get("Content-Type"), Body: body,
 	})
 	var tooMany *manifest.TooManyItemsError
 	if errors.As(err, &tooMany) {
@@ -165,16 +179,18 @@ func (s *Service) handle(c *echo.Context, src source) error {
 	}
 	ans, err := s.publish(ctx, src, items)
 	if err != nil {
-		log.Warn("webhook events not stored", "err", err, "items", len(items))
+		s.logger(src).Warn("webhook events not stored", "err", err, "items", len(items))
 		return err
 	}
 	if ans.Duplicates > 0 {
 		// A duplicate starts nothing and has no decision record of its own
 		// (nothing reaches the router): this line is its record, naming the
 		// events it repeats.
-		log.Info("webhook deduplicated", "duplicates", ans.Duplicates, "events", ans.Events)
+		s.logger(src).Info("webhook deduplicated", "duplicates", ans.Duplicates, "events", ans.Events)
 	}
-	log.Debug("webhook accepted", "events", len(items), "duplicates", ans.Duplicates, "secret", res.SecretID)
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.logger(src).Debug("webhook accepted", "events", len(items), "duplicates", ans.Duplicates, "secret", res.SecretID)
+	}
 	if ans.Status == StatusAccepted {
 		if rs := src.webhook.Response; rs != nil {
 			status := rs.Status
@@ -189,7 +205,47 @@ func (s *Service) handle(c *echo.Context, src source) error {
 			return c.Blob(status, ct, []byte(rs.Body))
 		}
 	}
-	return c.JSON(http.StatusOK, ans)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, ans.appendJSON(make([]byte, 0, 64+32*len(ans.Events))))
+}
+
+// appendJSON appends a's JSON as c.JSON sends it (encoding/json, HTML
+// escaped, a newline after), without reflection on every delivery: an
+// event id is a ULID, written as it is; any other string is
+// json.Marshal's.
+func (a Answer) appendJSON(b []byte) []byte {
+	b = append(b, `{"status":`...)
+	b = appendJSONString(b, a.Status)
+	b = append(b, `,"events":`...)
+	if a.Events == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, e := range a.Events {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, e)
+		}
+		b = append(b, ']')
+	}
+	if a.Duplicates != 0 {
+		b = append(b, `,"duplicates":`...)
+		b = strconv.AppendInt(b, int64(a.Duplicates), 10)
+	}
+	return append(b, "}\n"...)
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // publishConcurrency bounds how many of one delivery's events are stored

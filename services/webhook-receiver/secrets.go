@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -48,7 +49,7 @@ func (s *Service) secrets(ctx context.Context, src source) ([]verify.Secret, err
 	for i, w := range app {
 		id := w.ID
 		if id == "" {
-			id = fmt.Sprintf("#%d", i)
+			id = "#" + strconv.Itoa(i)
 		}
 		out = append(out, verify.Secret{ID: id, Value: w.Value, ExpiresAt: w.ExpiresAt, Use: w.Use})
 	}
