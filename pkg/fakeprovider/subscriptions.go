@@ -39,6 +39,14 @@ import (
 //	DELETE /v1/webhook_endpoints/{id}  Stripe → {"id", "object", "deleted": true};
 //	                               404 {"error": {"code": "resource_missing"}}
 //	GET    /v1/webhook_endpoints   Stripe: {"object": "list", "data": […]}
+//	POST   /api/v2/team/{team}/webhook  ClickUp: Authorization: the token
+//	                               itself (pk_… or one this provider issued),
+//	                               JSON {"endpoint", "events"} → {"id",
+//	                               "webhook": {"id", "team_id", "endpoint",
+//	                               "events", "health", "secret"}}; errors
+//	                               {"err", "ECODE"}
+//	DELETE /api/v2/webhook/{id}    ClickUp → {}
+//	GET    /api/v2/team/{team}/webhook  ClickUp: {"webhooks": […]}
 //
 // Controls (not part of any provider's API):
 //
@@ -96,6 +104,9 @@ func (p *Provider) subscriptionRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/webhook_endpoints", p.stripeCreate)
 	mux.HandleFunc("GET /v1/webhook_endpoints", p.stripeList)
 	mux.HandleFunc("DELETE /v1/webhook_endpoints/{id}", p.stripeDelete)
+	mux.HandleFunc("POST /api/v2/team/{team}/webhook", p.clickupCreate)
+	mux.HandleFunc("GET /api/v2/team/{team}/webhook", p.clickupList)
+	mux.HandleFunc("DELETE /api/v2/webhook/{id}", p.clickupDelete)
 	mux.HandleFunc("GET /fake/subscriptions", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{"subscriptions": p.Subscriptions(), "calls": p.SubscriptionCalls()})
 	})
@@ -483,6 +494,14 @@ func (p *Provider) Deliver(ctx context.Context, id string) (int, string, error) 
 	var body []byte
 	header := http.Header{"Content-Type": {"application/json"}}
 	switch sub.Provider {
+	case "clickup":
+		typ := "taskCreated"
+		if len(sub.Events) > 0 && sub.Events[0] != "*" {
+			typ = sub.Events[0]
+		}
+		body, _ = json.Marshal(map[string]any{"event": typ, "task_id": randomHex(4), "webhook_id": sub.ID,
+			"history_items": []map[string]any{{"id": "2" + randomDigits(17), "type": 1, "date": fmt.Sprint(now.UnixMilli()), "field": "status"}}})
+		header.Set("X-Signature", hmacHex(sub.Secret, body))
 	case "asana":
 		body, _ = json.Marshal(map[string]any{"events": []map[string]any{{
 			"action": "added", "created_at": now.UTC().Format(time.RFC3339Nano),
@@ -552,4 +571,99 @@ func hmacHex(key string, msg []byte) string {
 	m := hmac.New(sha256.New, []byte(key))
 	m.Write(msg)
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// ClickUp.
+
+// clickupToken is the token a request authenticates with: the
+// Authorization header as is (ClickUp takes no "Bearer" prefix), a
+// personal token pk_… or an access token this provider issued.
+func (p *Provider) clickupToken(r *http.Request) string {
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if strings.HasPrefix(tok, "pk_") {
+		return tok
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if g := p.access[tok]; g != nil && !p.opts.Now().After(g.expires) {
+		return tok
+	}
+	return ""
+}
+
+func clickupError(w http.ResponseWriter, status int, msg, code string) {
+	writeJSON(w, status, map[string]string{"err": msg, "ECODE": code})
+}
+
+func clickupView(s *Subscription) map[string]any {
+	return map[string]any{"id": s.ID, "userid": 183, "team_id": s.Resource, "endpoint": s.Target, "client_id": "switchboard",
+		"events": s.Events, "task_id": nil, "list_id": nil, "folder_id": nil, "space_id": nil,
+		"health": map[string]any{"status": "active", "fail_count": 0}}
+}
+
+func (p *Provider) clickupCreate(w http.ResponseWriter, r *http.Request) {
+	tok := p.clickupToken(r)
+	if tok == "" {
+		clickupError(w, 401, "Token invalid", "OAUTH_025")
+		return
+	}
+	var b struct {
+		Endpoint string   `json:"endpoint"`
+		Events   []string `json:"events"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&b); err != nil {
+		clickupError(w, 400, "Invalid JSON", "INPUT_001")
+		return
+	}
+	switch t, err := url.Parse(b.Endpoint); {
+	case b.Endpoint == "" || err != nil || !t.IsAbs():
+		clickupError(w, 400, "Endpoint must be a valid url", "HOOK_001")
+		return
+	case len(b.Events) == 0:
+		clickupError(w, 400, "Events must be an array of strings", "HOOK_002")
+		return
+	}
+	if status := p.subs.injected("create"); status != 0 {
+		clickupError(w, status, fmt.Sprintf("injected failure (%d)", status), "FAKE_001")
+		return
+	}
+	id := randomHex(4) + "-" + randomHex(2) + "-" + randomHex(2) + "-" + randomHex(2) + "-" + randomHex(6)
+	sub := &Subscription{Provider: "clickup", ID: id, Target: b.Endpoint, Events: b.Events, Resource: r.PathValue("team"),
+		Account: tok, Secret: strings.ToUpper(randomHex(20)), CreatedAt: p.opts.Now()}
+	p.subs.put(sub)
+	v := clickupView(sub)
+	v["secret"] = sub.Secret
+	writeJSON(w, 200, map[string]any{"id": id, "webhook": v})
+}
+
+func (p *Provider) clickupList(w http.ResponseWriter, r *http.Request) {
+	tok := p.clickupToken(r)
+	if tok == "" {
+		clickupError(w, 401, "Token invalid", "OAUTH_025")
+		return
+	}
+	out := []map[string]any{}
+	for _, s := range p.subs.of("clickup", tok) {
+		if s.Resource == r.PathValue("team") {
+			out = append(out, clickupView(&s))
+		}
+	}
+	writeJSON(w, 200, map[string]any{"webhooks": out})
+}
+
+func (p *Provider) clickupDelete(w http.ResponseWriter, r *http.Request) {
+	tok := p.clickupToken(r)
+	if tok == "" {
+		clickupError(w, 401, "Token invalid", "OAUTH_025")
+		return
+	}
+	if status := p.subs.injected("delete"); status != 0 {
+		clickupError(w, status, fmt.Sprintf("injected failure (%d)", status), "FAKE_001")
+		return
+	}
+	if !p.subs.remove("clickup", r.PathValue("id"), tok) {
+		clickupError(w, 404, "Webhook not found", "HOOK_006")
+		return
+	}
+	writeJSON(w, 200, map[string]any{})
 }

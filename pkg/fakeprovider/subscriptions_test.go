@@ -147,3 +147,48 @@ func TestStripeWebhookEndpoints(t *testing.T) {
 		t.Fatal("still listed")
 	}
 }
+
+func TestClickUpWebhooks(t *testing.T) {
+	fp := fakeprovider.New(fakeprovider.Options{})
+	srv := httptest.NewServer(fp.Handler())
+	t.Cleanup(srv.Close)
+	var sig string
+	var got []byte
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sig, got = r.Header.Get("X-Signature"), nil
+		got, _ = io.ReadAll(r.Body)
+	}))
+	t.Cleanup(target.Close)
+	create := func(token, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v2/team/9001/webhook", strings.NewReader(body))
+		req.Header.Set("Authorization", token)
+		return call(t, req)
+	}
+	if s, b := create("nope", `{"endpoint":"`+target.URL+`","events":["taskCreated"]}`); s != 401 || b["ECODE"] != "OAUTH_025" {
+		t.Fatalf("bad token: %d %v", s, b)
+	}
+	if s, _ := create("pk_1", `{"endpoint":"`+target.URL+`","events":[]}`); s != 400 {
+		t.Fatalf("no events: %d", s)
+	}
+	s, b := create("pk_1", `{"endpoint":"`+target.URL+`","events":["taskCreated"]}`)
+	wh, _ := b["webhook"].(map[string]any)
+	if s != 200 || b["id"] == "" || wh["secret"] == "" || wh["id"] != b["id"] {
+		t.Fatalf("create: %d %v", s, b)
+	}
+	id, secret := b["id"].(string), wh["secret"].(string)
+	if status, _, err := fp.Deliver(t.Context(), id); err != nil || status != 200 {
+		t.Fatalf("deliver: %d %v", status, err)
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(got)
+	if sig != hex.EncodeToString(mac.Sum(nil)) || !strings.Contains(string(got), `"event":"taskCreated"`) {
+		t.Fatalf("delivery %s signed %q", got, sig)
+	}
+	for _, want := range []int{200, 404} {
+		req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/api/v2/webhook/"+id, nil)
+		req.Header.Set("Authorization", "pk_1")
+		if s, b := call(t, req); s != want {
+			t.Fatalf("delete: %d %v, want %d", s, b, want)
+		}
+	}
+}

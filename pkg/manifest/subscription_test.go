@@ -13,6 +13,41 @@ import (
 
 const subHook = `webhook: {verification: {preset: stripe}, eventType: body.type, accountId: body.account}`
 
+// stripeEndpoints is a project's manifest extending the built-in stripe
+// with endpoints created in each connected account (webhook_endpoints),
+// whose answer carries the endpoint's signing secret.
+const stripeEndpoints = `
+id: stripe
+subscription:
+  baseUrl: https://api.stripe.com
+  create:
+    url: /v1/webhook_endpoints
+    headers: {Authorization: 'Bearer {{ credential.accessToken }}'}
+    form:
+      url: '{{ trigger.callbackUrl }}'
+      'enabled_events[]': ['{{ trigger.type }}']
+    id: body.id
+    secret: body.secret
+  delete:
+    url: '/v1/webhook_endpoints/{{ credential.subscriptionId }}'
+    headers: {Authorization: 'Bearer {{ credential.accessToken }}'}
+`
+
+// stripeWithEndpoints is the built-in stripe extended by stripeEndpoints.
+func stripeWithEndpoints(t testing.TB) *manifest.Manifest {
+	t.Helper()
+	over, err := manifest.Parse([]byte(stripeEndpoints))
+	if err != nil && over == nil {
+		t.Fatal(err)
+	}
+	base, _ := manifest.Builtin("stripe")
+	m := over.Extend(base)
+	if p := m.Compile(); len(p) > 0 {
+		t.Fatal(p)
+	}
+	return m
+}
+
 func TestSubscriptionSection(t *testing.T) {
 	const okCreate = `create: {url: /hooks, headers: {Authorization: 'Bearer {{ credential.accessToken }}'}, body: {url: '{{ trigger.callbackUrl }}'}, id: body.id}`
 	const okDelete = `delete: {url: '/hooks/{{ credential.subscriptionId }}'}`
@@ -78,7 +113,7 @@ func TestSubscriptionRequests(t *testing.T) {
 		EventType: "customer.created", CallbackURL: "https://sb.example/v1/hooks/p/stripe/abc", SubscriptionID: "we_1",
 		Settings: map[string]any{"resource": "123"}}
 	t.Run("stripe create is a form with the event list", func(t *testing.T) {
-		m, _ := manifest.Builtin("stripe")
+		m := stripeWithEndpoints(t)
 		req, err := m.Subscription.CreateRequest(context.Background(), vars)
 		if err != nil {
 			t.Fatal(err)
@@ -118,15 +153,32 @@ func TestSubscriptionRequests(t *testing.T) {
 			t.Fatalf("%q %q %v", id, secret, err)
 		}
 	})
+	t.Run("clickup create is JSON on the workspace, the secret in the answer", func(t *testing.T) {
+		m, _ := manifest.Builtin("clickup")
+		req, err := m.Subscription.CreateRequest(context.Background(), manifest.SubscriptionVars{AccessToken: "pk_1", ProviderAccountID: "9001",
+			EventType: "taskCreated", CallbackURL: "https://sb.example/h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(req.Body)
+		if req.URL.String() != "https://api.clickup.com/api/v2/team/9001/webhook" || req.Header.Get("Authorization") != "pk_1" ||
+			string(b) != `{"endpoint":"https://sb.example/h","events":["taskCreated"]}` {
+			t.Fatalf("%s %v %s", req.URL, req.Header, b)
+		}
+		id, secret, err := m.Subscription.Created(nil, "application/json", []byte(`{"id":"4b67ac88","webhook":{"id":"4b67ac88","secret":"O94IM25S"}}`))
+		if err != nil || id != "4b67ac88" || secret != "O94IM25S" {
+			t.Fatalf("%q %q %v", id, secret, err)
+		}
+	})
 	t.Run("an answer without an id is an error", func(t *testing.T) {
-		m, _ := manifest.Builtin("stripe")
+		m := stripeWithEndpoints(t)
 		if _, _, err := m.Subscription.Created(nil, "application/json", []byte(`{"error":{"message":"nope"}}`)); err == nil {
 			t.Fatal("no error")
 		}
 	})
 	t.Run("extend overrides the base URL only", func(t *testing.T) {
-		base, _ := manifest.Builtin("stripe")
-		over, err := manifest.Parse([]byte(`{id: stripe, subscription: {baseUrl: 'http://127.0.0.1:9100'}}`))
+		base, _ := manifest.Builtin("asana")
+		over, err := manifest.Parse([]byte(`{id: asana, subscription: {baseUrl: 'http://127.0.0.1:9100/api/1.0'}}`))
 		if err == nil {
 			t.Fatal("a subscription without create/delete alone should not compile")
 		}
@@ -135,7 +187,7 @@ func TestSubscriptionRequests(t *testing.T) {
 			t.Fatal(p)
 		}
 		req, err := got.Subscription.CreateRequest(context.Background(), vars)
-		if err != nil || req.URL.String() != "http://127.0.0.1:9100/v1/webhook_endpoints" {
+		if err != nil || req.URL.String() != "http://127.0.0.1:9100/api/1.0/webhooks" || !got.Subscription.PerCredential() {
 			t.Fatalf("%v %v", req, err)
 		}
 	})
@@ -148,8 +200,8 @@ func FuzzSubscriptionAnswer(f *testing.F) {
 	f.Add(`{"data":{"gid":12345678901234567}}`, "application/json")
 	f.Add(`[[[[`, "text/plain")
 	f.Add(`id=1&secret=2`, "application/x-www-form-urlencoded")
-	subs := []*manifest.Subscription{}
-	for _, id := range []string{"stripe", "asana"} {
+	subs := []*manifest.Subscription{stripeWithEndpoints(f).Subscription}
+	for _, id := range []string{"clickup", "asana"} {
 		m, _ := manifest.Builtin(id)
 		subs = append(subs, m.Subscription)
 	}

@@ -25,7 +25,8 @@ import (
 )
 
 // subEnv is an oauthEnv whose project extends the built-in stripe
-// manifest to call the fake provider's webhook_endpoints API, with three
+// manifest with a subscription at the fake provider's webhook_endpoints
+// API, with three
 // workflows (off by default): two on customer.created, one on invoice.paid.
 type subEnv struct {
 	*oauthEnv
@@ -37,10 +38,25 @@ type subEnv struct {
 func newSubEnv(t *testing.T) *subEnv {
 	t.Helper()
 	o := newOAuthEnv(t, time.Hour)
+	// The built-in stripe manifest subscribes nobody (platforms mostly
+	// use one app-level endpoint); this project adds endpoints created in
+	// each connected account, Stripe answering their signing secret.
 	docs := fmt.Sprintf(`
 kind: Integration
 id: stripe
-subscription: {baseUrl: %q}
+subscription:
+  baseUrl: %q
+  create:
+    url: /v1/webhook_endpoints
+    headers: {Authorization: 'Bearer {{ credential.accessToken }}'}
+    form:
+      url: '{{ trigger.callbackUrl }}'
+      'enabled_events[]': ['{{ trigger.type }}']
+    id: body.id
+    secret: body.secret
+  delete:
+    url: '/v1/webhook_endpoints/{{ credential.subscriptionId }}'
+    headers: {Authorization: 'Bearer {{ credential.accessToken }}'}
 `, o.fakeURL)
 	for _, w := range []struct{ id, event string }{{"w1", "customer.created"}, {"w2", "customer.created"}, {"w3", "invoice.paid"}} {
 		docs += fmt.Sprintf(`---

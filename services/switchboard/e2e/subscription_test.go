@@ -116,8 +116,9 @@ steps:
 	}
 }
 
-// TestSubscriptionStripeSecret: the built-in stripe manifest pointed at the
-// fake provider; the endpoint created for a credential answers its signing
+// TestSubscriptionStripeSecret: the built-in stripe manifest extended with
+// endpoints created per connected account at the fake provider (a project's
+// own subscription section); the endpoint created for a credential answers its signing
 // secret, which is kept on the credential, so a delivery Stripe signs with
 // it to the credential's URL is verified and runs the workflow.
 func TestSubscriptionStripeSecret(t *testing.T) {
@@ -135,7 +136,17 @@ func TestSubscriptionStripeSecret(t *testing.T) {
 	a, key := newAPI(sys.HTTPAddr), sys.APIKey
 	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, fmt.Sprintf(`kind: Integration
 id: stripe
-subscription: {baseUrl: %[1]s}
+subscription:
+  baseUrl: %[1]s
+  create:
+    url: /v1/webhook_endpoints
+    headers: {Authorization: 'Bearer {{ credential.accessToken }}'}
+    form: {url: '{{ trigger.callbackUrl }}', 'enabled_events[]': ['{{ trigger.type }}']}
+    id: body.id
+    secret: body.secret
+  delete:
+    url: '/v1/webhook_endpoints/{{ credential.subscriptionId }}'
+    headers: {Authorization: 'Bearer {{ credential.accessToken }}'}
 ---
 kind: Workflow
 id: new-customer
@@ -163,6 +174,55 @@ steps:
 	}
 	a.must(t, http.StatusNoContent, "DELETE", "/v1/projects/dev/users/u7/credentials/s1", key, nil)
 	eventually(t, 20*time.Second, "the endpoint deleted", func() (bool, string) {
+		s := fake.Subscriptions()
+		return len(s) == 0, fmt.Sprintf("%+v", s)
+	})
+}
+
+// TestSubscriptionClickUp: the built-in clickup manifest (pointed at the
+// fake provider by its baseUrl) creates one webhook per trigger event for a
+// connected workspace; each answers its own secret, kept on the
+// credential, and a delivery signed with either runs its workflow.
+func TestSubscriptionClickUp(t *testing.T) {
+	l := newListener(t)
+	fake := fakeprovider.New(fakeprovider.Options{})
+	fp := httptest.NewServer(fake.Handler())
+	t.Cleanup(fp.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sys, _ := startDev(t, dev.Options{HTTPAddr: addr})
+	a, key := newAPI(sys.HTTPAddr), sys.APIKey
+	docs := fmt.Sprintf("kind: Integration\nid: clickup\nsubscription: {baseUrl: %s/api/v2}\n", fp.URL)
+	for i, ev := range []string{"taskCreated", "taskUpdated"} {
+		docs += fmt.Sprintf("---\nkind: Workflow\nid: on-task-%[3]d\ntrigger: {type: integration, integration: clickup, event: %[1]s}\nsteps:\n  - {id: tell, type: http, method: POST, url: %[2]s/%[1]s, json: {user: \"{{ user.id }}\", event: \"{{ trigger.payload.event }}\"}}\n", ev, l.URL, i)
+	}
+	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, docs)
+	a.must(t, http.StatusOK, "PUT", "/v1/projects/dev/users/u9/credentials/cu", key,
+		map[string]any{"integration": "clickup", "providerAccountId": "9001", "secret": map[string]any{"apiKey": "pk_e2e"}})
+	eventually(t, 20*time.Second, "a webhook per trigger", func() (bool, string) {
+		s := fake.Subscriptions()
+		return len(s) == 2, fmt.Sprintf("%+v", s)
+	})
+	for _, s := range fake.Subscriptions() {
+		if s.Resource != "9001" || len(s.Events) != 1 {
+			t.Fatalf("webhook %+v", s)
+		}
+		status, body, err := fake.Deliver(t.Context(), s.ID)
+		if err != nil || status != 200 || !strings.Contains(body, `"accepted"`) {
+			t.Fatalf("deliver to %s: %d %s %v", s.Events[0], status, body, err)
+		}
+	}
+	got := l.waitFor(t, "user", "u9", 2)
+	paths := map[string]bool{got[0].Path: true, got[1].Path: true}
+	if !paths["/taskCreated"] || !paths["/taskUpdated"] {
+		t.Fatalf("runs %+v", got)
+	}
+	a.must(t, http.StatusNoContent, "DELETE", "/v1/projects/dev/users/u9/credentials/cu", key, nil)
+	eventually(t, 20*time.Second, "both deleted", func() (bool, string) {
 		s := fake.Subscriptions()
 		return len(s) == 0, fmt.Sprintf("%+v", s)
 	})
