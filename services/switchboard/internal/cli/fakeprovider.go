@@ -25,7 +25,7 @@ func newFakeProviderCmd() *cobra.Command {
 			fmt.Fprintf(out, "fake-provider listening on %s (client %s / %s, tokens for %s)\n", base, clientID, clientSecret, ttl)
 			fmt.Fprintf(out, "  authorize %s/authorize  token %s/token  account %s/me\n", base, base, base)
 			fmt.Fprintf(out, "  revoke an account's refresh tokens: curl -X POST %s/fake/revoke -d '{\"account\":\"%s\"}'\n", base, account)
-			fmt.Fprintf(out, "  webhook subscriptions (Asana %s/api/1.0/webhooks, Stripe %s/v1/webhook_endpoints): curl %s/fake/subscriptions; send one an event: curl -X POST %s/fake/deliver\n", base, base, base, base)
+			fmt.Fprintf(out, "  webhook subscriptions (Asana %s/api/1.0/webhooks, ClickUp %s/api/v2/team/{id}/webhook, Stripe %s/v1/webhook_endpoints): curl %s/fake/subscriptions; send one an event: curl -X POST %s/fake/deliver\n", base, base, base, base, base)
 			fmt.Fprintf(out, "  list APIs for polling triggers (Salesforce, Drive, Pipedrive, Notion, Jira); add a record: curl -X POST %s/fake/records -d '{\"provider\":\"salesforce\",\"object\":\"Contact\",\"fields\":{\"Name\":\"Ada\"}}'\n", base)
 			h := fakeprovider.WithLists(p.Handler(), fakeprovider.NewLists(fakeprovider.ListsOptions{}))
 			srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
