@@ -29,7 +29,7 @@ import (
 // connection wait for each other there, and for every publish of the runs
 // they make.
 type sharedEnrollment struct {
-	*directory.Directory
+	enrollmentReader
 
 	mu    sync.Mutex
 	calls map[enrollmentKey]*enrollmentCall
@@ -39,26 +39,36 @@ type sharedEnrollment struct {
 	conns   []*nats.Conn
 }
 
+// enrollmentReader is what sharedEnrollment reads through
+// (*directory.Directory).
+type enrollmentReader interface {
+	Enrollment(ctx context.Context, p, integration, zone string, shard int, after string, limit int) (directory.Page, error)
+	EnrollmentAll(ctx context.Context, p, integration, zone string, limit int) (directory.Page, bool, error)
+	Zones(ctx context.Context, p, integration string) ([]string, error)
+}
+
 type enrollmentKey struct {
 	project, integration, zone string
 	limit                      int
 }
 
 type enrollmentCall struct {
-	done chan struct{}
-	page directory.Page
-	ok   bool
-	err  error
+	done   chan struct{}
+	joined atomic.Int32 // callers waiting for this read besides the first
+	page   directory.Page
+	ok     bool
+	err    error
 }
 
-func newSharedEnrollment(d *directory.Directory) *sharedEnrollment {
-	return &sharedEnrollment{Directory: d, calls: map[enrollmentKey]*enrollmentCall{}}
+func newSharedEnrollment(d enrollmentReader) *sharedEnrollment {
+	return &sharedEnrollment{enrollmentReader: d, calls: map[enrollmentKey]*enrollmentCall{}}
 }
 
 func (s *sharedEnrollment) EnrollmentAll(ctx context.Context, p, integration, zone string, limit int) (directory.Page, bool, error) {
 	k := enrollmentKey{p, integration, zone, limit}
 	s.mu.Lock()
 	if c, ok := s.calls[k]; ok {
+		c.joined.Add(1)
 		s.mu.Unlock()
 		select {
 		case <-c.done:
@@ -71,7 +81,7 @@ func (s *sharedEnrollment) EnrollmentAll(ctx context.Context, p, integration, zo
 	c := &enrollmentCall{done: make(chan struct{})}
 	s.calls[k] = c
 	s.mu.Unlock()
-	c.page, c.ok, c.err = s.Directory.EnrollmentAll(ctx, p, integration, zone, limit)
+	c.page, c.ok, c.err = s.enrollmentReader.EnrollmentAll(ctx, p, integration, zone, limit)
 	s.mu.Lock()
 	delete(s.calls, k)
 	s.mu.Unlock()
@@ -81,11 +91,10 @@ func (s *sharedEnrollment) EnrollmentAll(ctx context.Context, p, integration, zo
 
 // Enrollment reads one page of a walk, through the next walk connection.
 func (s *sharedEnrollment) Enrollment(ctx context.Context, p, integration, zone string, shard int, after string, limit int) (directory.Page, error) {
-	d := s.Directory
 	if w := s.walkers.Load(); w != nil && len(*w) > 0 {
-		d = (*w)[int(s.next.Add(1))%len(*w)]
+		return (*w)[int(s.next.Add(1))%len(*w)].Enrollment(ctx, p, integration, zone, shard, after, limit)
 	}
-	return d.Enrollment(ctx, p, integration, zone, shard, after, limit)
+	return s.enrollmentReader.Enrollment(ctx, p, integration, zone, shard, after, limit)
 }
 
 // openWalkers opens n connections like nc (same servers, credentials and
