@@ -94,6 +94,22 @@ func (o oauthSecret) toMap() map[string]any {
 	return m
 }
 
+// over is the secret to store when o replaces the tokens of prev: the token
+// fields are o's, and what else prev holds (webhook secrets of
+// subscriptions and handshakes, which the provider still signs with) is
+// kept.
+func (o oauthSecret) over(prev map[string]any) map[string]any {
+	m := o.toMap()
+	for k, v := range prev {
+		switch k {
+		case "accessToken", "refreshToken", "tokenType", "expiresAt", "oauth":
+		default:
+			m[k] = v
+		}
+	}
+	return m
+}
+
 func secretFromMap(m map[string]any) oauthSecret {
 	var o oauthSecret
 	o.AccessToken, _ = m["accessToken"].(string)
@@ -365,12 +381,18 @@ func (s *Service) connectCallback(c *echo.Context) error {
 		return err
 	}
 	sec := fromToken(tok)
+	// A reconnect of a credential that exists keeps its non-token secrets
+	// (a subscription's signing secret stays valid at the provider).
+	prev, err := s.dir.Secret(ctx, st.Project, st.User, st.Credential)
+	if err != nil && !errors.Is(err, directory.ErrNotFound) {
+		return storeErr(err)
+	}
 	cred, rev, err := s.dir.UpdateCredential(ctx, st.Project, st.User, st.Credential, func(cr *directory.Credential, isNew bool) error {
 		if !isNew && cr.Integration != st.Integration {
 			return integrationMismatch(st.Credential, cr.Integration, st.Integration)
 		}
 		cr.Integration, cr.ProviderAccountID, cr.Status = st.Integration, account, directory.CredentialValid
-		cr.Secret, cr.HasSecret = sec.toMap(), true
+		cr.Secret, cr.HasSecret = sec.over(prev), true
 		return nil
 	})
 	if err != nil {

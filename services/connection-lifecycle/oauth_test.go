@@ -187,6 +187,22 @@ func TestOAuthConnect(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
+
+	// A reconnect replaces the tokens and keeps what else the secret holds:
+	// a subscription's signing secret stays valid at the provider.
+	sec3, _ := o.dir.Secret(t.Context(), "proj", "u1", "c1")
+	sec3["webhookSecrets"] = []any{"hook-secret"}
+	if _, err := o.dir.SetSecret(t.Context(), "proj", "u1", "c1", sec3); err != nil {
+		t.Fatal(err)
+	}
+	o.fake.SetNextAccount("acct-42")
+	if r := callback(t, o.startFlow(t, h, "credential=c1&token="+url.QueryEscape(o.token))); r.status != 200 {
+		t.Fatalf("reconnect: %d %s", r.status, r.body)
+	}
+	sec4, err := o.dir.Secret(t.Context(), "proj", "u1", "c1")
+	if err != nil || sec4["accessToken"] == sec3["accessToken"] || fmt.Sprint(sec4["webhookSecrets"]) != "[hook-secret]" {
+		t.Fatalf("secret after the reconnect: %v (%v)", sec4, err)
+	}
 }
 
 // TestOAuthConnectBadInput: forged, altered, replayed and expired states,

@@ -367,16 +367,8 @@ func (s *Service) refresh(ctx context.Context, kv jetstream.KeyValue, p, u, c st
 		return "", fmt.Errorf("lifecycle: refresh %s/%s: %s: %w", u, c, providerError(err), err)
 	}
 	next := fromToken(tok)
-	// Only the token fields are the refresh's: what else the secret holds
-	// (webhook secrets of subscriptions and handshakes) is kept.
-	stored := next.toMap()
-	for k, v := range raw {
-		switch k {
-		case "accessToken", "refreshToken", "tokenType", "expiresAt", "oauth":
-		default:
-			stored[k] = v
-		}
-	}
+	// Only the token fields are the refresh's.
+	stored := next.over(raw)
 	rev, err := s.dir.SetSecret(ctx, p, u, c, stored)
 	if err != nil {
 		return "", err
