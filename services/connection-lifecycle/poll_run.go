@@ -227,7 +227,10 @@ func (s *Service) publishRecord(ctx context.Context, t *pollTarget, m *manifest.
 		ProviderAccountId: t.ProviderAccountID, Source: "poll"}}
 	key := "cred:" + t.User + "\x00" + t.Credential + "\x00" + q.Event + "\x00" + r.ID
 	_, err := s.opts.Triggers.Publish(ctx, ev,
-		trigger.WithDedupe(trigger.Dedupe{Source: pollDedupeSource + t.Integration, Key: key, TTL: manifest.DefaultDedupeTTL}),
+		// InSubject, as the webhook receiver's: every polled event of the
+		// source has the integration's subject, so the event is its own
+		// dedupe claim (one conditional publish).
+		trigger.WithDedupe(trigger.Dedupe{Source: pollDedupeSource + t.Integration, Key: key, TTL: manifest.DefaultDedupeTTL, InSubject: true}),
 		trigger.WithCatalogRevision(s.cat.Revision()))
 	if err != nil && wire.Permanent(err) {
 		// A record that can never be stored (over the size budget) must
