@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -256,8 +255,8 @@ func (s *Service) pollRequest(ctx context.Context, p *poller, m *manifest.Manife
 		return nil, nil, fmt.Errorf("build the request: %w", err)
 	}
 	req.Header = br.Header
-	if err := applyPollAuth(m, secret, req.Header); err != nil {
-		return nil, nil, err
+	if err := m.Auth.Apply(req.Header, secret); err != nil {
+		return nil, nil, fmt.Errorf("the credential has %w", err)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -297,43 +296,4 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
-}
-
-// applyPollAuth sets the credential's secret on h as the manifest's auth
-// section says (the same rules as an http step with auth: credential).
-func applyPollAuth(m *manifest.Manifest, secret map[string]any, h http.Header) error {
-	str := func(k string) string { v, _ := secret[k].(string); return v }
-	typ := m.Auth.Type
-	if typ == "" {
-		switch {
-		case str("accessToken") != "":
-			typ = "bearer"
-		case str("apiKey") != "":
-			typ = "api_key"
-		case str("username") != "":
-			typ = "basic"
-		}
-	}
-	switch typ {
-	case "bearer":
-		if str("accessToken") == "" {
-			return errors.New("the credential has no secret.accessToken")
-		}
-		h.Set("Authorization", "Bearer "+str("accessToken"))
-	case "api_key":
-		if str("apiKey") == "" {
-			return errors.New("the credential has no secret.apiKey")
-		}
-		header := m.Auth.Header
-		if header == "" {
-			header = "X-API-Key"
-		}
-		h.Set(header, str("apiKey"))
-	case "basic":
-		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(str("username")+":"+str("password"))))
-	case "none":
-	default:
-		return errors.New("the credential has no usable secret (accessToken, apiKey or username)")
-	}
-	return nil
 }

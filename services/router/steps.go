@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/egress"
 	"github.com/switchboard-hq/switchboard/pkg/envelope"
+	"github.com/switchboard-hq/switchboard/pkg/manifest"
 	"github.com/switchboard-hq/switchboard/pkg/tracing"
 	"github.com/switchboard-hq/switchboard/pkg/trigger"
 	"github.com/switchboard-hq/switchboard/pkg/wire"
@@ -202,40 +202,12 @@ func (s *Service) applyAppCredential(ctx context.Context, x *execution, in *work
 // in's auth type says (nil in, or no type: guessed from the secret's keys);
 // what names the credential in errors.
 func setAuth(h http.Header, in *workflow.Integration, secret map[string]any, what string) error {
-	str := func(k string) string { v, _ := secret[k].(string); return v }
-	authType, header := "", ""
+	var a manifest.Auth
 	if in != nil {
-		authType, header = in.Auth.Type, in.Auth.Header
+		a = in.Auth
 	}
-	if authType == "" {
-		switch {
-		case str("accessToken") != "":
-			authType = "bearer"
-		case str("apiKey") != "":
-			authType = "api_key"
-		case str("username") != "":
-			authType = "basic"
-		}
-	}
-	switch authType {
-	case "bearer":
-		if str("accessToken") == "" {
-			return permanent(fmt.Errorf("auth: %s has no secret.accessToken", what))
-		}
-		h.Set("Authorization", "Bearer "+str("accessToken"))
-	case "api_key":
-		if str("apiKey") == "" {
-			return permanent(fmt.Errorf("auth: %s has no secret.apiKey", what))
-		}
-		if header == "" {
-			header = "X-API-Key"
-		}
-		h.Set(header, str("apiKey"))
-	case "basic":
-		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(str("username")+":"+str("password"))))
-	case "none":
-	default:
-		return permanent(fmt.Errorf("auth: %s has no usable secret (accessToken, apiKey or username)", what))
+	if err := a.Apply(h, secret); err != nil {
+		return permanent(fmt.Errorf("auth: %s has %w", what, err))
 	}
 	return nil
 }
