@@ -1,7 +1,11 @@
 package directory
 
 import (
+	"fmt"
 	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-hq/switchboard/pkg/subjects"
 )
@@ -58,6 +62,38 @@ func UserRecordKey(subject string) (string, bool) {
 		return "", false
 	}
 	return key, true
+}
+
+// Change is one revision of a user's primary record read from the change
+// stream.
+type Change struct {
+	Key  string    // "u.<p>.<U>", the tokens as stored
+	Rev  uint64    // the stream sequence: the record's revision
+	At   time.Time // when the server stored it
+	Next *StoredUser
+	// Next is nil when the revision deleted or purged the record.
+}
+
+// DecodeChange reads one message of the change stream. ok is false for a
+// key that is not a primary user record (index keys share the stream);
+// an error is a message that will never decode (no metadata, a corrupt
+// record), for the consumer to treat as permanent.
+func DecodeChange(m jetstream.Msg) (c Change, ok bool, err error) {
+	key, ok := UserRecordKey(m.Subject())
+	if !ok {
+		return Change{}, false, nil
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return Change{}, true, fmt.Errorf("change of %s without metadata: %w", key, err)
+	}
+	c = Change{Key: key, Rev: md.Sequence.Stream, At: md.Timestamp}
+	if m.Headers().Get(kvOpHeader) == "" && len(m.Data()) > 0 {
+		if c.Next, err = DecodeUserRecord(m.Data()); err != nil {
+			return Change{}, true, fmt.Errorf("%s@%d: %w", key, c.Rev, err)
+		}
+	}
+	return c, true, nil
 }
 
 // RecordKey is the primary record key of user u of project p.

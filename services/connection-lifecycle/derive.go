@@ -339,29 +339,21 @@ func (d *deriver) fault(stage string) error {
 var errConflict = errors.New("derived state changed concurrently")
 
 func (d *deriver) handle(ctx context.Context, m jetstream.Msg) error {
-	key, ok := directory.UserRecordKey(m.Subject())
+	ch, ok, err := directory.DecodeChange(m)
 	if !ok {
 		return nil
 	}
-	md, err := m.Metadata()
 	if err != nil {
-		return consume.Permanent(fmt.Errorf("lifecycle: change without metadata: %w", err))
-	}
-	rev := md.Sequence.Stream
-	var next *directory.StoredUser
-	if op := m.Headers().Get("KV-Operation"); op == "" && len(m.Data()) > 0 {
-		if next, err = directory.DecodeUserRecord(m.Data()); err != nil {
-			return consume.Permanent(fmt.Errorf("lifecycle: %s@%d: %w", key, rev, err))
-		}
+		return consume.Permanent(fmt.Errorf("lifecycle: %w", err))
 	}
 	for range 20 {
-		err := d.deriveOnce(ctx, key, rev, md.Timestamp, next)
+		err := d.deriveOnce(ctx, ch.Key, ch.Rev, ch.At, ch.Next)
 		if errors.Is(err, errConflict) {
 			continue
 		}
 		return err
 	}
-	return fmt.Errorf("lifecycle: %s@%d: %w too often", key, rev, errConflict)
+	return fmt.Errorf("lifecycle: %s@%d: %w too often", ch.Key, ch.Rev, errConflict)
 }
 
 func (d *deriver) deriveOnce(ctx context.Context, key string, rev uint64, at time.Time, next *directory.StoredUser) error {

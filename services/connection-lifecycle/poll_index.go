@@ -104,17 +104,14 @@ func (x *pollIndexer) polls(p, i string) bool {
 }
 
 func (x *pollIndexer) handle(ctx context.Context, m jetstream.Msg) error {
-	key, ok := directory.UserRecordKey(m.Subject())
+	ch, ok, err := directory.DecodeChange(m)
 	if !ok {
 		return nil
 	}
-	var next *directory.StoredUser
-	if op := m.Headers().Get("KV-Operation"); op == "" && len(m.Data()) > 0 {
-		var err error
-		if next, err = directory.DecodeUserRecord(m.Data()); err != nil {
-			return consume.Permanent(fmt.Errorf("lifecycle: poll index %s: %w", key, err))
-		}
+	if err != nil {
+		return consume.Permanent(fmt.Errorf("lifecycle: poll index: %w", err))
 	}
+	key, next := ch.Key, ch.Next
 	// The record key is "u.<p>.<U>" with the tokens as stored; the index
 	// keys use the same tokens.
 	userKey := pollUserPrefix + key[len("u."):]

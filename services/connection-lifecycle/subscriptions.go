@@ -294,21 +294,14 @@ func (sb *subscriber) stop(ctx context.Context) error {
 
 // handle records what a user record revision wants.
 func (sb *subscriber) handle(ctx context.Context, m jetstream.Msg) error {
-	key, ok := directory.UserRecordKey(m.Subject())
+	ch, ok, err := directory.DecodeChange(m)
 	if !ok {
 		return nil
 	}
-	md, err := m.Metadata()
 	if err != nil {
-		return consume.Permanent(fmt.Errorf("lifecycle: change without metadata: %w", err))
+		return consume.Permanent(fmt.Errorf("lifecycle: %w", err))
 	}
-	rev := md.Sequence.Stream
-	var next *directory.StoredUser
-	if op := m.Headers().Get("KV-Operation"); op == "" && len(m.Data()) > 0 {
-		if next, err = directory.DecodeUserRecord(m.Data()); err != nil {
-			return consume.Permanent(fmt.Errorf("lifecycle: %s@%d: %w", key, rev, err))
-		}
-	}
+	key, rev, next := ch.Key, ch.Rev, ch.Next
 	ukey := strings.TrimPrefix(key, "u.")
 	for range 20 {
 		st, srev, err := sb.load(ctx, ukey)
