@@ -83,8 +83,8 @@ func TestProcessMetrics(t *testing.T) {
 	want := map[string]float64{
 		"switchboard_http_requests_total{method=POST,role=ingress,route=/v1/projects/:p/events,status=4xx}": 2,
 		"switchboard_http_requests_total{method=GET,role=history,route=/v1/projects/:p/runs,status=4xx}":    1,
-		"switchboard_http_requests_total{method=GET,role=shared,route=/openapi.json,status=2xx}":             1,
-		"switchboard_http_requests_total{method=GET,role=,route=" + httpx.UnmatchedRoute + ",status=4xx}":    1,
+		"switchboard_http_requests_total{method=GET,role=shared,route=/openapi.json,status=2xx}":            1,
+		"switchboard_http_requests_total{method=GET,role=,route=" + httpx.UnmatchedRoute + ",status=4xx}":   1,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("request series (the probes left out):\n got %v\nwant %v", got, want)
