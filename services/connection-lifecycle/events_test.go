@@ -139,10 +139,16 @@ func (e *eventEnv) replicaWith(t *testing.T, name string, fault func(nc *nats.Co
 // events returns every lifecycle trigger event stored for project proj.
 func (e *eventEnv) events(t *testing.T) []*sbv1.TriggerEvent {
 	t.Helper()
+	return storedTriggers(t, e.srv,
+		"sb.trigger.proj."+subjects.KindIntegrationEnabled+".>", "sb.trigger.proj."+subjects.KindLifecycle+".>")
+}
+
+// storedTriggers reads every trigger event TRIGGERS holds on the filters,
+// in order.
+func storedTriggers(t *testing.T, srv *brokertest.Server, filters ...string) []*sbv1.TriggerEvent {
+	t.Helper()
 	ctx := t.Context()
-	cons, err := e.srv.JS.OrderedConsumer(ctx, subjects.StreamTriggers, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"sb.trigger.proj." + subjects.KindIntegrationEnabled + ".>", "sb.trigger.proj." + subjects.KindLifecycle + ".>"},
-	})
+	cons, err := srv.JS.OrderedConsumer(ctx, subjects.StreamTriggers, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
@@ -194,30 +193,7 @@ func (e *pollEnv) pollStates(t *testing.T, svc *lifecycle.Service, user string) 
 // integrationEvents returns the INTEGRATION trigger events stored for proj.
 func (e *pollEnv) integrationEvents(t *testing.T) []*sbv1.TriggerEvent {
 	t.Helper()
-	ctx := t.Context()
-	cons, err := e.srv.JS.OrderedConsumer(ctx, subjects.StreamTriggers, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"sb.trigger.proj." + subjects.KindIntegration + ".>"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*sbv1.TriggerEvent
-	for pending := info.NumPending; pending > 0; pending-- {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ev sbv1.TriggerEvent
-		if err := proto.Unmarshal(m.Data(), &ev); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, &ev)
-	}
-	return out
+	return storedTriggers(t, e.srv, "sb.trigger.proj."+subjects.KindIntegration+".>")
 }
 
 // spacedByInterval fails when two polls of one credential began less than
