@@ -24,18 +24,7 @@ import (
 // credential deletes a new one.
 func TestSubscriptionWalkthrough(t *testing.T) {
 	l := newListener(t)
-	fake := fakeprovider.New(fakeprovider.Options{ClientID: "switchboard-dev", ClientSecret: "dev-secret"})
-	fp := httptest.NewServer(fake.Handler())
-	t.Cleanup(fp.Close)
-	// A known port: the callback URL the provider is given is the listen
-	// address (no SWITCHBOARD_PUBLIC_URL).
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	sys, _ := startDev(t, dev.Options{HTTPAddr: addr})
+	fake, fp, sys := startWithProvider(t, fakeprovider.Options{ClientID: "switchboard-dev", ClientSecret: "dev-secret"})
 	a, key := newAPI(sys.HTTPAddr), sys.APIKey
 	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, fmt.Sprintf(`kind: Integration
 id: asana
@@ -86,7 +75,7 @@ steps:
 	enable("a1", true)
 	eventually(t, 20*time.Second, "the webhook created", live(1))
 	sub := fake.Subscriptions()[0]
-	if !strings.HasPrefix(sub.Target, "http://"+addr+"/v1/hooks/dev/asana/") || sub.Resource != "1201" {
+	if !strings.HasPrefix(sub.Target, "http://"+sys.HTTPAddr+"/v1/hooks/dev/asana/") || sub.Resource != "1201" {
 		t.Fatalf("subscription %+v", sub)
 	}
 	eventually(t, 10*time.Second, "active on the credential", func() (bool, string) {
@@ -123,16 +112,7 @@ steps:
 // it to the credential's URL is verified and runs the workflow.
 func TestSubscriptionStripeSecret(t *testing.T) {
 	l := newListener(t)
-	fake := fakeprovider.New(fakeprovider.Options{})
-	fp := httptest.NewServer(fake.Handler())
-	t.Cleanup(fp.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	sys, _ := startDev(t, dev.Options{HTTPAddr: addr})
+	fake, fp, sys := startWithProvider(t, fakeprovider.Options{})
 	a, key := newAPI(sys.HTTPAddr), sys.APIKey
 	a.must(t, http.StatusOK, "POST", "/v1/projects/dev/apply", key, fmt.Sprintf(`kind: Integration
 id: stripe
@@ -162,7 +142,7 @@ steps:
 		return len(s) == 1, fmt.Sprintf("%+v", s)
 	})
 	sub := fake.Subscriptions()[0]
-	if strings.Join(sub.Events, ",") != "customer.created" || !strings.HasPrefix(sub.Target, "http://"+addr+"/v1/hooks/dev/stripe/") {
+	if strings.Join(sub.Events, ",") != "customer.created" || !strings.HasPrefix(sub.Target, "http://"+sys.HTTPAddr+"/v1/hooks/dev/stripe/") {
 		t.Fatalf("endpoint %+v", sub)
 	}
 	status, body, err := fake.Deliver(t.Context(), sub.ID)
@@ -185,16 +165,7 @@ steps:
 // credential, and a delivery signed with either runs its workflow.
 func TestSubscriptionClickUp(t *testing.T) {
 	l := newListener(t)
-	fake := fakeprovider.New(fakeprovider.Options{})
-	fp := httptest.NewServer(fake.Handler())
-	t.Cleanup(fp.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	sys, _ := startDev(t, dev.Options{HTTPAddr: addr})
+	fake, fp, sys := startWithProvider(t, fakeprovider.Options{})
 	a, key := newAPI(sys.HTTPAddr), sys.APIKey
 	docs := fmt.Sprintf("kind: Integration\nid: clickup\nsubscription: {baseUrl: %s/api/v2}\n", fp.URL)
 	for i, ev := range []string{"taskCreated", "taskUpdated"} {
@@ -226,4 +197,22 @@ func TestSubscriptionClickUp(t *testing.T) {
 		s := fake.Subscriptions()
 		return len(s) == 0, fmt.Sprintf("%+v", s)
 	})
+}
+
+// startWithProvider starts the fake provider and a dev system on a port
+// known before it starts: the callback URL subscriptions give the provider
+// is the listen address (no SWITCHBOARD_PUBLIC_URL).
+func startWithProvider(t *testing.T, opts fakeprovider.Options) (*fakeprovider.Provider, *httptest.Server, *dev.System) {
+	t.Helper()
+	fake := fakeprovider.New(opts)
+	fp := httptest.NewServer(fake.Handler())
+	t.Cleanup(fp.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sys, _ := startDev(t, dev.Options{HTTPAddr: addr})
+	return fake, fp, sys
 }
