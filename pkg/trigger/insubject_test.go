@@ -1,10 +1,8 @@
 package trigger_test
 
 import (
-	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -127,45 +125,6 @@ func TestInSubjectExpires(t *testing.T) {
 	}
 	if n := len(stored(t, f.srv.JS, first.Subject)); n != 2 {
 		t.Errorf("%d events stored, want the first and the new one", n)
-	}
-}
-
-// TestInSubjectConcurrent publishes one key from 20 goroutines at once: one
-// event is stored, every caller gets its id, exactly one is not a duplicate.
-func TestInSubjectConcurrent(t *testing.T) {
-	f := start(t)
-	d := trigger.Dedupe{Source: "webhook.stripe", Key: "burst", TTL: time.Hour, InSubject: true}
-	const n = 20
-	results := make([]trigger.Result, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	ready := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-ready
-			results[i], errs[i] = f.pub.Publish(context.Background(), webhookEvent(), trigger.WithDedupe(d))
-		})
-	}
-	close(ready)
-	wg.Wait()
-	fresh := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("publisher %d: %v", i, errs[i])
-		}
-		if results[i].EventID != results[0].EventID {
-			t.Errorf("publisher %d got event %s, publisher 0 %s", i, results[i].EventID, results[0].EventID)
-		}
-		if !results[i].Duplicate {
-			fresh++
-		}
-	}
-	if fresh != 1 {
-		t.Errorf("%d results are not duplicates, want 1", fresh)
-	}
-	msgs := stored(t, f.srv.JS, results[0].Subject)
-	if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderMsgID) != results[0].EventID {
-		t.Fatalf("%d events stored, want 1 with id %s", len(msgs), results[0].EventID)
 	}
 }
 

@@ -422,44 +422,53 @@ func TestDedupeExpires(t *testing.T) {
 	}
 }
 
-// TestDedupeConcurrent publishes one key from 20 goroutines at once: one
-// event is stored, every caller gets its id, exactly one is not a duplicate.
+// TestDedupeConcurrent publishes one key from 20 goroutines at once, with
+// the claim in sb_dedupe and in the subject: one event is stored, every
+// caller gets its id, exactly one is not a duplicate.
 func TestDedupeConcurrent(t *testing.T) {
-	f := start(t)
-	d := trigger.Dedupe{Source: "hubspot.webhook", Key: "burst", TTL: time.Hour}
-	const n = 20
-	results := make([]trigger.Result, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	ready := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-ready
-			results[i], errs[i] = f.pub.Publish(context.Background(), appEvent("u1"), trigger.WithDedupe(d))
-		}()
-	}
-	close(ready)
-	wg.Wait()
-	fresh := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("publisher %d: %v", i, errs[i])
-		}
-		if results[i].EventID != results[0].EventID {
-			t.Errorf("publisher %d got event %s, publisher 0 %s", i, results[i].EventID, results[0].EventID)
-		}
-		if !results[i].Duplicate {
-			fresh++
-		}
-	}
-	if fresh != 1 {
-		t.Errorf("%d results are not duplicates, want 1", fresh)
-	}
-	msgs := stored(t, f.srv.JS, results[0].Subject)
-	if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderMsgID) != results[0].EventID {
-		t.Fatalf("%d events stored, want 1 with id %s", len(msgs), results[0].EventID)
+	for _, tc := range []struct {
+		name  string
+		d     trigger.Dedupe
+		event func() *sbv1.TriggerEvent
+	}{
+		{"claim in sb_dedupe", trigger.Dedupe{Source: "hubspot.webhook", Key: "burst", TTL: time.Hour}, func() *sbv1.TriggerEvent { return appEvent("u1") }},
+		{"claim in the subject", trigger.Dedupe{Source: "webhook.stripe", Key: "burst", TTL: time.Hour, InSubject: true}, webhookEvent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := start(t)
+			const n = 20
+			results := make([]trigger.Result, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			ready := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-ready
+					results[i], errs[i] = f.pub.Publish(context.Background(), tc.event(), trigger.WithDedupe(tc.d))
+				})
+			}
+			close(ready)
+			wg.Wait()
+			fresh := 0
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("publisher %d: %v", i, errs[i])
+				}
+				if results[i].EventID != results[0].EventID {
+					t.Errorf("publisher %d got event %s, publisher 0 %s", i, results[i].EventID, results[0].EventID)
+				}
+				if !results[i].Duplicate {
+					fresh++
+				}
+			}
+			if fresh != 1 {
+				t.Errorf("%d results are not duplicates, want 1", fresh)
+			}
+			msgs := stored(t, f.srv.JS, results[0].Subject)
+			if len(msgs) != 1 || msgs[0].Header.Get(wire.HeaderMsgID) != results[0].EventID {
+				t.Fatalf("%d events stored, want 1 with id %s", len(msgs), results[0].EventID)
+			}
+		})
 	}
 }
 
