@@ -102,7 +102,7 @@ func (s *Service) View(ctx context.Context, w *workflow.Workflow, sched *schedul
 	now := s.opts.Now()
 	out := &ScheduleView{Workflow: w.ID, Schedule: sched.String(), PerUser: sched.PerUser(), Zones: []ZoneSchedule{}}
 	for _, z := range zones {
-		loc, err := zoneLocation(sched, z)
+		loc, err := s.zoneLocation(sched, z)
 		if err != nil {
 			continue
 		}
@@ -312,7 +312,7 @@ func (s *Service) Backfill(ctx context.Context, w *workflow.Workflow, sched *sch
 	}
 	var all []zt
 	for _, z := range zones {
-		loc, err := zoneLocation(sched, z)
+		loc, err := s.zoneLocation(sched, z)
 		if err != nil {
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
+	"github.com/switchboard-hq/switchboard/pkg/schedule"
 	"github.com/switchboard-hq/switchboard/pkg/workflow"
 	sbv1 "github.com/switchboard-hq/switchboard/proto/switchboardv1"
 )
@@ -100,7 +101,7 @@ func New(opts Options) (*Deciders, error) {
 		},
 	}
 	if opts.Enrollment != nil {
-		d.byKind[sbv1.Kind_SCHEDULE] = scheduleTick{m: m, idx: opts.Enrollment, runs: opts.Runs}
+		d.byKind[sbv1.Kind_SCHEDULE] = scheduleTick{m: m, idx: opts.Enrollment, runs: opts.Runs, zones: &schedule.ZoneCache{}}
 	}
 	if opts.Integrations != nil && opts.Accounts != nil {
 		d.byKind[sbv1.Kind_INTEGRATION] = integrationKind{m: m, cfg: opts.Integrations, accs: opts.Accounts}

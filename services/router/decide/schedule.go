@@ -56,9 +56,10 @@ const overlapLookback = 3
 // one zone becomes one run per enrolled (user, credential) of the zone in
 // the directory shards the tick shard covers (s % shards == shard).
 type scheduleTick struct {
-	m    *matcher
-	idx  Enrollment
-	runs RunStates
+	m     *matcher
+	idx   Enrollment
+	runs  RunStates
+	zones *schedule.ZoneCache // every tick names its zone
 }
 
 func (scheduleTick) Check(ev *sbv1.TriggerEvent) error {
@@ -121,7 +122,7 @@ func (k scheduleTick) DecideStream(ctx context.Context, ev *sbv1.TriggerEvent, e
 		t.loc = l
 	} else if t.zone == "" {
 		t.loc, _, _ = t.sched.ResolveZone(nil)
-	} else if l, err := schedule.LoadZone(t.zone); err == nil {
+	} else if l, err := k.zones.Load(t.zone); err == nil {
 		t.loc = l
 	} else {
 		t.loc, _, _ = t.sched.ResolveZone(nil)
