@@ -2,15 +2,14 @@ package directory
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-hq/switchboard/pkg/directget"
 )
 
 // record is a user's primary record as stored under u.<p>.<U>: the user
@@ -90,7 +89,6 @@ type bucket struct {
 	stream jetstream.Stream
 	name   string // bucket name
 	pre    string // "$KV.<bucket>."
-	api    string // direct get subject of the stream
 }
 
 func openBucket(ctx context.Context, js jetstream.JetStream, name string) (*bucket, error) {
@@ -104,8 +102,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, name string) (*buck
 	if !st.CachedInfo().Config.AllowDirect {
 		return nil, fmt.Errorf("directory: bucket %s does not allow direct gets", name)
 	}
-	return &bucket{js: js, nc: js.Conn(), stream: st, name: name, pre: "$KV." + name + ".",
-		api: "$JS.API.DIRECT.GET.KV_" + name}, nil
+	return &bucket{js: js, nc: js.Conn(), stream: st, name: name, pre: "$KV." + name + "."}, nil
 }
 
 // get reads key's last message: its value (nil when deleted or absent) and
@@ -199,14 +196,6 @@ type scanned struct {
 	seq   uint64
 }
 
-// directGetRequest is the JetStream direct get request (batched forms).
-type directGetRequest struct {
-	Seq       uint64   `json:"seq,omitempty"`
-	NextFor   string   `json:"next_by_subj,omitempty"`
-	Batch     int      `json:"batch,omitempty"`
-	MultiLast []string `json:"multi_last,omitempty"`
-}
-
 // maxMultiLast is the server's cap on subjects answered by one multi_last.
 const maxMultiLast = 1000
 
@@ -219,7 +208,7 @@ var errTooMany = errors.New("directory: too many keys for one read")
 // walks the stream in sequence order: the fallback for reads multiLast
 // cannot answer.
 func (b *bucket) scan(ctx context.Context, filter string, from uint64, limit int) ([]scanned, bool, error) {
-	out, pending, err := b.direct(ctx, directGetRequest{Seq: from, NextFor: b.pre + filter, Batch: limit})
+	out, pending, err := b.direct(ctx, directget.Request{Seq: from, NextFor: b.pre + filter, Batch: limit})
 	return out, pending > 0, err
 }
 
@@ -234,7 +223,7 @@ func (b *bucket) multiLast(ctx context.Context, filters []string, from uint64, b
 	for i, k := range filters {
 		subjs[i] = b.pre + k
 	}
-	return b.direct(ctx, directGetRequest{MultiLast: subjs, Seq: from, Batch: batch})
+	return b.direct(ctx, directget.Request{MultiLast: subjs, Seq: from, Batch: batch})
 }
 
 // lastOf returns the last message of each of keys that has one (delete
@@ -248,56 +237,24 @@ func (b *bucket) lastOf(ctx context.Context, keys []string) ([]scanned, error) {
 // end-of-batch marker, whose pending count it returns. It reads straight
 // from the stream with no consumer, so a lookup or a page costs one round
 // trip.
-func (b *bucket) direct(ctx context.Context, req directGetRequest) ([]scanned, uint64, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	inbox := b.nc.NewInbox()
-	sub, err := b.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, 0, fmt.Errorf("directory: direct get: %w", err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := b.nc.PublishRequest(b.api, inbox, body); err != nil {
-		return nil, 0, fmt.Errorf("directory: direct get: %w", err)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
+func (b *bucket) direct(ctx context.Context, req directget.Request) ([]scanned, uint64, error) {
 	var out []scanned
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, 0, fmt.Errorf("directory: direct get: %w", err)
+	pending, err := directget.Get(ctx, b.nc, "KV_"+b.name, req, func(m directget.Msg) error {
+		if len(m.Subject) < len(b.pre) {
+			return fmt.Errorf("directory: direct get: bad subject %q", m.Subject)
 		}
-		if status := m.Header.Get("Status"); status != "" {
-			switch status {
-			case "204": // end of batch
-				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-				return out, pending, nil
-			case "404": // nothing matched
-				return out, 0, nil
-			case "413":
-				return nil, 0, errTooMany
-			default:
-				return nil, 0, fmt.Errorf("directory: direct get: status %s %s", status, m.Header.Get("Description"))
-			}
-		}
-		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
-		if err != nil {
-			return nil, 0, fmt.Errorf("directory: direct get: bad sequence header %q", m.Header.Get("Nats-Sequence"))
-		}
-		subj := m.Header.Get("Nats-Subject")
-		if len(subj) < len(b.pre) {
-			return nil, 0, fmt.Errorf("directory: direct get: bad subject %q", subj)
-		}
-		s := scanned{key: subj[len(b.pre):], seq: seq, value: m.Data}
+		s := scanned{key: m.Subject[len(b.pre):], seq: m.Seq, value: m.Data}
 		if op := m.Header.Get(kvOpHeader); op == kvOpDelete || op == kvOpPurge {
 			s.value = nil
 		}
 		out = append(out, s)
+		return nil
+	})
+	switch {
+	case errors.Is(err, directget.ErrTooMany):
+		return nil, 0, errTooMany
+	case err != nil:
+		return nil, 0, fmt.Errorf("directory: direct get: %w", err)
 	}
+	return out, pending, nil
 }

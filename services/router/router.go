@@ -34,6 +34,7 @@ import (
 	"github.com/switchboard-hq/switchboard/pkg/broker"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
 	"github.com/switchboard-hq/switchboard/pkg/consume"
+	"github.com/switchboard-hq/switchboard/pkg/directget"
 	"github.com/switchboard-hq/switchboard/pkg/directory"
 	"github.com/switchboard-hq/switchboard/pkg/metrics"
 	"github.com/switchboard-hq/switchboard/pkg/runs"
@@ -488,38 +489,10 @@ func (r *runStates) Running(ctx context.Context, project string, ids []string) (
 // lastOf sends one batched direct get for the last message of each of
 // subjs and hands each answer to fn.
 func (r *runStates) lastOf(ctx context.Context, subjs []string, fn func(data []byte, subject string) error) error {
-	body, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjs, len(subjs)})
-	if err != nil {
-		return err
-	}
-	inbox := r.nc.NewInbox()
-	sub, err := r.nc.SubscribeSync(inbox)
+	_, err := directget.Get(ctx, r.nc, subjects.StreamRunState, directget.Request{MultiLast: subjs, Batch: len(subjs)},
+		func(m directget.Msg) error { return fn(m.Data, m.Subject) })
 	if err != nil {
 		return fmt.Errorf("run state: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := r.nc.PublishRequest("$JS.API.DIRECT.GET."+subjects.StreamRunState, inbox, body); err != nil {
-		return fmt.Errorf("run state: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return fmt.Errorf("run state: %w", err)
-		}
-		switch status := m.Header.Get("Status"); status {
-		case "":
-		case "204", "404": // end of batch; nothing matched
-			return nil
-		default:
-			return fmt.Errorf("run state: direct get status %s %s", status, m.Header.Get("Description"))
-		}
-		if err := fn(m.Data, m.Header.Get("Nats-Subject")); err != nil {
-			return err
-		}
-	}
+	return nil
 }
