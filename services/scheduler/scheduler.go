@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,6 +122,12 @@ type Service struct {
 	zones map[zoneKey]zoneCache
 	locs  schedule.ZoneCache
 
+	// Ticks armed ahead of their nominal time (see armAhead).
+	clock   clockwork.Clock
+	dueMu   sync.Mutex
+	due     map[int64]*dueTicks // by nominal time, Unix nanoseconds
+	dueDone bool
+
 	stop context.CancelFunc
 	done chan struct{}
 
@@ -164,6 +171,8 @@ type job struct {
 	st     State
 	stRev  uint64
 	stAt   time.Time
+	// armed is the latest tick handed to the due timers (under stMu).
+	armed time.Time
 }
 
 // New returns the scheduler role.
@@ -190,7 +199,12 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Service{opts: opts, log: opts.Logger.With("role", Name), jobs: map[jobKey]*job{}, zones: map[zoneKey]zoneCache{}}, nil
+	clock := opts.Clock
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	return &Service{opts: opts, log: opts.Logger.With("role", Name), jobs: map[jobKey]*job{}, zones: map[zoneKey]zoneCache{},
+		clock: clock, due: map[int64]*dueTicks{}}, nil
 }
 
 // Name is the role's name.
@@ -242,6 +256,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	if s.cron != nil {
 		err = s.cron.ShutdownWithContext(ctx)
 	}
+	s.stopDue()
 	s.stopPipeline()
 	return err
 }
@@ -428,41 +443,176 @@ func (s *Service) addJob(ctx context.Context, j *job) error {
 	s.mu.Lock()
 	s.jobs[j.key] = j
 	s.mu.Unlock()
+	// gocron runs the job armAhead before each tick (cronAdapter), so the
+	// ticks of the first armAhead have no run: they are armed here.
+	now := s.opts.Now()
+	for t := range j.sched.Between(now, now.Add(armAhead), j.loc) {
+		s.arm(j, t)
+	}
 	s.log.Info("schedule job added", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
 		"schedule", j.sched.String(), "next", j.sched.Next(s.opts.Now(), j.loc).UTC())
 	return nil
 }
 
 // cronAdapter drives gocron with pkg/schedule's ticks (DST rule, epoch
-// alignment). Compile checked the spec, so IsValid has nothing to say; Next
-// returns UTC (see Start).
+// alignment), each armAhead early (see armAhead). Compile checked the spec,
+// so IsValid has nothing to say; Next returns UTC (see Start).
 type cronAdapter struct {
 	s   *schedule.Schedule
 	loc *time.Location
 }
 
 func (a cronAdapter) IsValid(string, *time.Location, time.Time) error { return nil }
-func (a cronAdapter) Next(last time.Time) time.Time                   { return a.s.Next(last, a.loc).UTC() }
+func (a cronAdapter) Next(last time.Time) time.Time {
+	return a.s.Next(last.Add(armAhead), a.loc).Add(-armAhead).UTC()
+}
 
-// tick is a gocron task: it names the tick by its nominal time (the timer
-// may fire a little late) and fires it. Ticks between the last fired one
-// and this one — a timer that fired more than an interval late, a replica
-// whose timers stalled while no other replica fired — follow the catch-up
-// policy, as after downtime, so a lagging process loses no tick under
-// catchup: once or all.
+// tick is a gocron task, run armAhead before a tick: it names the tick by
+// its nominal time (the timer may fire a little late) and arms it, so it is
+// published at its nominal time (or at once, when the timer fired later
+// than that). Ticks between the last fired or armed one and this one — a
+// timer that fired more than an interval late, a replica whose timers
+// stalled while no other replica fired — follow the catch-up policy when
+// they are past, as after downtime, so a lagging process loses no tick
+// under catchup: once or all; those still ahead are armed.
 func (s *Service) tick(ctx context.Context, j *job) {
-	nominal, ok := j.sched.Latest(s.opts.Now(), schedule.MaxInterval, j.loc)
+	now := s.opts.Now()
+	nominal, ok := j.sched.Latest(now.Add(armAhead), schedule.MaxInterval, j.loc)
 	if !ok {
 		return
 	}
-	if st, _, err := s.jobState(ctx, j); err == nil && !st.Last.IsZero() {
-		for _, t := range j.sched.Missed(st.Last, nominal.Add(-time.Nanosecond), j.loc) {
-			if _, err := s.fire(ctx, j, t, true); err != nil {
-				s.log.Error("late tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
-					"nominal", t.UTC(), "err", err)
+	// Ticks armed earlier whose timers have not fired though they are due
+	// (the clock jumped, the timers lag) go first and in order: a later
+	// tick published before them would make them look fired already.
+	for _, t := range s.takeDue(j, now) {
+		if _, err := s.fire(ctx, j, t, false); err != nil {
+			s.log.Error("tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
+				"nominal", t.UTC(), "err", err)
+		}
+	}
+	if st, _, err := s.jobState(ctx, j); err == nil {
+		from := st.Last
+		j.stMu.Lock()
+		if j.armed.After(from) {
+			from = j.armed
+		}
+		j.stMu.Unlock()
+		if !from.IsZero() {
+			before := nominal.Add(-time.Nanosecond)
+			pastTo, aheadFrom := before, from
+			if now.Before(before) {
+				pastTo = now
+			}
+			if now.After(from) {
+				aheadFrom = now
+			}
+			for _, t := range j.sched.Missed(from, pastTo, j.loc) {
+				if _, err := s.fire(ctx, j, t, true); err != nil {
+					s.log.Error("late tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
+						"nominal", t.UTC(), "err", err)
+				}
+			}
+			for t := range j.sched.Between(aheadFrom, before, j.loc) {
+				s.arm(j, t)
 			}
 		}
 	}
+	if nominal.After(now) {
+		s.arm(j, nominal)
+		return
+	}
 	// The publishers take it from here (see fireQueue).
 	s.enqueue(j, nominal)
+}
+
+// armAhead is how long before its nominal time a tick's gocron job runs.
+// gocron handles its jobs' runs one at a time in its scheduler goroutine
+// (fetching the job, rescheduling it): ten thousand jobs due at one second
+// took it 1–2 s to start, so ticks published from the task itself were
+// that late. Run early, the task only arms the tick; one timer per nominal
+// instant then queues all of that instant's ticks to the publishers at
+// once.
+const armAhead = 3 * time.Second
+
+// dueTicks are the jobs whose tick is at one nominal instant.
+type dueTicks struct {
+	jobs  []*job
+	timer clockwork.Timer
+}
+
+// arm queues job j's tick nominal for its nominal time; a tick armed twice
+// (a late task, a replaced job) is checked against the state when it fires,
+// as every tick is.
+func (s *Service) arm(j *job, nominal time.Time) {
+	j.stMu.Lock()
+	if nominal.After(j.armed) {
+		j.armed = nominal
+	}
+	j.stMu.Unlock()
+	key := nominal.UnixNano()
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
+	if s.dueDone {
+		return
+	}
+	if d, ok := s.due[key]; ok {
+		d.jobs = append(d.jobs, j)
+		return
+	}
+	d := &dueTicks{jobs: []*job{j}}
+	d.timer = s.clock.AfterFunc(nominal.Sub(s.opts.Now()), func() { s.fireDue(key, nominal) })
+	s.due[key] = d
+}
+
+// takeDue removes job j from the ticks armed at or before upTo and returns
+// their nominal times, oldest first.
+func (s *Service) takeDue(j *job, upTo time.Time) []time.Time {
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
+	var out []time.Time
+	for key, d := range s.due {
+		if key > upTo.UnixNano() {
+			continue
+		}
+		if i := slices.Index(d.jobs, j); i >= 0 {
+			d.jobs = slices.Delete(d.jobs, i, i+1)
+			out = append(out, time.Unix(0, key).UTC())
+		}
+	}
+	slices.SortFunc(out, time.Time.Compare)
+	return out
+}
+
+// fireDue queues the ticks armed for nominal to the publishers.
+func (s *Service) fireDue(key int64, nominal time.Time) {
+	s.dueMu.Lock()
+	d := s.due[key]
+	delete(s.due, key)
+	s.dueMu.Unlock()
+	if d == nil {
+		return
+	}
+	for _, j := range d.jobs {
+		s.mu.Lock()
+		current := s.jobs[j.key] == j
+		s.mu.Unlock()
+		if !current {
+			continue // removed or replaced since: its workflow changed
+		}
+		if !s.enqueue(j, nominal) {
+			return
+		}
+	}
+}
+
+// stopDue drops the armed ticks: none is due yet, and a tick that comes
+// due while no replica runs is caught up per its policy when one starts.
+func (s *Service) stopDue() {
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
+	s.dueDone = true
+	for key, d := range s.due {
+		d.timer.Stop()
+		delete(s.due, key)
+	}
 }
