@@ -148,6 +148,7 @@ func (e *env) start(now func() time.Time) (svc *scheduler.Service, stop func()) 
 type tick struct {
 	id, zone string
 	nominal  time.Time
+	stored   time.Time // when TRIGGERS stored it
 	shard    uint32
 	shards   uint32
 }
@@ -185,7 +186,7 @@ func (e *env) ticks() []tick {
 			// The executor then treats a tick published again late as old.
 			e.t.Errorf("tick %s received at %s, want its nominal time", ev.Id, ev.GetReceivedAt().AsTime())
 		}
-		out = append(out, tick{id: ev.Id, zone: st.Zone, nominal: st.NominalTime.AsTime(), shard: st.Shard, shards: st.Shards})
+		out = append(out, tick{id: ev.Id, zone: st.Zone, nominal: st.NominalTime.AsTime(), stored: m.Time, shard: st.Shard, shards: st.Shards})
 	}
 }
 
@@ -461,6 +462,46 @@ func (e *env) state(w, zone string) scheduler.State {
 		e.t.Fatal(err)
 	}
 	return st
+}
+
+// gocron runs a job armAhead before its tick; the tick itself is published
+// at its nominal time, never before, and the ticks of the first armAhead
+// after the job starts (which have no gocron run) are not skipped.
+func TestTicksPublishedAtTheirNominalTime(t *testing.T) {
+	e := newEnv(t)
+	e.apply(`kind: Workflow
+id: w
+trigger: {type: schedule, every: 1s, timezone: UTC, catchup: skip}
+steps: [{id: a, type: http, url: "https://example.com"}]
+`)
+	e.start(nil)
+	// Start adds the job before it returns, so the first tick is the next
+	// whole second at the latest.
+	started := time.Now()
+	eventually(t, "6 ticks", func() (bool, string) {
+		n := byNominal(e.ticks())
+		return len(n) >= 6, fmt.Sprint(n)
+	})
+	var secs []int64
+	for _, tk := range e.ticks() {
+		if tk.stored.Before(tk.nominal) {
+			t.Errorf("tick %s stored at %s, before its nominal time", tk.nominal.Format(time.RFC3339), tk.stored.Format(time.RFC3339Nano))
+		}
+		if !slices.Contains(secs, tk.nominal.Unix()) {
+			secs = append(secs, tk.nominal.Unix())
+		}
+	}
+	slices.Sort(secs)
+	// A later first tick means those before the job's first gocron run
+	// (armAhead after it starts) were lost.
+	if first := time.Unix(secs[0], 0); first.After(started.Add(time.Second)) {
+		t.Errorf("first tick %s, more than 1 s after Start returned at %s: the armed ticks were skipped", first.UTC(), started.UTC())
+	}
+	for i := 1; i < len(secs); i++ {
+		if secs[i] != secs[i-1]+1 {
+			t.Errorf("ticks %v miss %d", secs, secs[i-1]+1)
+		}
+	}
 }
 
 // A replica whose timer fires late by several intervals (a stalled
