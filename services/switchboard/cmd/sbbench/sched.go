@@ -34,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +63,8 @@ var (
 	schedProfile   = flag.String("sched-cpuprofile", "", "schedule: write a CPU profile of the router process during the fan-out to FILE")
 	schedSkipFan   = flag.Bool("sched-skip-fanout", false, "schedule: skip the fan-out (lateness only)")
 	schedLateProf  = flag.String("sched-late-cpuprofile", "", "schedule: write a CPU profile of the scheduler process during the lateness run to FILE")
+	schedNATS      = flag.String("sched-nats", "process", "schedule: the NATS server: process (a stock nats-server binary built from the module, as deployed) or embedded (in sbbench's process, with its runtime settings)")
+	schedSrvProf   = flag.String("sched-late-server-cpuprofile", "", "schedule: write a CPU profile of the nats-server during the lateness window to FILE")
 	schedBin       = flag.String("sched-bin", "", "schedule: the switchboard binary to run the router and scheduler with (default: built from the repository)")
 	schedWait      = flag.Duration("sched-wait", 10*time.Minute, "schedule: give up on the fan-out after this long")
 )
@@ -75,7 +78,7 @@ var lateZones = []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo
 
 type schedEnv struct {
 	b         *bench
-	ns        *broker.Embedded
+	ns        natsServer
 	app       *app.App
 	js        jetstream.JetStream
 	apiKey    string
@@ -186,8 +189,22 @@ func (e *schedEnv) start(ctx context.Context, dir string) (err error) {
 	if err != nil {
 		return err
 	}
-	if e.ns, err = broker.StartEmbedded(broker.EmbeddedOptions{DataDir: dir, ListenAddr: natsAddr}); err != nil {
-		return err
+	switch *schedNATS {
+	case "embedded":
+		if e.ns, err = broker.StartEmbedded(broker.EmbeddedOptions{DataDir: dir, ListenAddr: natsAddr}); err != nil {
+			return err
+		}
+	case "process":
+		bin, err := os.MkdirTemp("", "sbbench-nats-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(bin)
+		if e.ns, err = startNATSProc(ctx, bin, filepath.Join(dir, "nats")); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("-sched-nats %q: want process or embedded", *schedNATS)
 	}
 	keyFile := filepath.Join(dir, "api-key")
 	if k, err := os.ReadFile(keyFile); err == nil {
@@ -228,6 +245,14 @@ func (e *schedEnv) start(ctx context.Context, dir string) (err error) {
 	}
 	e.js, e.base = e.app.JS, "http://"+e.app.HTTPAddr()
 	return nil
+}
+
+// serverPID is the nats-server's process: its own, or sbbench's when embedded.
+func (e *schedEnv) serverPID() int {
+	if p, ok := e.ns.(*natsProc); ok {
+		return p.pid()
+	}
+	return os.Getpid()
 }
 
 func (e *schedEnv) stop() {
@@ -659,6 +684,39 @@ func (e *schedEnv) lateness(ctx context.Context) error {
 		prof = e.scheduler.profile(*schedLateProf, min(*schedFor, 60*time.Second))
 	}
 	var rHWM, sHWM float64
+	// CPU used by each process over the window: the in-process server's is
+	// sbbench's own (its measuring is a small part of it).
+	cpuNow := func() [3]time.Duration {
+		var c [3]time.Duration
+		for i, pid := range []int{e.serverPID(), e.router.pid(), e.scheduler.pid()} {
+			c[i], _ = procCPU(pid)
+		}
+		return c
+	}
+	for time.Now().Before(from) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cpu0, cpuFrom := cpuNow(), time.Now()
+	var srvProf *profileFetch
+	if p, ok := e.ns.(*natsProc); ok && *schedSrvProf != "" {
+		srvProf = fetchProfile(p.profAddr, *schedSrvProf, fmt.Sprintf("profile?seconds=%d", int(schedFor.Seconds())), "nats-server CPU profile")
+	} else if *schedSrvProf != "" {
+		f, err := os.Create(*schedSrvProf)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
 	for time.Now().Before(until.Add(3 * time.Second)) {
 		select {
 		case <-ctx.Done():
@@ -667,8 +725,16 @@ func (e *schedEnv) lateness(ctx context.Context) error {
 		}
 		rHWM, sHWM = max(rHWM, e.router.rss()), max(sHWM, e.scheduler.rss())
 	}
+	cpu1, cpuWall := cpuNow(), time.Since(cpuFrom).Seconds()
+	if srvProf != nil {
+		srvProf.wait(b)
+	} else if *schedSrvProf != "" {
+		pprof.StopCPUProfile()
+		b.printf("  nats-server CPU profile in %s\n", *schedSrvProf)
+	}
 	if prof != nil {
 		prof.wait(b)
+		e.scheduler.heapProfile(*schedLateProf + ".heap").wait(b)
 	}
 	mu.Lock()
 	var ls []time.Duration
@@ -693,7 +759,12 @@ func (e *schedEnv) lateness(ctx context.Context) error {
 		}
 	}
 	verdict := "meets"
-	if pct(0.99) >= time.Second {
+	switch {
+	case len(ls) < want*99/100:
+		// Ticks that never came are not on time: a scheduler that died
+		// stores none, and its empty lateness must not read as a pass.
+		verdict = fmt.Sprintf("FAILED: %d of %d tick events stored", len(ls), want)
+	case pct(0.99) >= time.Second:
 		verdict = "BELOW"
 	}
 	b.printf("  %d tick events stored from %s (≈ %d expected over %s: %d ticks × %d workflows × %d zones, one event each)\n",
@@ -701,6 +772,9 @@ func (e *schedEnv) lateness(ctx context.Context) error {
 	b.printf("  lateness p50 %s, p99 %s, max %s; %s; router VmHWM %.0f MB, scheduler VmHWM %.0f MB (this phase's max VmRSS %.0f / %.0f MB); load average %s\n",
 		pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond), backlog,
 		func() float64 { _, h := e.router.mem(); return h }(), func() float64 { _, h := e.scheduler.mem(); return h }(), rHWM, sHWM, loadavg())
+	cores := func(i int) float64 { return (cpu1[i] - cpu0[i]).Seconds() / cpuWall }
+	b.printf("  CPU over the window, in cores: nats-server (%s) %.2f, router %.2f, scheduler %.2f; nats-server VmRSS %.0f MB\n",
+		*schedNATS, cores(0), cores(1), cores(2), func() float64 { r, _, _ := procMem(e.serverPID()); return r }())
 	b.summary = append(b.summary,
 		fmt.Sprintf("%-28s p50 %s, p99 %s, max %s over %d tick events of %d workflows × %d zones every %s (target p99 < 1s: %s); %s", "schedule tick lateness",
 			pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond), len(ls), nw, nz, *schedEvery, verdict, backlog),
@@ -733,6 +807,7 @@ type roleProc struct {
 	exited    chan error
 	httpAddr  string
 	pprofAddr string
+	role      string
 }
 
 func startRole(ctx context.Context, bin, role, natsURL string, pprof bool) (*roleProc, error) {
@@ -740,7 +815,7 @@ func startRole(ctx context.Context, bin, role, natsURL string, pprof bool) (*rol
 	if err != nil {
 		return nil, err
 	}
-	p := &roleProc{stderr: &lockedBuffer{}, exited: make(chan error, 1), httpAddr: httpAddr}
+	p := &roleProc{stderr: &lockedBuffer{}, exited: make(chan error, 1), httpAddr: httpAddr, role: role}
 	adminAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -804,14 +879,30 @@ func (p *roleProc) stop() {
 type profileFetch struct {
 	done chan error
 	file string
+	what string
 }
 
 // profile fetches a CPU profile of the process (its pprof listener) over
 // the next d into file.
 func (p *roleProc) profile(file string, d time.Duration) *profileFetch {
-	f := &profileFetch{done: make(chan error, 1), file: file}
+	return p.fetchProfile(file, fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), p.role+" CPU profile")
+}
+
+// heapProfile fetches a heap profile of the process now into file.
+func (p *roleProc) heapProfile(file string) *profileFetch {
+	return p.fetchProfile(file, "heap", p.role+" heap profile")
+}
+
+func (p *roleProc) fetchProfile(file, path, what string) *profileFetch {
+	return fetchProfile(p.pprofAddr, file, path, what)
+}
+
+// fetchProfile fetches /debug/pprof/<path> from the pprof listener at addr
+// into file.
+func fetchProfile(addr, file, path, what string) *profileFetch {
+	f := &profileFetch{done: make(chan error, 1), file: file, what: what}
 	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.pprofAddr, int(d.Seconds())))
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", addr, path))
 		if err != nil {
 			f.done <- err
 			return
@@ -830,8 +921,8 @@ func (p *roleProc) profile(file string, d time.Duration) *profileFetch {
 
 func (f *profileFetch) wait(b *bench) {
 	if err := <-f.done; err != nil {
-		b.printf("  router CPU profile: %v\n", err)
+		b.printf("  %s: %v\n", f.what, err)
 		return
 	}
-	b.printf("  router CPU profile in %s (go tool pprof -top %s)\n", f.file, f.file)
+	b.printf("  %s in %s (go tool pprof -top %s)\n", f.what, f.file, f.file)
 }
