@@ -247,6 +247,17 @@ func (e *schedEnv) start(ctx context.Context, dir string) (err error) {
 	return nil
 }
 
+// cpu is the CPU time each process has used: the nats-server, the router
+// and the scheduler. An embedded server's is sbbench's own (its measuring
+// is a small part of it).
+func (e *schedEnv) cpu() [3]time.Duration {
+	var c [3]time.Duration
+	for i, pid := range []int{e.serverPID(), e.router.pid(), e.scheduler.pid()} {
+		c[i], _ = procCPU(pid)
+	}
+	return c
+}
+
 // serverPID is the nats-server's process: its own, or sbbench's when embedded.
 func (e *schedEnv) serverPID() int {
 	if p, ok := e.ns.(*natsProc); ok {
@@ -501,6 +512,7 @@ func (e *schedEnv) fanout(ctx context.Context) error {
 		prof = e.router.profile(*schedProfile, 60*time.Second)
 	}
 	b.printf("schedule: fan-out of one tick to %d users, load average %s\n", n, loadavg())
+	cpu0 := e.cpu()
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	body, err := e.call(cctx, "http://"+e.scheduler.httpAddr, http.MethodPost, "/v1/projects/"+schedProject+"/workflows/fanout/schedule/trigger", "application/json", nil, http.StatusAccepted)
@@ -581,6 +593,8 @@ func (e *schedEnv) fanout(ctx context.Context) error {
 			b.printf("    %s\n", x[:min(len(x), 400)])
 		}
 	}
+	cpu1, cpuWall := e.cpu(), time.Since(start).Seconds()
+	cores := func(i int) float64 { return (cpu1[i] - cpu0[i]).Seconds() / cpuWall }
 	_, rHWM := e.router.mem()
 	_, sHWM := e.scheduler.mem()
 	fromStored := ""
@@ -596,7 +610,9 @@ func (e *schedEnv) fanout(ctx context.Context) error {
 		e.router.rss(), rHWM, e.scheduler.rss(), sHWM, loadavg())
 	b.summary = append(b.summary,
 		fmt.Sprintf("%-28s %d of %d runs in RUNS after %s (target ≤ 60s: %s)%s, the first after %s, %d decision pages", "schedule fan-out", got, n, took.Round(100*time.Millisecond), verdict, fromStored, firstRun.Round(100*time.Millisecond), pagesNew),
-		fmt.Sprintf("%-28s router VmHWM %.0f MB, scheduler VmHWM %.0f MB (separate processes); load average %s", "schedule fan-out RSS", rHWM, sHWM, loadavg()),
+		fmt.Sprintf("%-28s router VmHWM %.0f MB, scheduler VmHWM %.0f MB (separate processes), nats-server (%s) VmRSS %.0f MB; load average %s", "schedule fan-out RSS", rHWM, sHWM,
+			*schedNATS, func() float64 { r, _, _ := procMem(e.serverPID()); return r }(), loadavg()),
+		fmt.Sprintf("%-28s nats-server %.2f, router %.2f, scheduler %.2f (from the trigger to the last run)", "schedule fan-out CPU cores", cores(0), cores(1), cores(2)),
 	)
 	return nil
 }
@@ -684,15 +700,7 @@ func (e *schedEnv) lateness(ctx context.Context) error {
 		prof = e.scheduler.profile(*schedLateProf, min(*schedFor, 60*time.Second))
 	}
 	var rHWM, sHWM float64
-	// CPU used by each process over the window: the in-process server's is
-	// sbbench's own (its measuring is a small part of it).
-	cpuNow := func() [3]time.Duration {
-		var c [3]time.Duration
-		for i, pid := range []int{e.serverPID(), e.router.pid(), e.scheduler.pid()} {
-			c[i], _ = procCPU(pid)
-		}
-		return c
-	}
+	cpuNow := e.cpu
 	for time.Now().Before(from) {
 		select {
 		case <-ctx.Done():
