@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/switchboard-hq/switchboard/pkg/access"
 	"github.com/switchboard-hq/switchboard/pkg/catalog"
@@ -36,8 +37,9 @@ const Name = "history"
 
 // Options configure the history role.
 type Options struct {
-	// NC answers the executor's run-state questions and a replay's wait
-	// for the router's decision.
+	// NC answers the executor's run-state questions and other roles'
+	// decision queries (decision.go), and carries a replay's wait for the
+	// router's decision.
 	NC *nats.Conn
 	JS jetstream.JetStream
 	// Triggers publishes replays (the one trigger producer).
@@ -64,6 +66,8 @@ type Service struct {
 	store *readmodel.Store
 	stop  context.CancelFunc
 	done  chan error
+	// decisions serves the decision query (decision.go).
+	decisions micro.Service
 	// failed is why the follower stopped early (a file that cannot be
 	// written); the role is then not ready.
 	failed atomic.Pointer[error]
@@ -105,6 +109,12 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := store.ServeRunState(bg, s.opts.NC); err != nil {
 		stop()
 		_ = store.Close()
+		return err
+	}
+	if s.decisions, err = s.serveDecisions(); err != nil {
+		stop()
+		_ = store.Close()
+		s.store = nil // nothing runs for Stop to wait for
 		return err
 	}
 	go func() {
@@ -162,6 +172,12 @@ func (s *Service) Register(e *echo.Echo) {
 func (s *Service) Stop(context.Context) error {
 	if s.store == nil {
 		return nil
+	}
+	// Queries stop before the file closes under them. One that cannot be
+	// drained (the connection is going) fails a query, not the stop: what
+	// Stop protects is the file.
+	if err := s.decisions.Stop(); err != nil {
+		s.log.Warn("history: stopping the decision query", "err", err)
 	}
 	s.stop()
 	runErr := <-s.done

@@ -100,17 +100,16 @@ func (s *Service) getEvent(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := s.store.GetDecision(pr.Project, c.Param("event"))
-	if errors.Is(err, readmodel.ErrNotFound) {
-		if err := s.rebuilding(c); err != nil {
-			return err
-		}
+	// The lookup the decision query serves too (decision.go).
+	d, err := s.decision(pr.Project, c.Param("event"))
+	if err == nil && pr.Role == access.RoleUser && d.User != pr.User {
+		err = eventNotFound(c.Param("event"))
 	}
-	if errors.Is(err, readmodel.ErrNotFound) || (err == nil && pr.Role == access.RoleUser && d.User != pr.User) {
-		return apierr.NotFound("event_not_found", "event %q does not exist or has not been routed yet", c.Param("event"))
+	if ae, ok := apierr.As(err); ok && ae.Code == CodeRebuilding {
+		setRetryAfter(c)
 	}
 	if err != nil {
-		return apierr.Internal(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, d)
 }
@@ -124,11 +123,24 @@ const RebuildRetryAfter = 2
 // not hold yet may well exist, and a 404 would say it does not. Nil
 // otherwise.
 func (s *Service) rebuilding(c *echo.Context) error {
+	if rb := s.rebuildingErr(); rb != nil {
+		setRetryAfter(c)
+		return rb
+	}
+	return nil
+}
+
+// rebuildingErr is rebuilding's answer without the HTTP header, for the
+// decision query too; nil when the read model is not being rebuilt.
+func (s *Service) rebuildingErr() *apierr.Error {
 	rb, ok := s.store.Rebuilding()
 	if !ok {
 		return nil
 	}
-	c.Response().Header().Set("Retry-After", strconv.Itoa(RebuildRetryAfter))
-	return apierr.New(http.StatusServiceUnavailable, "history_rebuilding",
+	return apierr.New(http.StatusServiceUnavailable, CodeRebuilding,
 		"the run history is being rebuilt from the stream (%d of %d records); retry shortly", rb.Applied, rb.Target).WithDetails(rb)
+}
+
+func setRetryAfter(c *echo.Context) {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(RebuildRetryAfter))
 }

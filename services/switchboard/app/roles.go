@@ -1,15 +1,21 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/nats-io/nats.go"
 
+	"github.com/switchboard-hq/switchboard/pkg/runs"
 	"github.com/switchboard-hq/switchboard/pkg/service"
 	lifecycle "github.com/switchboard-hq/switchboard/services/connection-lifecycle"
 	"github.com/switchboard-hq/switchboard/services/history"
@@ -161,5 +167,46 @@ func buildIngress(d *Deps, o *Options) (service.Role, error) {
 func buildScheduler(d *Deps, o *Options) (service.Role, error) {
 	return scheduler.New(scheduler.Options{
 		JS: d.JS, Catalog: d.Catalog, Directory: d.Directory, Triggers: d.Triggers, Access: d.Access, Logger: d.Logger,
+		// The schedule API's run counts come from the history role's
+		// decision query wherever that role runs: in another process (split
+		// mode) or this one, where the query is an in-process round trip.
+		// The scheduler holds no read model of its own.
+		Decisions: (&historyDecisions{nc: d.NC}).get,
 	})
+}
+
+// decisionTimeout bounds one decision query: the history role answers from
+// its local file. decisionQuiet is how long queries are skipped after one
+// timed out.
+const (
+	decisionTimeout = 2 * time.Second
+	decisionQuiet   = 10 * time.Second
+)
+
+// errHistoryQuiet answers the queries skipped after a timeout.
+var errHistoryQuiet = errors.New("the history role did not answer a decision query lately; skipped")
+
+// historyDecisions is the scheduler's Decisions over the history role's
+// decision query (history.QueryDecision).
+type historyDecisions struct {
+	nc *nats.Conn
+	// quietUntil (Unix nanoseconds) skips queries after one timed out: a
+	// schedule view asks once per fired tick's event, and a history role
+	// that is up but stuck would otherwise make it wait decisionTimeout for
+	// each. The view then shows no counts, as when no history role runs
+	// (which the server answers at once: no responders).
+	quietUntil atomic.Int64
+}
+
+func (h *historyDecisions) get(project, eventID string) (*runs.Decision, error) {
+	if time.Now().UnixNano() < h.quietUntil.Load() {
+		return nil, errHistoryQuiet
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), decisionTimeout)
+	defer cancel()
+	d, err := history.QueryDecision(ctx, h.nc, project, eventID)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		h.quietUntil.Store(time.Now().Add(decisionQuiet).UnixNano())
+	}
+	return d, err
 }
