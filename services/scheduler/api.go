@@ -114,7 +114,7 @@ func (s *Service) View(ctx context.Context, w *workflow.Workflow, sched *schedul
 			}
 			zs.Next = append(zs.Next, t.UTC())
 		}
-		st, _, err := s.readState(ctx, jobKey{w.Project, w.ID, z})
+		st, err := s.cachedState(ctx, jobKey{w.Project, w.ID, z})
 		if err != nil {
 			return nil, err
 		}

@@ -173,6 +173,10 @@ type job struct {
 	stAt   time.Time
 	// armed is the latest tick handed to the due timers (under stMu).
 	armed time.Time
+	// dirty: st holds fired ticks not stored yet (deferState); storedAt is
+	// when the bucket last held everything st does.
+	dirty    bool
+	storedAt time.Time
 }
 
 // New returns the scheduler role.
@@ -275,6 +279,7 @@ func (s *Service) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		s.flushStates(false)
 		refresh := time.Since(lastZones) >= s.opts.ZoneRefresh
 		if rev := s.opts.Catalog.Revision(); !refresh && rev == lastRev {
 			continue
@@ -330,8 +335,13 @@ func (s *Service) reconcile(ctx context.Context, refreshZones bool) error {
 	}
 	s.mu.Lock()
 	var add []*job
+	var flushes []stateWrite
 	for k, j := range s.jobs {
 		if n, ok := want[k]; !ok || n.fp != j.fp {
+			// Its ticks kept in the cache are stored, not lost with it.
+			if w, ok := j.flushWrite(true); ok {
+				flushes = append(flushes, w)
+			}
 			if err := s.cron.RemoveJob(j.id); err != nil && !errors.Is(err, gocron.ErrJobNotFound) {
 				errs = append(errs, err)
 			}
@@ -353,6 +363,9 @@ func (s *Service) reconcile(ctx context.Context, refreshZones bool) error {
 		add = append(add, j)
 	}
 	s.mu.Unlock()
+	for _, w := range flushes {
+		s.writes <- w
+	}
 	for _, j := range add {
 		if err := s.addJob(ctx, j); err != nil {
 			errs = append(errs, err)
@@ -484,7 +497,7 @@ func (s *Service) tick(ctx context.Context, j *job) {
 	// Ticks armed earlier whose timers have not fired though they are due
 	// (the clock jumped, the timers lag) go first and in order: a later
 	// tick published before them would make them look fired already.
-	for _, t := range s.takeDue(j, now) {
+	for _, t := range s.takeDue(j, now.Add(-dueGrace)) {
 		if _, err := s.fire(ctx, j, t, false); err != nil {
 			s.log.Error("tick not published", "project", j.key.project, "workflow", j.key.workflow, "zone", j.key.zone,
 				"nominal", t.UTC(), "err", err)
@@ -533,6 +546,12 @@ func (s *Service) tick(ctx context.Context, j *job) {
 // instant then queues all of that instant's ticks to the publishers at
 // once.
 const armAhead = 3 * time.Second
+
+// dueGrace is how overdue an armed tick must be before the job's next run
+// fires it itself (takeDue): with an interval that divides armAhead (every
+// 1 s, 3 s) that run starts at the very instant another tick's timer fires,
+// and those ticks belong to their timer and the publishers.
+const dueGrace = 250 * time.Millisecond
 
 // dueTicks are the jobs whose tick is at one nominal instant.
 type dueTicks struct {

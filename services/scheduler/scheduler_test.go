@@ -398,6 +398,42 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 	}
 }
 
+// A job's state is stored at most every stateEvery while its ticks come
+// faster, the ticks in between kept in its cache: the schedule view shows
+// them at once, and Stop stores them, so the bucket's last tick is the
+// newest on TRIGGERS after a clean stop.
+func TestDeferredStateStoredOnStop(t *testing.T) {
+	e := newEnv(t)
+	e.apply(`kind: Workflow
+id: w
+trigger: {type: schedule, every: 2s, timezone: UTC}
+steps: [{id: a, type: http, url: "https://example.com"}]
+`)
+	svc, stop := e.start(nil)
+	eventually(t, "4 ticks", func() (bool, string) {
+		n := byNominal(e.ticks())
+		return len(n) >= 4, fmt.Sprint(n)
+	})
+	w, _ := e.cat.Workflow(project, "w")
+	v, err := svc.View(e.ctx(), w, w.Trigger.Schedule(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Zones) != 1 || len(v.Zones[0].Recent) < 4 {
+		t.Fatalf("view %+v: want the 4 fired ticks, cached or stored", v.Zones)
+	}
+	stop()
+	var newest time.Time
+	for _, tk := range e.ticks() {
+		if tk.nominal.After(newest) {
+			newest = tk.nominal
+		}
+	}
+	if st := e.state("w", "UTC"); !st.Last.Equal(newest) {
+		t.Errorf("stored last tick %s after stop, want the newest on TRIGGERS %s", st.Last, newest)
+	}
+}
+
 // A replica whose clock is behind the stored last tick publishes nothing
 // (the clock went backwards, or it lags another replica by more than the
 // dedupe window).
@@ -603,9 +639,12 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 		}
 		clock.Advance(time.Second)
 		want := start.Truncate(time.Second).Add(time.Duration(i) * time.Second)
+		// Tick i is on TRIGGERS (one event a tick: Shards 1) before the
+		// clock moves on. Not the stored state: it is stored every
+		// stateEvery of real time, not every tick.
 		deadline := time.Now().Add(waitFor)
 		for {
-			if st := e.stateMaybe("w", "UTC"); !st.Last.Before(want) {
+			if e.tickCount() >= i {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -630,21 +669,22 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 	}
 }
 
-// stateMaybe is the stored state, or a zero one before the first tick.
-func (e *env) stateMaybe(w, zone string) scheduler.State {
+// tickCount is how many events TRIGGERS holds for the test's project.
+func (e *env) tickCount() int {
 	e.t.Helper()
-	en, err := e.kv().Get(e.ctx(), stateKey(w, zone))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return scheduler.State{}
-	}
+	s, err := e.srv.JS.Stream(e.ctx(), subjects.StreamTriggers)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var st scheduler.State
-	if err := json.Unmarshal(en.Value(), &st); err != nil {
+	info, err := s.Info(e.ctx(), jetstream.WithSubjectFilter(subjects.TriggersOfProject(project)))
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	return st
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
 }
 
 // A tick of a small zone is one event, a large zone's one event per shard:

@@ -134,20 +134,106 @@ func (s *Service) jobState(ctx context.Context, j *job) (State, uint64, error) {
 			return State{}, 0, err
 		}
 		j.remember(st, rev)
-		return st, rev, nil
+		j.stMu.Lock()
 	}
 	defer j.stMu.Unlock()
 	return j.st, j.stRev, nil
 }
 
 // remember caches the state the job read or stored at rev; an older one
-// than cached (a slower concurrent run of the job) is ignored.
+// than cached (a slower concurrent run of the job) is ignored. Ticks kept
+// in the cache and not stored yet (deferState) that are newer than st stay
+// cached, on st's revision.
 func (j *job) remember(st State, rev uint64) {
 	j.stMu.Lock()
 	defer j.stMu.Unlock()
-	if rev >= j.stRev {
-		j.st, j.stRev, j.stAt = st, rev, time.Now()
+	if rev < j.stRev {
+		return
 	}
+	if j.dirty && j.st.Last.After(st.Last) {
+		j.stRev, j.stAt = rev, time.Now()
+		return
+	}
+	j.st, j.stRev, j.stAt, j.dirty, j.storedAt = st, rev, time.Now(), false, time.Now()
+}
+
+// stateEvery is how often at most a job's state is stored while its ticks
+// come faster: a tick within stateEvery of the last stored state is kept
+// in the job's cache (deferState) and stored with a later one or by the
+// flush (flushStates). At ten thousand jobs every 5 s a compare-and-set a
+// tick was the scheduler's largest cost after the publish. What the bucket
+// may lack after a crash — up to stateEvery of fired ticks — is within the
+// duplicate window (2 minutes by default): a replica catching up publishes
+// them again under the same ids and JetStream keeps one; the executor looks
+// such old ticks' runs up before running them.
+const stateEvery = 15 * time.Second
+
+// deferState keeps fired tick nominal (checked against revision rev) in
+// the job's cache instead of storing it now, when the state was stored less
+// than stateEvery ago and nothing changed the cache since the check.
+func (j *job) deferState(nominal time.Time, ids []string, rev uint64, at time.Time) bool {
+	j.stMu.Lock()
+	defer j.stMu.Unlock()
+	if j.stRev != rev || j.storedAt.IsZero() || time.Since(j.storedAt) >= stateEvery {
+		return false
+	}
+	st := j.st
+	st.Recent = slices.Clone(j.st.Recent)
+	if advance(nominal, ids, false, at)(&st) {
+		j.st, j.stAt, j.dirty = st, time.Now(), true
+	}
+	return true
+}
+
+// flushWrite is the write of the job's cached state when it holds ticks
+// not stored and was stored stateEvery ago or more (any time, with all).
+func (j *job) flushWrite(all bool) (stateWrite, bool) {
+	j.stMu.Lock()
+	defer j.stMu.Unlock()
+	if !j.dirty || len(j.st.Recent) == 0 || (!all && time.Since(j.storedAt) < stateEvery) {
+		return stateWrite{}, false
+	}
+	// Not flushed again before this write is answered (or, failed, before
+	// stateEvery has passed again).
+	j.storedAt = time.Now()
+	newest := j.st.Recent[len(j.st.Recent)-1]
+	st := j.st
+	st.Recent = slices.Clone(j.st.Recent)
+	return stateWrite{j: j, nominal: newest.Nominal, ids: newest.Events, st: st, rev: j.stRev, at: newest.At, flush: true}, true
+}
+
+// flushStates queues the writes of the jobs' deferred ticks (all of them
+// with all: on stop).
+func (s *Service) flushStates(all bool) {
+	s.mu.Lock()
+	jobs := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		jobs = append(jobs, j)
+	}
+	s.mu.Unlock()
+	for _, j := range jobs {
+		if w, ok := j.flushWrite(all); ok {
+			s.writes <- w
+		}
+	}
+}
+
+// cachedState is the state the job of k holds, when this replica runs it
+// (with ticks not stored yet), else the stored one.
+func (s *Service) cachedState(ctx context.Context, k jobKey) (State, error) {
+	s.mu.Lock()
+	j := s.jobs[k]
+	s.mu.Unlock()
+	if j != nil {
+		j.stMu.Lock()
+		st, known := j.st, !j.stAt.IsZero()
+		j.stMu.Unlock()
+		if known {
+			return st, nil
+		}
+	}
+	st, _, err := s.readState(ctx, k)
+	return st, err
 }
 
 func isWrongSequence(err error) bool {
@@ -279,6 +365,9 @@ type stateWrite struct {
 	st      State
 	rev     uint64
 	at      time.Time
+	// flush: st holds the ticks already (the cache's deferred ones, the
+	// newest being nominal); it is stored as it is.
+	flush bool
 }
 
 // startPipeline starts the publishers and the state writer.
@@ -303,6 +392,7 @@ func (s *Service) stopPipeline() {
 	close(s.fires)
 	s.queueMu.Unlock()
 	s.pubs.Wait()
+	s.flushStates(true)
 	close(s.writes)
 	<-s.writerDone
 }
@@ -330,7 +420,11 @@ func (s *Service) publisher() {
 			continue
 		}
 		if ids != nil {
-			s.writes <- stateWrite{j: f.j, nominal: f.nominal, ids: ids, st: st, rev: rev, at: s.opts.Now().UTC()}
+			at := s.opts.Now().UTC()
+			if f.j.deferState(f.nominal, ids, rev, at) {
+				continue
+			}
+			s.writes <- stateWrite{j: f.j, nominal: f.nominal, ids: ids, st: st, rev: rev, at: at}
 		}
 	}
 }
@@ -369,7 +463,7 @@ func (s *Service) writeStates(batch []stateWrite) {
 	for i, w := range batch {
 		st := w.st
 		st.Recent = slices.Clone(w.st.Recent)
-		if !advance(w.nominal, w.ids, false, w.at)(&st) {
+		if !w.flush && !advance(w.nominal, w.ids, false, w.at)(&st) {
 			continue
 		}
 		b, err := json.Marshal(st)
