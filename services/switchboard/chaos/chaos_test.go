@@ -155,18 +155,8 @@ func devKill(t *testing.T, s *suite, f *figures) {
 // AckWait to whichever pulls it.
 func routerKill(t *testing.T, s *suite, f *figures) {
 	logDir := scenarioDir(t, s, "router-kill")
-	natsAddr := freeAddr(t)
-	ns := newNATSServer(t, s.bins.natsServer, natsAddr, t.TempDir(), logDir)
-	ns.start(t)
-	ns.waitReady(t, 20*time.Second)
-	admin, common := serveEnv(t, "nats://"+natsAddr)
-
-	front, frontAddr := newServe(t, s, "front", "ingress,history,connection-lifecycle", common, logDir)
-	front.start(t)
-	front.waitReady(t, 60*time.Second)
-	a := newAPI(frontAddr)
-	l := newListener(t)
-	key := createProject(t, a, admin)
+	fr := startFront(t, s, logDir, "front", "ingress,history,connection-lifecycle")
+	a, key, l, common, natsURL := fr.api, fr.key, fr.listener, fr.common, fr.natsURL
 	setupTenant(t, a, key, l.srv.URL)
 
 	// The routers start after the documents are applied, so their first
@@ -192,7 +182,7 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 	routers[0].waitReady(t, 60*time.Second)
 	wait()
 	f.Kills = routers[0].kills
-	finish(t, f, a, key, "nats://"+natsAddr, res, l, false)
+	finish(t, f, a, key, natsURL, res, l, false)
 }
 
 // natsKill: nats-server killed twice under one `switchboard serve --role
@@ -208,18 +198,8 @@ func routerKill(t *testing.T, s *suite, f *figures) {
 // flight lose their acks and their retries meet events that may be stored.
 func natsKill(t *testing.T, s *suite, f *figures) {
 	logDir := scenarioDir(t, s, "nats-kill")
-	natsAddr := freeAddr(t)
-	ns := newNATSServer(t, s.bins.natsServer, natsAddr, t.TempDir(), logDir)
-	ns.start(t)
-	ns.waitReady(t, 20*time.Second)
-	admin, common := serveEnv(t, "nats://"+natsAddr)
-
-	sb, addr := newServe(t, s, "switchboard", "all", common, logDir)
-	sb.start(t)
-	sb.waitReady(t, 60*time.Second)
-	a := newAPI(addr)
-	l := newListener(t)
-	key := createProject(t, a, admin)
+	fr := startFront(t, s, logDir, "switchboard", "all")
+	a, key, l, ns, natsURL := fr.api, fr.key, fr.listener, fr.ns, fr.natsURL
 	setupTenant(t, a, key, l.srv.URL)
 
 	res := newLoadResult()
@@ -238,11 +218,11 @@ func natsKill(t *testing.T, s *suite, f *figures) {
 		ns.start(t)
 		t.Logf("nats-server down for %s", time.Since(killed).Round(time.Millisecond))
 		ns.waitReady(t, 20*time.Second)
-		sb.waitReady(t, 60*time.Second)
+		fr.proc.waitReady(t, 60*time.Second)
 	}
 	wait()
 	f.Kills = ns.kills
-	finish(t, f, a, key, "nats://"+natsAddr, res, l, true)
+	finish(t, f, a, key, natsURL, res, l, true)
 }
 
 // minOutage is the shortest first outage of natsKill: long enough for the
@@ -288,6 +268,37 @@ func serveEnv(t *testing.T, natsURL string) (admin string, env []string) {
 		"SWITCHBOARD_DRAIN_DELAY=0s",
 		"SWITCHBOARD_SHUTDOWN_TIMEOUT=10s",
 	}
+}
+
+// front is what a scenario starts from: a stock nats-server process and a
+// Switchboard process with the given roles, ready, with the project made.
+type front struct {
+	ns       *proc // the nats-server
+	natsURL  string
+	common   []string
+	proc     *proc // the front process
+	api      api
+	key      string
+	listener *listener
+}
+
+func startFront(t *testing.T, s *suite, logDir, name, roles string) *front {
+	t.Helper()
+	natsAddr := freeAddr(t)
+	f := &front{natsURL: "nats://" + natsAddr}
+	f.ns = newNATSServer(t, s.bins.natsServer, natsAddr, t.TempDir(), logDir)
+	f.ns.start(t)
+	f.ns.waitReady(t, 20*time.Second)
+	admin, common := serveEnv(t, f.natsURL)
+	f.common = common
+	var addr string
+	f.proc, addr = newServe(t, s, name, roles, common, logDir)
+	f.proc.start(t)
+	f.proc.waitReady(t, 60*time.Second)
+	f.api = newAPI(addr)
+	f.listener = newListener(t)
+	f.key = createProject(t, f.api, admin)
+	return f
 }
 
 // adminAddrEnv gives a process its own admin listener (/metrics): the

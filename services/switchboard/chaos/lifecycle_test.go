@@ -40,22 +40,11 @@ steps:
 // none lost (what the dead replica held comes back after AckWait), none
 // doubled (the outbox and the events' dedupe keys).
 func TestLifecycleKill(t *testing.T) {
-	bins := buildBinaries(t, t.TempDir())
-	s := &suite{bins: bins}
+	s := &suite{bins: buildBinaries(t, t.TempDir())}
 	logDir := t.TempDir()
 	t.Logf("process logs in %s", logDir)
-	natsAddr := freeAddr(t)
-	ns := newNATSServer(t, bins.natsServer, natsAddr, t.TempDir(), logDir)
-	ns.start(t)
-	ns.waitReady(t, 20*time.Second)
-	admin, common := serveEnv(t, "nats://"+natsAddr)
-
-	front, frontAddr := newServe(t, s, "front", "ingress,history,router", common, logDir)
-	front.start(t)
-	front.waitReady(t, 60*time.Second)
-	a := newAPI(frontAddr)
-	l := newListener(t)
-	key := createProject(t, a, admin)
+	fr := startFront(t, s, logDir, "front", "ingress,history,router")
+	a, key, l, common := fr.api, fr.key, fr.listener, fr.common
 	a.must(t, http.StatusOK, "POST", "/v1/projects/"+project+"/apply", key, lifecycleDocs(l.srv.URL), nil)
 
 	doomed, _ := newServe(t, s, "lifecycle-a", "connection-lifecycle", common, logDir)

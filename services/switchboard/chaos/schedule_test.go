@@ -36,22 +36,11 @@ steps:
 // other replica fires it), none doubled (tick and run ids derive from the
 // nominal time, so JetStream keeps one of each).
 func TestSchedulerKill(t *testing.T) {
-	bins := buildBinaries(t, t.TempDir())
-	s := &suite{bins: bins}
+	s := &suite{bins: buildBinaries(t, t.TempDir())}
 	logDir := t.TempDir()
 	t.Logf("process logs in %s", logDir)
-	natsAddr := freeAddr(t)
-	ns := newNATSServer(t, bins.natsServer, natsAddr, t.TempDir(), logDir)
-	ns.start(t)
-	ns.waitReady(t, 20*time.Second)
-	admin, common := serveEnv(t, "nats://"+natsAddr)
-
-	front, frontAddr := newServe(t, s, "front", "ingress,history,connection-lifecycle", common, logDir)
-	front.start(t)
-	front.waitReady(t, 60*time.Second)
-	a := newAPI(frontAddr)
-	l := newListener(t)
-	key := createProject(t, a, admin)
+	fr := startFront(t, s, logDir, "front", "ingress,history,connection-lifecycle")
+	a, key, l, common := fr.api, fr.key, fr.listener, fr.common
 	const users = 4
 	for i := range users {
 		a.must(t, http.StatusOK, "PUT", fmt.Sprintf("/v1/projects/%s/users/u%d", project, i), key, map[string]any{"metadata": map[string]any{}}, nil)
