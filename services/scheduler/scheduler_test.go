@@ -214,6 +214,13 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) {
 	}
 }
 
+// utcSchedule is workflow w on a schedule in UTC: fields are the
+// trigger's after its type and zone, e.g. "every: 1s, catchup: all".
+func utcSchedule(fields string) string {
+	return "kind: Workflow\nid: w\ntrigger: {type: schedule, timezone: UTC, " + fields + "}\n" +
+		"steps: [{id: a, type: http, url: \"https://example.com\"}]\n"
+}
+
 const everySecond = `kind: Workflow
 id: w
 trigger: {type: schedule, every: 1s, timezoneFrom: user.metadata.timezone}
@@ -353,11 +360,7 @@ func TestCatchUpOnStart(t *testing.T) {
 	}{{"once", 1}, {"skip", 0}} {
 		t.Run(tc.policy, func(t *testing.T) {
 			e := newEnv(t)
-			e.apply(`kind: Workflow
-id: w
-trigger: {type: schedule, every: 1s, timezone: UTC, catchup: ` + tc.policy + `, catchupWindow: 1h}
-steps: [{id: a, type: http, url: "https://example.com"}]
-`)
+			e.apply(utcSchedule("every: 1s, catchup: " + tc.policy + ", catchupWindow: 1h"))
 			// The state of a scheduler that last fired 30 s ago.
 			last := time.Now().UTC().Truncate(time.Second).Add(-30 * time.Second)
 			e.putState("w", "UTC", scheduler.State{Last: last})
@@ -404,11 +407,7 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 // newest on TRIGGERS after a clean stop.
 func TestDeferredStateStoredOnStop(t *testing.T) {
 	e := newEnv(t)
-	e.apply(`kind: Workflow
-id: w
-trigger: {type: schedule, every: 2s, timezone: UTC}
-steps: [{id: a, type: http, url: "https://example.com"}]
-`)
+	e.apply(utcSchedule("every: 2s"))
 	svc, stop := e.start(nil)
 	eventually(t, "4 ticks", func() (bool, string) {
 		n := byNominal(e.ticks())
@@ -439,11 +438,7 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 // dedupe window).
 func TestClockBackwardsNoRepeat(t *testing.T) {
 	e := newEnv(t)
-	e.apply(`kind: Workflow
-id: w
-trigger: {type: schedule, every: 1s, timezone: UTC, catchup: all}
-steps: [{id: a, type: http, url: "https://example.com"}]
-`)
+	e.apply(utcSchedule("every: 1s, catchup: all"))
 	_, stop := e.start(nil)
 	eventually(t, "3 ticks", func() (bool, string) {
 		n := byNominal(e.ticks())
@@ -505,11 +500,7 @@ func (e *env) state(w, zone string) scheduler.State {
 // after the job starts (which have no gocron run) are not skipped.
 func TestTicksPublishedAtTheirNominalTime(t *testing.T) {
 	e := newEnv(t)
-	e.apply(`kind: Workflow
-id: w
-trigger: {type: schedule, every: 1s, timezone: UTC, catchup: skip}
-steps: [{id: a, type: http, url: "https://example.com"}]
-`)
+	e.apply(utcSchedule("every: 1s, catchup: skip"))
 	e.start(nil)
 	// Start adds the job before it returns, so the first tick is the next
 	// whole second at the latest.
@@ -545,11 +536,7 @@ steps: [{id: a, type: http, url: "https://example.com"}]
 // catch-up policy: with catchup: all no second is lost.
 func TestLateTimerCatchesUp(t *testing.T) {
 	e := newEnv(t)
-	e.apply(`kind: Workflow
-id: w
-trigger: {type: schedule, every: 1s, timezone: UTC, catchup: all}
-steps: [{id: a, type: http, url: "https://example.com"}]
-`)
+	e.apply(utcSchedule("every: 1s, catchup: all"))
 	var offset atomic.Int64
 	e.start(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) })
 	eventually(t, "2 ticks", func() (bool, string) {
@@ -600,11 +587,7 @@ func simulatedTicks(t *testing.T) int {
 func TestSimulatedTicksTwoReplicas(t *testing.T) {
 	n := simulatedTicks(t)
 	e := newEnv(t)
-	e.apply(`kind: Workflow
-id: w
-trigger: {type: schedule, every: 1s, timezone: UTC, catchup: all}
-steps: [{id: a, type: http, url: "https://example.com"}]
-`)
+	e.apply(utcSchedule("every: 1s, catchup: all"))
 	start := time.Date(2026, 1, 1, 0, 0, 0, 500e6, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
 	replica := func() func() {

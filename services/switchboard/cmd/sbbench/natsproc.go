@@ -95,13 +95,17 @@ func (p *natsProc) Connect(name string) (*nats.Conn, error) { return broker.Conn
 
 func (p *natsProc) pid() int { return p.cmd.Process.Pid }
 
-// Shutdown stops the server (SIGTERM: it flushes and exits) and waits.
-func (p *natsProc) Shutdown() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
+// Shutdown stops the server (it flushes and exits) and waits.
+func (p *natsProc) Shutdown() { interruptAndWait(p.cmd, p.exited, 30*time.Second) }
+
+// interruptAndWait sends cmd SIGINT and waits until it has exited (exited
+// is its Wait's result), killing it after grace.
+func interruptAndWait(cmd *exec.Cmd, exited <-chan error, grace time.Duration) {
+	_ = cmd.Process.Signal(os.Interrupt)
 	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
+	case <-exited:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 }

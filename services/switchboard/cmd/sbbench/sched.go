@@ -874,15 +874,7 @@ func (p *roleProc) mem() (rss, hwm float64) {
 
 func (p *roleProc) rss() float64 { r, _ := p.mem(); return r }
 
-func (p *roleProc) stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.exited:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
+func (p *roleProc) stop() { interruptAndWait(p.cmd, p.exited, 20*time.Second) }
 
 type profileFetch struct {
 	done chan error
